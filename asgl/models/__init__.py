@@ -1,0 +1,55 @@
+"""Model registry: recipe ``model.name`` -> builder ``(recipe, info) -> nn.Module``.
+
+Every model takes the data loader's input (see asgl.layers.to_time_major) and returns per-step logits
+[T, B, K]. Its LIF layers are built from the recipe's ``neuron`` and ``surrogate`` sections.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from asgl.config import Recipe
+from asgl.data import DataInfo
+from asgl.models import digits
+from asgl.neuron import lif_layers, set_noise_prob
+
+Builder = Callable[[Recipe, DataInfo], nn.Module]
+
+MODELS: dict[str, Builder] = {
+    "digits_convnet": digits.digits_convnet,
+}
+
+
+class ModelDataMismatch(ValueError):
+    """The recipe's model cannot take the recipe's data (channels, classes, input kind)."""
+
+
+def check_model_data(recipe: Recipe, info: DataInfo) -> None:
+    """Raise :class:`ModelDataMismatch` when explicit model sizes contradict the dataset."""
+    m = recipe.model
+    if m.num_classes is not None and m.num_classes != info.num_classes:
+        raise ModelDataMismatch(
+            f"model.num_classes = {m.num_classes} but dataset {recipe.data.name!r} has {info.num_classes} classes"
+        )
+    if m.in_channels is not None and m.in_channels != info.in_channels:
+        raise ModelDataMismatch(
+            f"model.in_channels = {m.in_channels} but dataset {recipe.data.name!r} has {info.in_channels} channels"
+        )
+
+
+def build_model(recipe: Recipe, info: DataInfo) -> nn.Module:
+    """The recipe's model for data described by ``info``, with p set to ``noise.prob``."""
+    if recipe.model.name not in MODELS:
+        raise ModelDataMismatch(f"model.name = {recipe.model.name!r}: unknown model; known: {', '.join(MODELS)}")
+    check_model_data(recipe, info)
+    model = MODELS[recipe.model.name](recipe, info)
+    set_noise_prob(model, recipe.noise.prob)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Weights + norm affine parameters (trainable), excluding the LIF layers' neuron parameters."""
+    neuron = {id(p) for _, layer in lif_layers(model) for p in layer.parameters()}
+    return sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in neuron)

@@ -1,0 +1,26 @@
+"""Building blocks shared by the spiking models."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from asgl.config import Recipe
+from asgl.layers import TimeFold, make_norm
+from asgl.neuron import LIF
+
+
+def lif(recipe: Recipe, feature_shape: tuple[int, ...]) -> LIF:
+    """A LIF layer for per-sample features ``feature_shape`` from the recipe's neuron/surrogate/noise."""
+    return LIF(recipe.neuron, recipe.surrogate, feature_shape, recipe.noise.prob)
+
+
+def norm(recipe: Recipe, channels: int, dims: int = 2) -> nn.Module:
+    return make_norm(recipe.neuron.norm, channels, recipe.train.time_steps, dims, recipe.neuron.threshold)
+
+
+def conv_norm_lif(
+    recipe: Recipe, in_ch: int, out_ch: int, out_size: tuple[int, int], stride: int = 1, kernel: int = 3
+) -> nn.Sequential:
+    """conv (no bias) + norm + LIF over [T, B, C, H, W]; ``out_size`` = (H, W) of the output."""
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
+    return nn.Sequential(TimeFold(conv), norm(recipe, out_ch), lif(recipe, (out_ch, *out_size)))

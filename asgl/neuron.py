@@ -1,0 +1,282 @@
+"""The LIF neuron: a functional step, a fused multi-step autograd function, and the module.
+
+One step, input current I[t] ([B, ...]), state ũ[t−1] (ũ[−1] = 0):
+
+    u[t] = γ ũ[t−1] + I[t]              γ = sigmoid(d), d learnable
+    s[t] = spike(u[t] − θ)              ASGL (mixed), SG or Θ
+    ũ[t] = u[t] (1 − s[t])              hard reset; soft: ũ[t] = u[t] − θ s[t]
+    out  = a s[t]                       a = θ ("threshold" amplitude, reference) or 1
+
+Nothing is detached (full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
+``stepwise`` (plain autograd, the reference) and ``fused`` (one autograd function: the forward runs without
+a graph and saves only u [T, B, ...] and the bool mask; the backward recurrence is two ops per step, the
+rest is vectorised over T). A CUDA backend may register itself in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor, nn
+
+from asgl.config import NeuronConfig, SurrogateConfig
+from asgl.spike import draw_mask, heaviside, hybrid_spike, sg_spike
+from asgl.surrogates import SURROGATES, Surrogate, SurrogateWidth
+
+SpikeMode = Literal["asgl", "sg", "heaviside", "analog"]
+
+
+def lif_step(
+    current: Tensor,
+    state: Tensor,
+    gamma: Tensor,
+    theta: Tensor,
+    spike: Callable[[Tensor], Tensor],
+    reset: Literal["hard", "soft"] = "hard",
+    amplitude: Tensor | float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """One LIF step. current, state [B, ...]; returns (output a·s [B, ...], new state ũ [B, ...])."""
+    u = gamma * state + current
+    s = spike(u - theta)
+    new_state = u * (1 - s) if reset == "hard" else u - theta * s
+    return amplitude * s, new_state
+
+
+def make_spike(
+    mode: SpikeMode, surrogate: Surrogate, k: Tensor, mask: Tensor | None, width_grad: str
+) -> Callable[[Tensor], Tensor]:
+    """The spike function x -> s of a mode; ``mask`` [B, ...] bool is used by ``asgl`` only."""
+    if mode == "heaviside":
+        return heaviside
+    if mode == "sg":
+        return lambda x: sg_spike(x, k, surrogate)
+    if mode == "analog":
+        return lambda x: surrogate.H(x, k)
+    return lambda x: hybrid_spike(x, k, surrogate, mask, width_grad)
+
+
+def lif_stepwise(
+    current: Tensor,
+    gamma: Tensor,
+    theta: Tensor,
+    k: Tensor,
+    surrogate: Surrogate,
+    mode: SpikeMode,
+    mask: Tensor | None,
+    reset: Literal["hard", "soft"],
+    amplitude_threshold: bool,
+    width_grad: str = "all",
+) -> Tensor:
+    """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...]."""
+    state = torch.zeros_like(current[0])
+    amplitude = theta if amplitude_threshold else 1.0
+    outs = []
+    for t in range(current.shape[0]):
+        spike = make_spike(mode, surrogate, k, None if mask is None else mask[t], width_grad)
+        out, state = lif_step(current[t], state, gamma, theta, spike, reset, amplitude)
+        outs.append(out)
+    return torch.stack(outs)
+
+
+def _spike_values(x: Tensor, y: Tensor, surrogate: Surrogate, mode: SpikeMode, mask: Tensor | None) -> Tensor:
+    """Forward spike values for x = u − θ and y = k x (any shape)."""
+    if mode in ("heaviside", "sg"):
+        return heaviside(x)
+    if mode == "analog":
+        return surrogate.step(y)
+    return torch.where(mask, heaviside(x), surrogate.step(y))
+
+
+class _FusedLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, current, gamma, theta, k, mask, surrogate, mode, hard_reset, amplitude_threshold, width_analog):
+        steps = current.shape[0]
+        u_all = torch.empty_like(current)
+        spikes = torch.empty_like(current)
+        state = torch.zeros_like(current[0])
+        for t in range(steps):
+            u = torch.addcmul(current[t], state, gamma, out=u_all[t])
+            x = u - theta
+            s = _spike_values(x, k * x, surrogate, mode, None if mask is None else mask[t])
+            spikes[t] = s
+            state = u * (1 - s) if hard_reset else u - theta * s
+        ctx.save_for_backward(u_all, gamma, theta, k, mask)
+        ctx.config = (surrogate, mode, hard_reset, amplitude_threshold, width_analog)
+        return spikes.mul_(theta) if amplitude_threshold else spikes
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        u, gamma, theta, k, mask = ctx.saved_tensors
+        surrogate, mode, hard_reset, amplitude_threshold, width_analog = ctx.config
+        x = u - theta
+        y = k * x
+        s = _spike_values(x, y, surrogate, mode, mask)
+        density = torch.zeros_like(y) if mode == "heaviside" else surrogate.density(y)  # f(kx)
+        h = k * density
+        amp = theta if amplitude_threshold else 1.0
+        direct = (amp * grad_out) * h  # gradient reaching u[t] through out[t]
+        carry = (1 - s) - u * h if hard_reset else 1 - theta * h  # d ũ[t] / d u[t] (total)
+
+        grad_u = torch.empty_like(u)  # = gradient w.r.t. current
+        grad_state = torch.zeros_like(u[0])  # gradient w.r.t. ũ[t] from the future
+        for t in range(u.shape[0] - 1, -1, -1):
+            g = torch.addcmul(direct[t], grad_state, carry[t], out=grad_u[t])
+            grad_state = g * gamma
+        # gradient w.r.t. ũ[t] for every t (0 at the last step), and w.r.t. s[t]
+        grad_states = torch.zeros_like(u)
+        grad_states[:-1] = grad_u[1:] * gamma
+        grad_s = amp * grad_out - (grad_states * u if hard_reset else grad_states * theta)
+
+        grad_gamma = grad_theta = grad_k = None
+        if ctx.needs_input_grad[1]:
+            prev_states = u[:-1] * (1 - s[:-1]) if hard_reset else u[:-1] - theta * s[:-1]
+            grad_gamma = (grad_u[1:] * prev_states).sum().reshape(gamma.shape)
+        if ctx.needs_input_grad[2]:
+            g = -(grad_s * h)
+            if amplitude_threshold:
+                g = g + grad_out * s
+            if not hard_reset:
+                g = g - grad_states * s
+            grad_theta = g.sum_to_size(theta.shape) if theta.dim() else g.sum()
+        if ctx.needs_input_grad[3]:
+            g = grad_s * x * density  # ∂H/∂k = x f(kx)
+            if mode == "asgl" and width_analog:
+                g = g * (~mask)
+            elif mode == "sg" and width_analog:
+                g = torch.zeros_like(g)
+            grad_k = g.sum_to_size(k.shape) if k.dim() else g.sum()
+        return grad_u, grad_gamma, grad_theta, grad_k, None, None, None, None, None, None
+
+
+def lif_fused(
+    current: Tensor,
+    gamma: Tensor,
+    theta: Tensor,
+    k: Tensor,
+    surrogate: Surrogate,
+    mode: SpikeMode,
+    mask: Tensor | None,
+    reset: Literal["hard", "soft"],
+    amplitude_threshold: bool,
+    width_grad: str = "all",
+) -> Tensor:
+    """Fused backend, same contract as :func:`lif_stepwise`."""
+    return _FusedLIF.apply(
+        current, gamma, theta, k, mask, surrogate, mode, reset == "hard", amplitude_threshold, width_grad == "analog"
+    )
+
+
+BACKENDS: dict[str, Callable[..., Tensor]] = {"stepwise": lif_stepwise, "fused": lif_fused}
+
+
+def _register(module: nn.Module, name: str, value: Tensor, learnable: bool) -> None:
+    """A parameter when learnable, else a buffer (saved in the state dict either way)."""
+    if learnable:
+        module.register_parameter(name, nn.Parameter(value))
+    else:
+        module.register_buffer(name, value)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+class LIF(nn.Module):
+    """Multi-step LIF layer over [T, B, *feature_shape] with its own decay, threshold and surrogate width.
+
+    ``feature_shape`` is the per-sample shape ((C,) for linear, (C, H, W) for conv); it only fixes the shape
+    of the width parameter (granularity). In training the spike follows ``mode`` with analog probability
+    ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator`` (None = global RNG).
+    """
+
+    def __init__(
+        self,
+        neuron: NeuronConfig,
+        surrogate: SurrogateConfig,
+        feature_shape: tuple[int, ...],
+        noise_prob: float = 0.0,
+    ):
+        super().__init__()
+        self.width = SurrogateWidth(surrogate, feature_shape)
+        self.surrogate = SURROGATES[surrogate.family]
+        decay = torch.tensor(_logit(neuron.decay))
+        threshold = torch.tensor(float(neuron.threshold))
+        _register(self, "decay_logit", decay, neuron.learn_decay)
+        _register(self, "threshold", threshold, neuron.learn_threshold)
+        self.mode: SpikeMode = neuron.spike
+        self.reset = neuron.reset
+        self.amplitude_threshold = neuron.amplitude == "threshold"
+        self.width_grad = neuron.width_grad
+        self.backend = neuron.backend
+        self.noise_prob = noise_prob
+        self.generator: torch.Generator | None = None
+
+    def decay(self) -> Tensor:
+        return torch.sigmoid(self.decay_logit)
+
+    def theta(self) -> Tensor:
+        return self.threshold.clamp(min=0)
+
+    def active_mode(self) -> SpikeMode:
+        return self.mode if self.training else "heaviside"
+
+    def draw_mask(self, shape: torch.Size, device: torch.device) -> Tensor | None:
+        """Bool mask [T, B, ...] for the ASGL mode in training, else None."""
+        if self.active_mode() != "asgl":
+            return None
+        return draw_mask(shape, self.noise_prob, self.generator, device)
+
+    def resolve_backend(self, x: Tensor) -> Callable[..., Tensor]:
+        name = self.backend
+        if name == "auto":
+            name = "triton" if x.is_cuda and "triton" in BACKENDS else "fused"
+        if name not in BACKENDS:
+            raise RuntimeError(f"LIF backend {name!r} is not available here (have: {', '.join(BACKENDS)})")
+        return BACKENDS[name]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [T, B, *feature_shape] input current -> spikes [T, B, *feature_shape] (amplitude θ or 1)."""
+        dtype = x.dtype
+        current = x.float() if dtype in (torch.float16, torch.bfloat16) else x
+        mask = self.draw_mask(current.shape, current.device)
+        out = self.resolve_backend(current)(
+            current,
+            self.decay().to(current.dtype),
+            self.theta().to(current.dtype),
+            self.width.slope().to(current.dtype),
+            self.surrogate,
+            self.active_mode(),
+            mask,
+            self.reset,
+            self.amplitude_threshold,
+            self.width_grad,
+        )
+        return out.to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"
+
+
+def lif_layers(model: nn.Module) -> list[tuple[str, LIF]]:
+    """Every LIF layer of a model with its qualified name, in definition order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, LIF)]
+
+
+def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
+    """Set p (probability of the analog mode) on every LIF layer."""
+    for _, layer in lif_layers(model):
+        layer.noise_prob = noise_prob
+
+
+def set_spike_mode(model: nn.Module, mode: SpikeMode) -> None:
+    """Set the training spike mode (asgl, sg, heaviside, analog) on every LIF layer."""
+    for _, layer in lif_layers(model):
+        layer.mode = mode
+
+
+def set_mask_generator(model: nn.Module, generator: torch.Generator | None) -> None:
+    """Draw every LIF layer's masks from ``generator`` (None = the global RNG)."""
+    for _, layer in lif_layers(model):
+        layer.generator = generator

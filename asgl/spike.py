@@ -1,0 +1,67 @@
+"""Spike functions on x = u − θ (functional, any shape).
+
+- ``heaviside``: Θ(x) = 1 where x >= 0; no gradient.
+- ``sg_spike``: forward Θ(x), backward h_α(x) (plain surrogate gradient).
+- ``hybrid_spike`` / ``asgl_spike``: the ASGL training spike
+
+      out = H_α(x) + stop_grad(m · (Θ(x) − H_α(x))),    m ~ Bernoulli(1 − p)
+
+  value Θ where m = 1 and H_α where m = 0; gradient w.r.t. x is h_α everywhere; gradient w.r.t. the slope
+  is ∂H_α/∂k everywhere (straight-through), or only on analog elements with ``width_grad = "analog"``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from asgl.surrogates import Surrogate
+
+
+def heaviside(x: Tensor) -> Tensor:
+    """Θ(x) with Θ(0) = 1, same dtype as x."""
+    return (x >= 0).to(x.dtype)
+
+
+def draw_mask(
+    shape: torch.Size | tuple[int, ...], noise_prob: float, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
+    """Bool mask, True = spiking element (probability 1 − p), False = analog element (probability p)."""
+    if noise_prob <= 0:
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    if noise_prob >= 1:
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    return torch.rand(shape, generator=generator, device=device) >= noise_prob
+
+
+def hybrid_spike(
+    x: Tensor, k: Tensor, surrogate: Surrogate, mask: Tensor, width_grad: Literal["all", "analog"] = "all"
+) -> Tensor:
+    """ASGL spike for a given mask (True = spike). x [...], k broadcastable, mask bool like x."""
+    smooth = surrogate.H(x, k)
+    if width_grad == "analog":
+        # Same value and x-gradient; the k-gradient is kept only where the mask is False.
+        fixed = surrogate.H(x, k.detach())
+        smooth = fixed + (~mask).to(x.dtype) * (smooth - fixed)
+    return smooth + (mask.to(x.dtype) * (heaviside(x) - smooth)).detach()
+
+
+def sg_spike(x: Tensor, k: Tensor, surrogate: Surrogate) -> Tensor:
+    """Forward Θ(x), backward h_α(x) (and ∂H/∂k for a learnable width)."""
+    smooth = surrogate.H(x, k)
+    return smooth + (heaviside(x) - smooth).detach()
+
+
+def asgl_spike(
+    x: Tensor,
+    k: Tensor,
+    surrogate: Surrogate,
+    noise_prob: float,
+    generator: torch.Generator | None = None,
+    width_grad: Literal["all", "analog"] = "all",
+) -> Tensor:
+    """ASGL spike with a fresh mask drawn per element from ``generator`` (p = analog probability)."""
+    mask = draw_mask(x.shape, noise_prob, generator, x.device)
+    return hybrid_spike(x, k, surrogate, mask, width_grad)
