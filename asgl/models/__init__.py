@@ -12,13 +12,19 @@ from torch import nn
 
 from asgl.config import Recipe
 from asgl.data import DataInfo
-from asgl.models import digits
+from asgl.models import digits, resnet, vgg
 from asgl.neuron import lif_layers, set_noise_prob
 
 Builder = Callable[[Recipe, DataInfo], nn.Module]
 
 MODELS: dict[str, Builder] = {
     "digits_convnet": digits.digits_convnet,
+    "resnet18": resnet.resnet18,
+    "resnet19": resnet.resnet19,
+    "resnet34": resnet.resnet34,
+    "vggsnn2": vgg.vggsnn2,
+    "vgg11": vgg.vgg11,
+    "vgg13": vgg.vgg13,
 }
 
 

@@ -24,3 +24,18 @@ def conv_norm_lif(
     """conv (no bias) + norm + LIF over [T, B, C, H, W]; ``out_size`` = (H, W) of the output."""
     conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
     return nn.Sequential(TimeFold(conv), norm(recipe, out_ch), lif(recipe, (out_ch, *out_size)))
+
+
+def init_weights(model: nn.Module, scheme: str) -> None:
+    """Initialise conv / linear weights in place; norm affine parameters and biases stay as built.
+
+    kaiming: He-normal conv weights (fan_out, ReLU gain, as torchvision's ResNets), PyTorch's default for
+    linear layers; reference: N(0, 0.5²) for every conv and linear weight (the reference VGG init).
+    """
+    if scheme not in ("kaiming", "reference"):
+        raise ValueError(f"unknown init scheme {scheme!r} (kaiming or reference)")
+    for m in model.modules():
+        if scheme == "reference" and isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.5)
+        elif scheme == "kaiming" and isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -1,0 +1,118 @@
+"""Spiking ResNets with the CIFAR stem (SPEC §3): ResNet-18, ResNet-34 and ResNet-19.
+
+Stem conv3x3 + norm + LIF, no max-pool; BasicBlocks whose residual sum goes through the block's second
+LIF; 1x1 conv + norm shortcut when the shape changes; global average pool; a linear head (ResNet-19:
+Linear 512->256 -> LIF -> Linear 256->classes, no biases). Input ``[B, C, H, W]`` (or event frames
+``[B, T, C, H, W]``) -> per-step logits ``[T, B, K]``. Feature sizes follow the input size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from asgl.config import Recipe, RecipeError
+from asgl.data import DataInfo
+from asgl.layers import TimeFold, to_time_major
+from asgl.models.blocks import conv_norm_lif, init_weights, lif, norm
+
+
+def _downsample(size: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Output (H, W) of a 3x3 pad-1 (or 1x1 pad-0) conv with ``stride``."""
+    return ((size[0] - 1) // stride + 1, (size[1] - 1) // stride + 1)
+
+
+class BasicBlock(nn.Module):
+    """conv3x3(stride) + norm + LIF -> conv3x3 + norm, plus shortcut, -> LIF.
+
+    ``[T, B, in_ch, H, W]`` -> ``[T, B, out_ch, H', W']`` with ``(H', W') = out_size``.
+    """
+
+    def __init__(self, recipe: Recipe, in_ch: int, out_ch: int, stride: int, out_size: tuple[int, int]):
+        super().__init__()
+        self.residual = nn.Sequential(
+            conv_norm_lif(recipe, in_ch, out_ch, out_size, stride),
+            TimeFold(nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)),
+            norm(recipe, out_ch),
+        )
+        if stride == 1 and in_ch == out_ch:
+            self.shortcut: nn.Module = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(
+                TimeFold(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)), norm(recipe, out_ch)
+            )
+        self.lif = lif(recipe, (out_ch, *out_size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lif(self.residual(x) + self.shortcut(x))
+
+
+@dataclass(frozen=True)
+class ResNetLayout:
+    stem: int  # stem conv channels
+    widths: tuple[int, ...]  # channels of each stage
+    depths: tuple[int, ...]  # BasicBlocks per stage
+    strides: tuple[int, ...]  # stride of each stage's first block
+    hidden: int | None  # spiking hidden linear layer before the head (ResNet-19), None = direct head
+
+
+RESNETS: dict[str, ResNetLayout] = {
+    "resnet18": ResNetLayout(64, (64, 128, 256, 512), (2, 2, 2, 2), (1, 2, 2, 2), None),
+    "resnet34": ResNetLayout(64, (64, 128, 256, 512), (3, 4, 6, 3), (1, 2, 2, 2), None),
+    "resnet19": ResNetLayout(128, (128, 256, 512), (3, 3, 2), (1, 2, 2), 256),
+}
+
+
+class SpikingResNet(nn.Module):
+    """CIFAR-stem spiking ResNet; ``[B, C, H, W]`` -> per-step logits ``[T, B, K]``."""
+
+    def __init__(self, recipe: Recipe, info: DataInfo, layout: ResNetLayout):
+        super().__init__()
+        self.time_steps = info.time_steps
+        size = info.input_size
+        blocks: list[nn.Module] = [conv_norm_lif(recipe, info.in_channels, layout.stem, size)]
+        in_ch = layout.stem
+        for width, depth, stride in zip(layout.widths, layout.depths, layout.strides):
+            for i in range(depth):
+                block_stride = stride if i == 0 else 1
+                size = _downsample(size, block_stride)
+                blocks.append(BasicBlock(recipe, in_ch, width, block_stride, size))
+                in_ch = width
+        self.features = nn.Sequential(*blocks, TimeFold(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+        dropout = nn.Dropout(recipe.model.dropout)
+        if layout.hidden is None:
+            self.head: nn.Module = TimeFold(dropout, nn.Linear(in_ch, info.num_classes))
+        else:
+            self.head = nn.Sequential(
+                TimeFold(nn.Linear(in_ch, layout.hidden, bias=False)),
+                lif(recipe, (layout.hidden,)),
+                TimeFold(dropout, nn.Linear(layout.hidden, info.num_classes, bias=False)),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(to_time_major(x, self.time_steps)))
+
+
+def build_resnet(name: str, recipe: Recipe, info: DataInfo) -> nn.Module:
+    """The ResNet ``name`` of :data:`RESNETS`, Kaiming-initialised, channels-last if the recipe asks."""
+    if recipe.model.init != "kaiming":
+        raise RecipeError(
+            f"model.init = {recipe.model.init!r} is the reference VGG initialisation; {name} supports 'kaiming'"
+        )
+    model = SpikingResNet(recipe, info, RESNETS[name])
+    init_weights(model, "kaiming")
+    return model.to(memory_format=torch.channels_last) if recipe.model.channels_last else model
+
+
+def resnet18(recipe: Recipe, info: DataInfo) -> nn.Module:
+    return build_resnet("resnet18", recipe, info)
+
+
+def resnet19(recipe: Recipe, info: DataInfo) -> nn.Module:
+    return build_resnet("resnet19", recipe, info)
+
+
+def resnet34(recipe: Recipe, info: DataInfo) -> nn.Module:
+    return build_resnet("resnet34", recipe, info)
