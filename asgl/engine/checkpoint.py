@@ -1,0 +1,117 @@
+"""Checkpoints: written atomically, versioned, and loaded with ``torch.load(weights_only=True)`` only.
+
+A checkpoint is one ``torch.save`` dict. Besides tensors it holds plain Python values only, so the
+restricted unpickler accepts it and never runs code from the file. Keys:
+
+    asgl_checkpoint   schema version (int); its presence marks an asgl checkpoint
+    recipe            the resolved recipe as TOML text
+    model             model state dict
+    optimizer         main optimiser state dict
+    neuron_optimizer  neuron-parameter optimiser state dict, or None
+    lr_scheduler      LR scheduler state dict
+    scaler            fp16 GradScaler state dict ({} when unused)
+    epoch             0-based epoch in progress (the next one at an epoch boundary)
+    step              batches of that epoch already done (0 at an epoch boundary)
+    running           partial sums of the epoch in progress (loss_sum, correct, seen, skipped)
+    best              {"val_acc": float, "epoch": int}; epoch -1 before the first validation
+    rng               {"torch": ByteTensor, "cuda": [ByteTensor], "masks": {layer: ByteTensor}}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SCHEMA_VERSION = 1
+FORMAT_KEY = "asgl_checkpoint"
+REQUIRED_KEYS = ("recipe", "model", "optimizer", "lr_scheduler", "epoch", "step", "best", "rng")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or written; the message is meant for the user as it is."""
+
+
+def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder / its ``checkpoints`` folder (-> ``checkpoints/last.pt``)."""
+    p = Path(path)
+    if p.is_dir():
+        for candidate in (p / "checkpoints" / "last.pt", p / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"checkpoint not found: {p} is a folder without checkpoints/last.pt")
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
+
+    On any OSError (disk full, permissions) the temp file is removed, a previous file at ``path``
+    is left untouched and :class:`CheckpointError` is raised.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save({FORMAT_KEY: SCHEMA_VERSION, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous checkpoint is intact" if path.exists() else "no checkpoint was written"
+        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}; {kept}") from e
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check an asgl checkpoint; refuses foreign, newer, truncated or code-carrying files."""
+    p = resolve_checkpoint_path(path)
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e):
+            raise CheckpointError(
+                f"refused to load {p}: it references Python objects other than tensors and plain values "
+                "(possibly code); asgl loads checkpoints with torch.load(weights_only=True) only"
+            ) from None
+        raise CheckpointError(f"checkpoint {p} is corrupt or not a PyTorch file") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError):
+        raise CheckpointError(f"checkpoint {p} is truncated or corrupt (not a complete PyTorch file)") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {p}: {e.strerror or e}") from None
+    if not isinstance(obj, dict) or FORMAT_KEY not in obj:
+        raise CheckpointError(
+            f"{p} is not an asgl checkpoint (a plain state dict or another project's file?); "
+            "asgl checkpoints are written by `asgl train`"
+        )
+    version = obj[FORMAT_KEY]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise CheckpointError(
+            f"checkpoint {p} has schema version {version!r}, newer than this asgl reads ({SCHEMA_VERSION}); "
+            "upgrade asgl to load it"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in obj]
+    if missing:
+        raise CheckpointError(f"checkpoint {p} is incomplete: missing {', '.join(missing)}")
+    return obj

@@ -1,0 +1,119 @@
+"""What a run reports: metrics.jsonl, TensorBoard scalars, per-layer neuron state and rich progress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+from torch import nn
+
+from asgl.neuron import lif_layers
+
+
+def neuron_state(model: nn.Module) -> dict[str, dict[str, float]]:
+    """Per LIF layer: mean width alpha = 1/k, mean decay gamma and mean threshold."""
+    widths, decays, thresholds = {}, {}, {}
+    for name, layer in lif_layers(model):
+        widths[name] = float((1.0 / layer.width.slope().detach()).mean())
+        decays[name] = float(layer.decay().detach().mean())
+        thresholds[name] = float(layer.theta().detach().mean())
+    return {"widths": widths, "decays": decays, "thresholds": thresholds}
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file (empty when it does not exist)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricsLog:
+    """Appends one JSON object per epoch; on resume keeps only the epochs before ``start_epoch``."""
+
+    def __init__(self, path: Path, start_epoch: int = 0):
+        self.path = path
+        kept = [r for r in read_metrics(path) if r["epoch"] < start_epoch]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class TensorBoard:
+    """Scalars of every epoch record (nested dicts flattened to ``widths/layer``) and step losses."""
+
+    def __init__(self, folder: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        step = record["epoch"] + 1
+        for key, value in record.items():
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    self.writer.add_scalar(f"{key}/{sub}", v, step)
+            elif isinstance(value, (int, float)) and key != "epoch":
+                self.writer.add_scalar(f"epoch/{key}", value, step)
+        self.writer.flush()
+
+    def step(self, loss: float, global_step: int) -> None:
+        self.writer.add_scalar("train/step_loss", loss, global_step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} it/s", style="progress.data.speed")
+
+
+class TrainProgress:
+    """Rich progress bar of one epoch (epoch, step, loss, hybrid acc, it/s, ETA) and a line per epoch."""
+
+    def __init__(self, console: Console, epochs: int):
+        self.console = console
+        self.epochs = epochs
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.1%}"),
+            _SpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+
+    def __enter__(self) -> "TrainProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start_epoch(self, epoch: int, total_steps: int, done_steps: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=done_steps, epoch=epoch + 1, epochs=self.epochs, loss=0.0, acc=0.0
+        )
+
+    def step(self, loss: float, acc: float) -> None:
+        self.progress.update(self.task, advance=1, loss=loss, acc=acc)
+
+    def end_epoch(self, r: dict[str, Any]) -> None:
+        best = " [green]best[/]" if r["best"] else ""
+        self.console.print(
+            f"epoch {r['epoch'] + 1}/{self.epochs}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.1%} (hybrid)"
+            f"  val loss {r['val_loss']:.4f} acc {r['val_acc']:.1%}  p {r['p']:.3g}  lr {r['lr']:.3g}"
+            f"  {r['epoch_time']:.1f}s{best}"
+        )

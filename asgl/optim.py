@@ -1,0 +1,88 @@
+"""Optimisers in three parameter groups (SPEC §3).
+
+- neuron parameters: every parameter owned by an :class:`asgl.neuron.LIF` module (decay logit,
+  surrogate width, threshold) -> Adam(``optim.neuron_lr``), no weight decay, no LR schedule;
+- conv / linear weights (``ndim > 1``) -> the main optimiser with ``optim.weight_decay``;
+- norm affine parameters and biases (``ndim <= 1``) -> the main optimiser without weight decay.
+
+The main optimiser's LR follows ``asgl.schedules.build_lr_scheduler``, stepped once per epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from asgl.config import OptimConfig
+from asgl.neuron import LIF
+from asgl.schedules import build_lr_scheduler
+
+
+@dataclass
+class ParameterGroups:
+    neuron: list[nn.Parameter]
+    weights: list[nn.Parameter]
+    no_decay: list[nn.Parameter]
+
+
+@dataclass
+class Optimizers:
+    main: torch.optim.Optimizer
+    neuron: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+    def zero_grad(self) -> None:
+        self.main.zero_grad(set_to_none=True)
+        if self.neuron is not None:
+            self.neuron.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.main.state_dict(),
+            "neuron_optimizer": None if self.neuron is None else self.neuron.state_dict(),
+            "lr_scheduler": self.scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.main.load_state_dict(state["optimizer"])
+        if self.neuron is not None:
+            self.neuron.load_state_dict(state["neuron_optimizer"])
+        self.scheduler.load_state_dict(state["lr_scheduler"])
+
+
+def split_parameters(model: nn.Module) -> ParameterGroups:
+    """The trainable parameters of ``model`` in the three groups, each parameter exactly once."""
+    neuron_ids = {id(p) for m in model.modules() if isinstance(m, LIF) for p in m.parameters()}
+    groups = ParameterGroups([], [], [])
+    for p in model.parameters():  # shared parameters are yielded once
+        if not p.requires_grad:
+            continue
+        if id(p) in neuron_ids:
+            groups.neuron.append(p)
+        elif p.ndim > 1:
+            groups.weights.append(p)
+        else:
+            groups.no_decay.append(p)
+    return groups
+
+
+def build_optimizers(model: nn.Module, cfg: OptimConfig, epochs: int) -> Optimizers:
+    """Main optimiser (weights with decay, norms/biases without), neuron Adam, and the LR schedule."""
+    groups = split_parameters(model)
+    main_groups = [
+        {"params": groups.weights, "weight_decay": cfg.weight_decay},
+        {"params": groups.no_decay, "weight_decay": 0.0},
+    ]
+    main_groups = [g for g in main_groups if g["params"]]
+    if not main_groups:
+        raise ValueError("the model has no trainable weights outside its LIF layers")
+    if cfg.name == "sgd":
+        main = torch.optim.SGD(main_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    elif cfg.name == "adam":
+        main = torch.optim.Adam(main_groups, lr=cfg.lr)
+    else:
+        main = torch.optim.AdamW(main_groups, lr=cfg.lr)
+    neuron = torch.optim.Adam(groups.neuron, lr=cfg.neuron_lr, weight_decay=0.0) if groups.neuron else None
+    return Optimizers(main, neuron, build_lr_scheduler(main, cfg, epochs))
