@@ -38,7 +38,7 @@ def lif_step(
     amplitude: Tensor | float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """One LIF step. current, state [B, ...]; returns (output a·s [B, ...], new state ũ [B, ...])."""
-    u = gamma * state + current
+    u = torch.addcmul(current, state, gamma)
     s = spike(u - theta)
     new_state = u * (1 - s) if reset == "hard" else u - theta * s
     return amplitude * s, new_state

@@ -6,6 +6,8 @@
 
       out = H_α(x) + stop_grad(m · (Θ(x) − H_α(x))),    m ~ Bernoulli(1 − p)
 
+  computed as value + (H − stop_grad(H)) so that spike values are exactly 0 or 1.
+
   value Θ where m = 1 and H_α where m = 0; gradient w.r.t. x is h_α everywhere; gradient w.r.t. the slope
   is ∂H_α/∂k everywhere (straight-through), or only on analog elements with ``width_grad = "analog"``.
 """
@@ -36,22 +38,27 @@ def draw_mask(
     return torch.rand(shape, generator=generator, device=device) >= noise_prob
 
 
+def _straight_through(value: Tensor, smooth: Tensor) -> Tensor:
+    """``value`` exactly in the forward pass, the gradient of ``smooth`` in the backward pass."""
+    return value.detach() + (smooth - smooth.detach())
+
+
 def hybrid_spike(
     x: Tensor, k: Tensor, surrogate: Surrogate, mask: Tensor, width_grad: Literal["all", "analog"] = "all"
 ) -> Tensor:
     """ASGL spike for a given mask (True = spike). x [...], k broadcastable, mask bool like x."""
     smooth = surrogate.H(x, k)
+    value = torch.where(mask, heaviside(x), smooth)
     if width_grad == "analog":
-        # Same value and x-gradient; the k-gradient is kept only where the mask is False.
+        # Same x-gradient; the k-gradient is kept only where the mask is False.
         fixed = surrogate.H(x, k.detach())
         smooth = fixed + (~mask).to(x.dtype) * (smooth - fixed)
-    return smooth + (mask.to(x.dtype) * (heaviside(x) - smooth)).detach()
+    return _straight_through(value, smooth)
 
 
 def sg_spike(x: Tensor, k: Tensor, surrogate: Surrogate) -> Tensor:
     """Forward Θ(x), backward h_α(x) (and ∂H/∂k for a learnable width)."""
-    smooth = surrogate.H(x, k)
-    return smooth + (heaviside(x) - smooth).detach()
+    return _straight_through(heaviside(x), surrogate.H(x, k))
 
 
 def asgl_spike(

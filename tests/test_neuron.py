@@ -1,0 +1,174 @@
+"""SPEC §8.2, §8.3, §8.7: LIF recursion by hand, eval is binary, fused == stepwise, gradcheck."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from asgl.config import NeuronConfig, SurrogateConfig
+from asgl.neuron import LIF, lif_fused, lif_stepwise, set_mask_generator, set_noise_prob
+from asgl.spike import draw_mask
+from asgl.surrogates import SURROGATES
+
+SIG = SURROGATES["sigmoid"]
+
+
+def run_lif(inputs, mode, theta=1.0, gamma=0.5, reset="hard", amplitude=True, k=1.0, backend=lif_stepwise):
+    current = torch.tensor(inputs, dtype=torch.float64).reshape(-1, 1)
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    return backend(current, t(gamma), t(theta), t(k), SIG, mode, None, reset, amplitude).flatten().tolist()
+
+
+@pytest.mark.parametrize("backend", [lif_stepwise, lif_fused])
+def test_three_steps_by_hand(backend):
+    # theta = 2, gamma = 0.5, hard reset, amplitude theta, pure spikes:
+    # t0 u = 1.5 (< 2, no spike, state 1.5); t1 u = 0.75 + 1.5 = 2.25 (spike, out 2, state 0); t2 u = 0.2
+    assert run_lif([1.5, 1.5, 0.2], "sg", theta=2.0, backend=backend) == [0.0, 2.0, 0.0]
+    # u = theta exactly spikes (Θ(0) = 1): t1 u = 0.5*0.6 + 0.7 = 1.0
+    assert run_lif([0.6, 0.7, 1.2], "sg", backend=backend) == pytest.approx([0.0, 1.0, 1.0])
+    # soft reset subtracts theta: t0 u 1.5 -> state 0.5; t1 u 0.45; t2 u 0.225 + 1 = 1.225
+    assert run_lif([1.5, 0.2, 1.0], "sg", reset="soft", backend=backend) == [1.0, 0.0, 1.0]
+    # unit amplitude
+    assert run_lif([1.5, 1.5, 0.2], "sg", theta=2.0, amplitude=False, backend=backend) == [0.0, 1.0, 0.0]
+    # analog elements are partly reset with the mixed s: t0 u = 1, s = σ(0) = ½, state ½;
+    # t1 u = 0.25 + 0.75 = 1, s = ½, state ½; t2 u = 0.25 + 2 = 2.25, s = σ(1.25)
+    sig = 1 / (1 + math.exp(-1.25))
+    assert run_lif([1.0, 0.75, 2.0], "analog", backend=backend) == pytest.approx([0.5, 0.5, sig])
+
+
+def make_lif(**overrides):
+    neuron = dict(spike="asgl", decay=0.6, threshold=0.8, learn_threshold=True)
+    surrogate = dict(family="sigmoid", width=2.0)
+    for key, value in overrides.items():
+        (neuron if key in NeuronConfig.model_fields else surrogate)[key] = value
+    return LIF(NeuronConfig(**neuron), SurrogateConfig(**surrogate), (4, 3, 3), noise_prob=0.3)
+
+
+def test_eval_output_is_binary():
+    layer = make_lif(amplitude="unit").eval()
+    out = layer(torch.randn(6, 2, 4, 3, 3) * 2)
+    assert set(out.unique().tolist()) <= {0.0, 1.0} and out.sum() > 0
+
+
+def _grads(layer, current):
+    current = current.clone().requires_grad_()
+    out = layer(current)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    if out.requires_grad:  # heaviside with unit amplitude has no differentiable path at all
+        (out * weights).sum().backward()
+    named = {n: torch.zeros_like(p) if p.grad is None else p.grad.clone() for n, p in layer.named_parameters()}
+    for p in layer.parameters():
+        p.grad = None
+    grad_in = torch.zeros_like(current) if current.grad is None else current.grad
+    return out.detach(), grad_in, named
+
+
+CASES = list(
+    itertools.product(
+        ["asgl", "sg", "analog", "heaviside"],
+        ["hard", "soft"],
+        ["threshold", "unit"],
+        ["layer", "channel", "neuron"],
+        ["sigmoid", "rectangle", "triangle"],
+    )
+)
+
+
+@pytest.mark.parametrize("mode,reset,amplitude,granularity,family", CASES)
+def test_fused_matches_stepwise(mode, reset, amplitude, granularity, family):
+    layer = make_lif(reset=reset, amplitude=amplitude, granularity=granularity, family=family).double()
+    layer.mode = mode
+    current = torch.randn(5, 3, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 1.5
+    results = {}
+    for backend in ("stepwise", "fused"):
+        layer.backend = backend
+        set_mask_generator(layer, torch.Generator().manual_seed(11))
+        results[backend] = _grads(layer, current)
+    (o1, gi1, p1), (o2, gi2, p2) = results["stepwise"], results["fused"]
+    assert torch.equal(o1, o2)  # identical spikes
+    torch.testing.assert_close(gi2, gi1)
+    assert p1.keys() == p2.keys() == {"width.param", "decay_logit", "threshold"}
+    for name in p1:
+        torch.testing.assert_close(p2[name], p1[name], msg=name)
+    if mode != "heaviside":
+        assert p1["width.param"].abs().sum() > 0
+
+
+def test_fused_width_grad_analog_only_matches_stepwise():
+    layer = make_lif(width_grad="analog").double()
+    current = torch.randn(4, 2, 4, 3, 3, dtype=torch.float64)
+    grads = {}
+    for backend in ("stepwise", "fused"):
+        layer.backend = backend
+        set_mask_generator(layer, torch.Generator().manual_seed(5))
+        grads[backend] = _grads(layer, current)[2]["width.param"]
+    torch.testing.assert_close(grads["fused"], grads["stepwise"])
+
+
+@pytest.mark.parametrize("family", ["sigmoid", "tanh", "arctan", "rectangle", "triangle"])
+@pytest.mark.parametrize("reset,amplitude", [("hard", True), ("soft", False)])
+def test_fused_gradcheck_analog(family, reset, amplitude):
+    """At p = 1 the forward is smooth, so finite differences check the whole fused backward."""
+    g = torch.Generator().manual_seed(0)
+    current = (torch.randn(4, 2, 3, dtype=torch.float64, generator=g) * 1.5).requires_grad_()
+    gamma = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    theta = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    k = torch.full((3,), 0.9, dtype=torch.float64, requires_grad=True)
+    sur = SURROGATES[family]
+    fn = lambda c, gm, th, kk: lif_fused(c, gm, th, kk, sur, "analog", None, reset, amplitude)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (current, gamma, theta, k), eps=1e-6, atol=1e-5)
+
+
+def test_fused_saves_one_float_tensor_and_a_bool_mask():
+    layer = make_lif()
+    current = torch.randn(8, 2, 4, 3, 3, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(current)
+    big = [t for t in saved if t.numel() == current.numel()]
+    assert len(big) == 2
+    assert sorted(str(t.dtype) for t in big) == ["torch.bool", "torch.float32"]
+    assert all(t.numel() <= 1 for t in saved if t.numel() != current.numel())
+
+
+def test_seeded_masks_reproduce_and_p_changes_them():
+    layer = make_lif(spike="asgl")
+    x = torch.randn(3, 2, 4, 3, 3)
+    set_mask_generator(layer, torch.Generator().manual_seed(1))
+    a = layer(x)
+    set_mask_generator(layer, torch.Generator().manual_seed(1))
+    b = layer(x)
+    assert torch.equal(a, b)
+    set_noise_prob(layer, 1.0)
+    analog = layer(x)
+    assert not torch.equal(a, analog) and ((analog > 0) & (analog < layer.theta())).any()
+
+
+def test_granularity_shapes_and_parameters():
+    assert make_lif(granularity="channel").width.param.shape == (4, 1, 1)
+    assert make_lif(granularity="neuron").width.param.shape == (4, 3, 3)
+    fixed = LIF(NeuronConfig(learn_decay=False), SurrogateConfig(learnable=False), (4,))
+    assert list(fixed.parameters()) == []
+    assert fixed.decay().item() == pytest.approx(0.5)
+    assert set(dict(fixed.named_buffers())) == {"width.param", "decay_logit", "threshold"}
+
+
+def test_half_precision_input_keeps_fp32_state():
+    layer = make_lif(amplitude="unit")
+    x = torch.randn(3, 2, 4, 3, 3)
+    out16 = layer.eval()(x.bfloat16())
+    assert out16.dtype == torch.bfloat16
+    assert torch.equal(out16.float(), layer(x.bfloat16().float()))
+
+
+def test_learnable_threshold_is_clamped_non_negative():
+    layer = make_lif()
+    with torch.no_grad():
+        layer.threshold.fill_(-1.0)
+    assert layer.theta().item() == 0.0
