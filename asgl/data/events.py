@@ -1,0 +1,371 @@
+"""Event-camera datasets: DVS-CIFAR10 and DVS128 Gesture, framed into ``[T, 2, S, S]`` tensors.
+
+Files are laid out as tonic (1.7) lays them out under ``data.root``; nothing is ever downloaded:
+
+- DVS-CIFAR10 (original AEDAT 2.0 recordings, read with tonic's AEDAT reader)::
+
+      <root>/CIFAR10DVS/<class>/cifar10_<class>_<i>.aedat      class = airplane ... truck, i = 0..999
+
+- DVS128 Gesture (tonic's preprocessed release: one ``<label>.npy`` per gesture, columns x, y, p, t[ms])::
+
+      <root>/DVSGesture/ibmGestureTrain/user01_fluorescent/0.npy ...
+      <root>/DVSGesture/ibmGestureTest/user24_led/10.npy ...
+
+Framing (both datasets): events are accumulated into ``T`` frames of 2 polarity channels at 128x128,
+each frame is divided by its own maximum (empty frames stay 0) and resized per channel to
+``data.frame_size`` with antialiased bilinear interpolation on float tensors. DVS-CIFAR10 splits by
+event count (frame ``t`` holds events ``[t*n//T, (t+1)*n//T)`` with ``n//T`` per frame; the last frame
+also takes the remainder, as the reference does); DVS Gesture splits the recording's duration into ``T``
+equal time bins. Binning is done here rather than with tonic's slicers, which drop the remainder
+events and fail on empty recordings.
+
+Frames are cached on disk once per recording (``data.cache_dir`` or ``<root>/cache``), under a hash of
+every parameter that shapes them and of the recording's path, size and modification time, so a change
+of ``T``, size or data never reuses a stale cache. Augmentation (training only) runs after the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from asgl.data import (
+    DataBundle,
+    DataInfo,
+    DataMissingError,
+    DataProblem,
+    carve_validation,
+    human_size,
+    item_seed,
+    take_subset,
+)
+
+if TYPE_CHECKING:
+    from asgl.config import Recipe
+
+SENSOR_SIZE = 128
+CACHE_VERSION = 1  # bump when the framing code changes meaning
+
+CIFAR10DVS_DIR = "CIFAR10DVS"
+CIFAR10DVS_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+CIFAR10DVS_URL = "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671 (one <class>.zip per class)"
+REFERENCE_TRAIN_FILES = 700  # reference split: recordings 0-699 train, 700-999 test, per class
+TRAIN_RATIO = (7, 10)  # ratio split: the first 70 % of each class's recordings train, the rest test
+
+GESTURE_DIR = "DVSGesture"
+GESTURE_SPLITS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
+GESTURE_URLS = {
+    "train": "https://figshare.com/ndownloader/files/38022171 (ibmGestureTrain.tar.gz)",
+    "test": "https://figshare.com/ndownloader/files/38020584 (ibmGestureTest.tar.gz)",
+}
+GESTURE_CLASSES = 11
+
+
+# ---------------------------------------------------------------- framing (pure functions)
+
+
+def event_count_bins(num_events: int, time_steps: int) -> np.ndarray:
+    """Frame index of each of ``num_events`` events split by count: ``n // T`` events per frame, the
+    remainder in the last frame (all events in the last frame when ``n < T``). Returns int64 ``[n]``."""
+    per_frame = num_events // time_steps
+    if per_frame == 0:
+        return np.full(num_events, time_steps - 1, dtype=np.int64)
+    return np.minimum(np.arange(num_events, dtype=np.int64) // per_frame, time_steps - 1)
+
+
+def time_bins(t: np.ndarray, time_steps: int) -> np.ndarray:
+    """Frame index of each event for ``T`` equal bins over ``[t.min(), t.max()]`` (the last event in the
+    last bin). Returns int64 ``[n]``."""
+    if len(t) == 0:
+        return np.zeros(0, dtype=np.int64)
+    t = t.astype(np.float64)
+    span = t.max() - t.min()
+    if span == 0:
+        return np.zeros(len(t), dtype=np.int64)
+    return np.minimum(((t - t.min()) * time_steps / span).astype(np.int64), time_steps - 1)
+
+
+def accumulate_frames(
+    x: np.ndarray, y: np.ndarray, p: np.ndarray, bins: np.ndarray, time_steps: int, size: int = SENSOR_SIZE
+) -> torch.Tensor:
+    """Event counts ``[T, 2, size, size]`` (float32): frame ``bins``, channel ``p``, row ``y``, column ``x``."""
+    flat = ((bins * 2 + p.astype(np.int64)) * size + y.astype(np.int64)) * size + x.astype(np.int64)
+    counts = np.bincount(flat, minlength=time_steps * 2 * size * size)
+    return torch.from_numpy(counts.astype(np.float32)).view(time_steps, 2, size, size)
+
+
+def normalise_and_resize(frames: torch.Tensor, frame_size: int) -> torch.Tensor:
+    """Divide each frame of ``[T, C, H, W]`` by its maximum (empty frames stay 0), then resize every
+    channel to ``frame_size`` (antialiased bilinear, float throughout). Returns ``[T, C, S, S]``."""
+    peak = frames.amax(dim=(1, 2, 3), keepdim=True)
+    frames = frames / peak.clamp_min(1e-12)
+    if frames.shape[-1] == frame_size and frames.shape[-2] == frame_size:
+        return frames
+    return F.interpolate(frames, size=(frame_size, frame_size), mode="bilinear", align_corners=False, antialias=True)
+
+
+# ---------------------------------------------------------------- readers
+
+
+def read_cifar10dvs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Events (x, y, p, t) of one original CIFAR10-DVS recording (AEDAT 2.0, DVS128 addresses).
+
+    Uses tonic's AEDAT header/event readers and tonic's DVS128 address layout
+    (x = bits 8-14, y = bits 1-7, polarity = bit 0).
+    """
+    io = _tonic_io()
+    try:
+        version, start, _ = io.read_aedat_header_from_file(str(path))
+        events = io.get_aer_events_from_file(str(path), version, start)
+    except Exception as e:  # tonic raises bare Exceptions / asserts on bad files
+        raise DataMissingError(f"cannot read DVS-CIFAR10 recording {path}: {e}") from e
+    if version is None or not 2 <= version < 3:
+        raise DataMissingError(f"{path} is not an AEDAT 2.0 recording (version {version})")
+    if path.stat().st_size - start != 8 * len(events):
+        raise DataMissingError(f"DVS-CIFAR10 recording {path} is truncated (a partial event at the end)")
+    addr = events["address"]
+    x = (addr >> 8) & 0x7F
+    y = (addr >> 1) & 0x7F
+    p = addr & 0x1
+    return x, y, p, events["timeStamp"]
+
+
+def read_gesture(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Events (x, y, p, t[us]) of one tonic DVS Gesture sample (``[N, 4]`` array x, y, p, t[ms])."""
+    try:
+        events = np.load(path)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataMissingError(f"cannot read DVS Gesture sample {path}: {e}") from e
+    if events.ndim != 2 or events.shape[1] != 4:
+        raise DataMissingError(f"DVS Gesture sample {path} has shape {events.shape}, expected [N, 4]")
+    return events[:, 0], events[:, 1], events[:, 2], (events[:, 3] * 1000).astype(np.int64)
+
+
+def _tonic_io():
+    try:
+        import tonic.io
+    except ImportError:
+        raise DataMissingError(
+            'DVS-CIFAR10 needs tonic, an optional extra: pip install "asgl[events]"'
+        ) from None
+    return tonic.io
+
+
+def cifar10dvs_frames(path: Path, time_steps: int, frame_size: int) -> torch.Tensor:
+    """``[T, 2, S, S]`` frames of one DVS-CIFAR10 recording, split by event count."""
+    x, y, p, _ = read_cifar10dvs(path)
+    counts = accumulate_frames(x, y, p, event_count_bins(len(x), time_steps), time_steps)
+    return normalise_and_resize(counts, frame_size)
+
+
+def gesture_frames(path: Path, time_steps: int, frame_size: int) -> torch.Tensor:
+    """``[T, 2, S, S]`` frames of one DVS Gesture sample, split into equal time bins."""
+    x, y, p, t = read_gesture(path)
+    counts = accumulate_frames(x, y, p, time_bins(t, time_steps), time_steps)
+    return normalise_and_resize(counts, frame_size)
+
+
+# ---------------------------------------------------------------- cache
+
+
+@dataclass(frozen=True)
+class FrameCache:
+    """Frames on disk, one ``.pt`` per recording under ``folder``; the file name hashes ``params``
+    (everything that shapes the frames) with the recording's resolved path, size and mtime."""
+
+    folder: Path
+    params: tuple[tuple[str, object], ...]
+
+    def key(self, source: Path) -> str:
+        stat = source.stat()
+        ident = dict(self.params, source=str(source.resolve()), size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
+
+    def get(self, source: Path, make: Callable[[Path], torch.Tensor]) -> torch.Tensor:
+        path = self.folder / f"{self.key(source)}.pt"
+        if path.exists():
+            return torch.load(path, weights_only=True)
+        frames = make(source)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(frames, tmp)
+        os.replace(tmp, path)  # atomic: concurrent workers never see a partial file
+        return frames
+
+
+# ---------------------------------------------------------------- dataset
+
+
+class EventFrames(Dataset):
+    """Recordings -> cached frames ``[T, 2, S, S]`` (float in [0, 1]) and int labels.
+
+    With ``augment``, each draw applies a horizontal flip with probability ½ (if ``hflip``) and rolls
+    both spatial axes by independent integers in ``[-roll, roll]``; draws are seeded by
+    (seed, index, how many times this index was drawn), so they differ per epoch and are reproducible.
+    """
+
+    def __init__(
+        self,
+        files: list[Path],
+        labels: list[int],
+        make_frames: Callable[[Path], torch.Tensor],
+        cache: FrameCache,
+        augment: bool = False,
+        hflip: bool = True,
+        roll: int = 0,
+        seed: int = 0,
+    ):
+        self.files, self.labels = files, labels
+        self.make_frames, self.cache = make_frames, cache
+        self.augment, self.hflip, self.roll, self.seed = augment, hflip, roll, seed
+        self._draws: Counter[int] = Counter()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        frames = self.cache.get(self.files[index], self.make_frames)
+        if self.augment:
+            gen = torch.Generator().manual_seed(item_seed(self.seed, index, self._draws[index]))
+            self._draws[index] += 1
+            if self.hflip and torch.rand((), generator=gen) < 0.5:
+                frames = frames.flip(-1)
+            if self.roll:
+                shifts = torch.randint(-self.roll, self.roll + 1, (2,), generator=gen).tolist()
+                frames = frames.roll(shifts=shifts, dims=(-2, -1))
+        return frames, self.labels[index]
+
+
+# ---------------------------------------------------------------- files and splits
+
+
+def recording_index(path: Path) -> int:
+    """The recording number at the end of a file stem (``cifar10_cat_12`` -> 12)."""
+    match = re.search(r"(\d+)$", path.stem)
+    if match is None:
+        raise DataMissingError(f"cannot read a recording index from {path.name} (expected a name ending in a number)")
+    return int(match.group(1))
+
+
+def cifar10dvs_files(root: Path) -> dict[str, list[Path]]:
+    """Recordings of each class, sorted by recording index."""
+    return {c: sorted((root / CIFAR10DVS_DIR / c).glob("*.aedat"), key=recording_index) for c in CIFAR10DVS_CLASSES}
+
+
+def split_cifar10dvs(files: dict[str, list[Path]], mode: str) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """(train, test) lists of (file, label), split per class.
+
+    ``ratio``: the first 70 % of the recordings present (by index) train, the rest test.
+    ``reference``: recordings numbered 0-699 train, 700-999 test, as the reference does. With the full
+    dataset (1,000 per class) both give the same 7,000 / 3,000 split; with partial data ``reference``
+    keeps the numbering rule (possibly an empty or lopsided test set) while ``ratio`` keeps 70/30.
+    """
+    train, test = [], []
+    for label, cls in enumerate(CIFAR10DVS_CLASSES):
+        paths = files[cls]
+        if mode == "reference":
+            is_train = [recording_index(p) < REFERENCE_TRAIN_FILES for p in paths]
+        else:
+            n_train = len(paths) * TRAIN_RATIO[0] // TRAIN_RATIO[1]
+            is_train = [i < n_train for i in range(len(paths))]
+        for path, keep in zip(paths, is_train):
+            (train if keep else test).append((path, label))
+    return train, test
+
+
+def gesture_files(root: Path, split: str) -> list[tuple[Path, int]]:
+    """(file, label) of a DVS Gesture split, folders and files in sorted order; label = file stem."""
+    folder = root / GESTURE_DIR / GESTURE_SPLITS[split]
+    return [(p, int(p.stem)) for p in sorted(folder.glob("*/*.npy"))]
+
+
+# ---------------------------------------------------------------- build / check
+
+
+def cache_folder(recipe: "Recipe") -> Path:
+    base = Path(recipe.data.cache_dir) if recipe.data.cache_dir else Path(recipe.data.root) / "cache"
+    return base / recipe.data.name
+
+
+def check(recipe: "Recipe") -> list[DataProblem]:
+    root = Path(recipe.data.root)
+    if recipe.data.name == "dvs_cifar10":
+        problems = []
+        for cls, paths in cifar10dvs_files(root).items():
+            folder = root / CIFAR10DVS_DIR / cls
+            if paths:
+                size = human_size(sum(p.stat().st_size for p in paths))
+                problems.append(DataProblem(str(folder), True, f"{len(paths)} recordings (full data: 1000)", size))
+            else:
+                problems.append(DataProblem(
+                    str(folder), False,
+                    f"no .aedat recordings: put the original CIFAR10-DVS '{cls}' recordings "
+                    f"(cifar10_{cls}_<i>.aedat) here; get them from {CIFAR10DVS_URL}",
+                ))  # fmt: skip
+        return problems
+    problems = []
+    for split, folder_name in GESTURE_SPLITS.items():
+        folder = root / GESTURE_DIR / folder_name
+        items = gesture_files(root, split)
+        if items:
+            size = human_size(sum(p.stat().st_size for p, _ in items))
+            problems.append(DataProblem(str(folder), True, f"{len(items)} samples (full data: 1077 train / 264 test)", size))
+        else:
+            problems.append(DataProblem(
+                str(folder), False,
+                f"no <user>_<lighting>/<label>.npy samples: extract {GESTURE_URLS[split]} into {root / GESTURE_DIR}",
+            ))  # fmt: skip
+    return problems
+
+
+def _raise_if_missing(problems: list[DataProblem]) -> None:
+    missing = [f"  {p.path}: {p.message}" for p in problems if not p.ok]
+    if missing:
+        raise DataMissingError("dataset files are missing:\n" + "\n".join(missing))
+
+
+def build(recipe: "Recipe") -> DataBundle:
+    _raise_if_missing(check(recipe))
+    data, time_steps, seed = recipe.data, recipe.train.time_steps, recipe.run.seed
+    root = Path(data.root)
+    if data.name == "dvs_cifar10":
+        train_items, test_items = split_cifar10dvs(cifar10dvs_files(root), data.split)
+        make, framing, hflip, classes = cifar10dvs_frames, "event_count", True, len(CIFAR10DVS_CLASSES)
+    else:
+        train_items, test_items = gesture_files(root, "train"), gesture_files(root, "test")
+        make, framing, classes = gesture_frames, "time_bins", GESTURE_CLASSES
+        hflip = False  # left- and right-hand gestures are different classes
+    if not train_items or not test_items:
+        raise DataMissingError(
+            f"{data.name} split '{data.split}' leaves {len(train_items)} train / {len(test_items)} test recordings"
+        )
+    params = (
+        ("dataset", data.name), ("framing", framing), ("time_steps", time_steps),
+        ("frame_size", data.frame_size), ("version", CACHE_VERSION),
+    )  # fmt: skip
+    cache = FrameCache(cache_folder(recipe), params)
+    make_frames = partial(make, time_steps=time_steps, frame_size=data.frame_size)
+
+    def frames(items: list[tuple[Path, int]], augment: bool) -> EventFrames:
+        files, labels = [p for p, _ in items], [y for _, y in items]
+        return EventFrames(files, labels, make_frames, cache, augment, hflip, data.roll_pixels, seed)
+
+    train, val = carve_validation(frames(train_items, True), frames(train_items, False), recipe.train.val_fraction, seed)
+    test = frames(test_items, False)
+    info = DataInfo("event", 2, (data.frame_size, data.frame_size), classes, time_steps)
+    limit = data.subset
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
