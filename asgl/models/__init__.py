@@ -12,7 +12,7 @@ from torch import nn
 
 from asgl.config import Recipe
 from asgl.data import DataInfo
-from asgl.models import digits, resnet, vgg
+from asgl.models import digits, recurrent, resnet, vgg
 from asgl.neuron import lif_layers, set_noise_prob
 
 Builder = Callable[[Recipe, DataInfo], nn.Module]
@@ -25,6 +25,7 @@ MODELS: dict[str, Builder] = {
     "vggsnn2": vgg.vggsnn2,
     "vgg11": vgg.vgg11,
     "vgg13": vgg.vgg13,
+    "recurrent_snn": recurrent.recurrent_snn,
 }
 
 

@@ -1,0 +1,63 @@
+"""The SHD network: F inputs -> ``model.hidden`` (recurrent) LIF units -> K classes, no biases.
+
+With 700 inputs, 240 hidden units and 20 classes it has 700·240 + 240·240 + 240·20 = 230,400 weights.
+Input sequences ``[B, T, F]`` (SHD spike counts, log-mel features) -> per-step logits ``[T, B, K]``;
+how they become a prediction (``model.readout``: mean, last or max over time) is the loss's business
+(asgl.losses). The hidden current is ``W_in x[t] (+ W_rec o[t−1])``, normalised by ``neuron.norm``
+(``none`` keeps the weight count above). Without recurrence the hidden LIF runs on its sequence
+backend (fused by default); the recurrence needs the previous step's output, so it runs step by step
+with :func:`asgl.neuron.lif_step` on the same LIF layer's parameters and masks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from asgl.config import Recipe
+from asgl.data import DataInfo
+from asgl.layers import TimeFold, to_time_major
+from asgl.models.blocks import lif, norm
+from asgl.neuron import LIF, lif_step, make_spike
+
+
+def lif_recurrent(layer: LIF, current: Tensor, recurrent: nn.Linear) -> Tensor:
+    """Run ``layer`` step by step on ``current[t] + recurrent(out[t−1])``. current [T, B, H] -> out [T, B, H]."""
+    mask = layer.draw_mask(current.shape, current.device)
+    mode = layer.active_mode()
+    gamma, theta, k = layer.decay(), layer.theta(), layer.width.slope()
+    amplitude = theta if layer.amplitude_threshold else 1.0
+    state = torch.zeros_like(current[0])
+    out = torch.zeros_like(current[0])
+    outs = []
+    for t in range(current.shape[0]):
+        spike = make_spike(mode, layer.surrogate, k, None if mask is None else mask[t], layer.width_grad)
+        out, state = lif_step(current[t] + recurrent(out), state, gamma, theta, spike, layer.reset, amplitude)
+        outs.append(out)
+    return torch.stack(outs)
+
+
+class RecurrentSNN(nn.Module):
+    """One hidden layer of (recurrent) LIF neurons and a linear per-step readout."""
+
+    def __init__(self, recipe: Recipe, info: DataInfo):
+        super().__init__()
+        if info.kind != "sequence":
+            raise ValueError(f"the recurrent SNN takes sequences [B, T, F], dataset {recipe.data.name!r} gives {info.kind} data")
+        hidden = recipe.model.hidden
+        self.time_steps = info.time_steps
+        self.input = TimeFold(nn.Linear(info.input_size[0], hidden, bias=False))
+        self.norm = norm(recipe, hidden, dims=1)
+        self.lif = lif(recipe, (hidden,))
+        self.recurrent = nn.Linear(hidden, hidden, bias=False) if recipe.model.recurrent else None
+        self.head = TimeFold(nn.Dropout(recipe.model.dropout), nn.Linear(hidden, info.num_classes, bias=False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, T, F] -> per-step logits [T, B, K]."""
+        current = self.norm(self.input(to_time_major(x, self.time_steps)))
+        spikes = self.lif(current) if self.recurrent is None else lif_recurrent(self.lif, current, self.recurrent)
+        return self.head(spikes)
+
+
+def recurrent_snn(recipe: Recipe, info: DataInfo) -> nn.Module:
+    return RecurrentSNN(recipe, info)
