@@ -162,3 +162,49 @@ def test_check_names_the_broken_cifar_file(tmp_path):
     assert rows["batches.meta"].ok and "10 class names" in rows["batches.meta"].message
     with pytest.raises(DataMissingError, match="data_batch_3"):
         build_data(recipe("cifar10", tmp_path))
+
+
+IMAGE_RECIPES = {
+    "cifar10_resnet18": write_cifar10,
+    "cifar100_resnet18": write_cifar100,
+    "cifar100_resnet18_sg": write_cifar100,
+    "cifar100_resnet19": write_cifar100,
+    "tiny_imagenet_vgg13": write_tiny_imagenet,
+}
+
+
+@pytest.mark.parametrize("name", IMAGE_RECIPES)
+def test_bundled_recipe_passes_data_check_on_fixtures(tmp_path, name):
+    from typer.testing import CliRunner
+
+    from asgl.config import load_recipe, recipe_to_toml
+    from asgl_cli.main import app
+
+    path = tmp_path / f"{name}.toml"
+    path.write_text(recipe_to_toml(load_recipe(name, [f"data.root={tmp_path / 'data'}"])))
+    missing = CliRunner().invoke(app, ["data", "check", str(path)])
+    assert missing.exit_code == 1 and "missing" in missing.output
+    IMAGE_RECIPES[name](tmp_path / "data")
+    present = CliRunner().invoke(app, ["data", "check", str(path)])
+    assert present.exit_code == 0, present.output
+
+
+def test_cli_smoke_train_resnet18_two_steps_on_cifar_fixture(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from asgl_cli.main import app
+
+    write_cifar10(tmp_path / "data")
+    sets = ["data.root=" + str(tmp_path / "data"), "data.subset=4", "data.num_workers=0",
+            "train.batch_size=2", "train.epochs=1"]
+    args = ["train", "cifar10_resnet18", "--out", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (epoch,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(epoch["train_loss"]) and epoch["skipped_steps"] == 0
+    assert any(w != pytest.approx(5.0, abs=1e-9) for w in epoch["widths"].values())  # the widths learned
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["parameters"] == 11_173_962 and summary["test_samples"] == 4
