@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -155,9 +156,11 @@ def test_check_names_the_broken_cifar_file(tmp_path):
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_5").write_bytes(pickle.dumps([1, 2, 3]))
     rows = {Path(row.path).name: row for row in check_data(recipe("cifar10", tmp_path))}
     assert not rows["data_batch_3"].ok and "unreadable" in rows["data_batch_3"].message
     assert not rows["test_batch"].ok and "missing" in rows["test_batch"].message
+    assert not rows["data_batch_5"].ok and "expected the dict" in rows["data_batch_5"].message
     assert rows["data_batch_1"].ok and "4 images" in rows["data_batch_1"].message
     assert rows["batches.meta"].ok and "10 class names" in rows["batches.meta"].message
     with pytest.raises(DataMissingError, match="data_batch_3"):

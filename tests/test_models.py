@@ -123,3 +123,13 @@ def test_lif_layers_follow_the_recipe():
     layer = next(m for m in model.modules() if isinstance(m, LIF))
     assert layer.mode == "sg"
     assert "param" in dict(layer.width.named_buffers()) and not list(layer.width.parameters())
+
+
+def test_models_run_under_bf16_autocast_with_fp32_neuron_parameters():
+    model = build_model(recipe("resnet18"), cifar(10, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(torch.randn(2, 3, 8, 8))
+    logits.float().mean(0).logsumexp(-1).sum().backward()
+    assert logits.shape == (2, 2, 10)
+    for _, layer in lif_layers(model):
+        assert all(p.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in layer.parameters())

@@ -180,6 +180,8 @@ def read_pickle(path: Path) -> dict[str, object]:
     """One CIFAR pickle file as a dict with str keys (the files are Python 2 pickles with byte-string keys)."""
     with open(path, "rb") as f:
         entry = pickle.load(f, encoding="bytes")
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path} holds a {type(entry).__name__}, expected the dict of a CIFAR pickle file")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
 
 
