@@ -32,12 +32,15 @@ def random_events(rng: np.random.Generator, n: int, label: int) -> tuple[np.ndar
     return x, y, p, t
 
 
-def write_cifar10dvs(root: Path, per_class: int, events: int = 200, seed: int = 0) -> list[Path]:
-    """``<root>/CIFAR10DVS/<class>/cifar10_<class>_<i>.aedat`` for i < per_class; returns the files."""
+def write_cifar10dvs(
+    root: Path, per_class: int = 0, events: int = 200, seed: int = 0, indices: list[int] | None = None
+) -> list[Path]:
+    """``<root>/CIFAR10DVS/<class>/cifar10_<class>_<i>.aedat`` for i in ``indices`` (default
+    ``range(per_class)``); returns the files."""
     rng = np.random.default_rng(seed)
     files = []
     for label, cls in enumerate(CIFAR10DVS_CLASSES):
-        for i in range(per_class):
+        for i in indices if indices is not None else range(per_class):
             path = root / CIFAR10DVS_DIR / cls / f"cifar10_{cls}_{i}.aedat"
             write_aedat2(path, *random_events(rng, events, label))
             files.append(path)

@@ -187,10 +187,14 @@ def test_check_names_each_missing_class_folder_and_where_to_get_it(tmp_path):
         assert str(tmp_path / "CIFAR10DVS" / cls) in str(err.value)
 
 
-def test_check_reports_the_fixture_as_present(tmp_path):
-    write_cifar10dvs(tmp_path, per_class=2)
+def test_check_reports_the_fixture_and_its_split(tmp_path):
+    write_cifar10dvs(tmp_path, per_class=4)
     problems = check_data(dvs_recipe(tmp_path))
-    assert all(p.ok for p in problems) and "2 recordings" in problems[0].message
+    assert all(p.ok for p in problems) and "4 recordings" in problems[0].message
+    assert problems[-1].message == "split 'ratio': 20 train / 20 test recordings"
+    # recordings 0-3 only: the reference split (0-699 train) has no test recording, and says so
+    problems = check_data(dvs_recipe(tmp_path, split="reference"))
+    assert not problems[-1].ok and "40 train / 0 test" in problems[-1].message
 
 
 def test_truncated_recording_is_an_error_naming_the_file(tmp_path):
@@ -236,3 +240,49 @@ def test_dvs_gesture_check_names_missing_split_folders(tmp_path):
     problems = check_data(gesture_recipe(tmp_path))
     assert [p.ok for p in problems] == [True, False]
     assert problems[1].path == str(tmp_path / "DVSGesture" / "ibmGestureTest") and "ibmGestureTest.tar.gz" in problems[1].message
+
+
+# ---------------------------------------------------------------- CLI: data check and smoke train on fixtures
+
+EVENT_RECIPES = {
+    "dvs_cifar10_vggsnn": lambda root: write_cifar10dvs(root, indices=[0, 1, 700, 701]),  # reference split
+    "dvs_gesture": lambda root: write_gesture(root, {"train": [1], "test": [2]}),
+}
+
+
+@pytest.mark.parametrize("name", EVENT_RECIPES)
+def test_bundled_recipe_passes_data_check_on_fixtures(tmp_path, name):
+    from typer.testing import CliRunner
+
+    from asgl.config import load_recipe, recipe_to_toml
+    from asgl_cli.main import app
+
+    path = tmp_path / f"{name}.toml"
+    path.write_text(recipe_to_toml(load_recipe(name, [f"data.root={tmp_path / 'data'}"])))
+    missing = CliRunner().invoke(app, ["data", "check", str(path)])
+    assert missing.exit_code == 1 and "missing" in missing.output
+    EVENT_RECIPES[name](tmp_path / "data")
+    present = CliRunner().invoke(app, ["data", "check", str(path)])
+    assert present.exit_code == 0, present.output
+
+
+@pytest.mark.parametrize("name", EVENT_RECIPES)
+def test_cli_smoke_train_on_event_fixture(tmp_path, name):
+    import json
+
+    from typer.testing import CliRunner
+
+    from asgl_cli.main import app
+
+    EVENT_RECIPES[name](tmp_path / "data")
+    sets = [f"data.root={tmp_path / 'data'}", "data.subset=4", "data.num_workers=0", "data.frame_size=16",
+            "train.batch_size=2", "train.epochs=1", "train.time_steps=2", "run.device=cpu"]  # fmt: skip
+    args = ["train", name, "--out", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (epoch,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(epoch["train_loss"]) and epoch["skipped_steps"] == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test_samples"] == 4
+    assert len(list((tmp_path / "data" / "cache").rglob("*.pt"))) >= 4  # frames went through the disk cache

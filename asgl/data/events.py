@@ -316,6 +316,12 @@ def check(recipe: "Recipe") -> list[DataProblem]:
                     f"no .aedat recordings: put the original CIFAR10-DVS '{cls}' recordings "
                     f"(cifar10_{cls}_<i>.aedat) here; get them from {CIFAR10DVS_URL}",
                 ))  # fmt: skip
+        if all(p.ok for p in problems):
+            train, test = split_cifar10dvs(cifar10dvs_files(root), recipe.data.split)
+            message = f"split '{recipe.data.split}': {len(train)} train / {len(test)} test recordings"
+            if not train or not test:
+                message += " (the reference split needs recordings numbered below and from 700; try data.split = \"ratio\")"
+            problems.append(DataProblem(str(root / CIFAR10DVS_DIR), bool(train and test), message))
         return problems
     problems = []
     for split, folder_name in GESTURE_SPLITS.items():
@@ -350,9 +356,7 @@ def build(recipe: "Recipe") -> DataBundle:
         make, framing, classes = gesture_frames, "time_bins", GESTURE_CLASSES
         hflip = False  # left- and right-hand gestures are different classes
     if not train_items or not test_items:
-        raise DataMissingError(
-            f"{data.name} split '{data.split}' leaves {len(train_items)} train / {len(test_items)} test recordings"
-        )
+        raise DataMissingError(f"{data.name} leaves {len(train_items)} train / {len(test_items)} test recordings")
     params = (
         ("dataset", data.name), ("framing", framing), ("time_steps", time_steps),
         ("frame_size", data.frame_size), ("version", CACHE_VERSION),
