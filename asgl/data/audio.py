@@ -35,10 +35,9 @@ from asgl.data import (
     DataProblem,
     carve_validation,
     human_size,
-    item_seed,
     take_subset,
 )
-from asgl.data.events import TRAIN_RATIO
+from asgl.data.events import TRAIN_RATIO, item_seed
 
 if TYPE_CHECKING:
     from asgl.config import AudioAugmentConfig, Recipe

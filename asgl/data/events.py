@@ -48,7 +48,6 @@ from asgl.data import (
     DataProblem,
     carve_validation,
     human_size,
-    item_seed,
     take_subset,
 )
 
@@ -208,6 +207,12 @@ class FrameCache:
 
 
 # ---------------------------------------------------------------- dataset
+
+
+def item_seed(seed: int, index: int, draw: int) -> int:
+    """Seed of the ``draw``-th augmentation of sample ``index``: reproducible, different per epoch,
+    and independent of which DataLoader worker draws it."""
+    return (seed * 1_000_003 + index) * 1_000_033 + draw
 
 
 class EventFrames(Dataset):
