@@ -1,0 +1,53 @@
+"""scikit-learn's 8x8 digits: real data that ships with scikit-learn, the embedded default.
+
+1,797 grey images of 10 classes, upsampled to 16x16 for a conv net; 20 % held out as the test set
+(stratified, fixed seed), the validation split carved from the rest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from asgl.data import DataBundle, DataInfo, DataProblem, carve_validation, take_subset
+
+if TYPE_CHECKING:
+    from asgl.config import Recipe
+
+IMAGE_SIZE = 16
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0  # the test split is fixed whatever the run seed
+
+
+def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N, 1, 16, 16] in [0, 1] (normalised to zero mean, unit std) and labels [N]."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    x = (x - x.mean()) / x.std()
+    return x, torch.tensor(d.target, dtype=torch.long)
+
+
+def build(recipe: "Recipe") -> DataBundle:
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits_tensors()
+    idx_train, idx_test = train_test_split(
+        range(len(y)), test_size=TEST_FRACTION, stratify=y.numpy(), random_state=SPLIT_SEED
+    )
+    train_all = TensorDataset(x[idx_train], y[idx_train])
+    train, val = carve_validation(train_all, train_all, recipe.train.val_fraction, recipe.run.seed)
+    test = TensorDataset(x[idx_test], y[idx_test])
+    limit = recipe.data.subset
+    info = DataInfo("static", 1, (IMAGE_SIZE, IMAGE_SIZE), 10, recipe.train.time_steps)
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
+
+
+def check(recipe: "Recipe") -> list[DataProblem]:
+    x, _ = load_digits_tensors()
+    return [DataProblem("sklearn.datasets.load_digits", True, f"embedded, {len(x)} images", "")]
