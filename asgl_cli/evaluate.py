@@ -1,0 +1,36 @@
+"""``asgl eval``: pure-SNN accuracy of a checkpoint, rebuilt from the recipe stored in it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from asgl_cli.errors import user_errors
+
+
+@user_errors
+def eval_checkpoint(
+    ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint file, or a run folder (uses checkpoints/last.pt)."),
+    split: Literal["val", "test"] = typer.Option("test", "--split", help="Which split to evaluate."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+) -> None:
+    """Evaluate a checkpoint as a pure SNN (eval mode: binary spikes, no noise)."""
+    from asgl.engine.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(ckpt, split, device)
+    record = {"checkpoint": str(ckpt), "split": split, "samples": result.samples,
+              "accuracy": result.accuracy, "loss": result.loss}
+    if as_json:
+        typer.echo(json.dumps(record))
+        return
+    table = Table(title=f"{ckpt} ({split})")
+    for col in ("samples", "accuracy", "loss"):
+        table.add_column(col, justify="right")
+    table.add_row(str(result.samples), f"{result.accuracy:.2%}", f"{result.loss:.4f}")
+    Console().print(table)

@@ -1,0 +1,95 @@
+"""``asgl recipes list | show | validate | cp``: the bundled recipes and recipe files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from asgl.config import RECIPES_DIR, RecipeError, bundled_recipes, load_recipe, resolve_recipe_path
+from asgl_cli.errors import err_console, user_errors
+
+app = typer.Typer(help="List, show, validate and copy recipes.", no_args_is_help=True)
+
+
+def description(path: Path) -> str:
+    """The first comment line of a recipe file."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def bundled_path(name: str) -> Path:
+    path = RECIPES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise RecipeError(f"unknown recipe {name!r}; bundled: {', '.join(bundled_recipes()) or 'none'}")
+    return path
+
+
+@app.command("list")
+@user_errors
+def list_recipes() -> None:
+    """Bundled recipes with their dataset, model, epochs and description."""
+    table = Table()
+    for col in ("name", "data", "model", "epochs", "description"):
+        table.add_column(col)
+    for name in bundled_recipes():
+        r = load_recipe(name)
+        table.add_row(name, r.data.name, r.model.name, str(r.train.epochs), description(bundled_path(name)))
+    Console().print(table)
+
+
+@app.command("show")
+@user_errors
+def show(name: str = typer.Argument(..., help="Bundled recipe name (or a recipe file).")) -> None:
+    """Print a recipe's TOML text."""
+    path = resolve_recipe_path(name)
+    typer.echo(path.read_text(encoding="utf-8"), nl=False)
+
+
+@app.command("validate")
+@user_errors
+def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundled names.")) -> None:
+    """Check recipes against the schema and the model registry; exit 2 if any is invalid."""
+    failed = 0
+    out = Console()
+    for item in files:
+        try:
+            recipe = load_recipe(item)
+        except RecipeError as e:
+            failed += 1
+            err_console.print(f"[red]invalid[/] {item}", soft_wrap=True)
+            err_console.print(str(e), markup=False, soft_wrap=True)
+            continue
+        from asgl.models import MODELS  # after the schema: the registry needs torch
+
+        if recipe.model.name not in MODELS:
+            failed += 1
+            err_console.print(
+                f"[red]invalid[/] {item}: model.name = {recipe.model.name!r} is not one of {', '.join(MODELS)}",
+                soft_wrap=True,
+            )
+            continue
+        out.print(f"[green]ok[/] {item}", soft_wrap=True)
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command("cp")
+@user_errors
+def copy(
+    name: str = typer.Argument(..., help="Bundled recipe name."),
+    dest: Path = typer.Argument(..., help="Destination file, or a folder (keeps the name)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Copy a bundled recipe to edit it."""
+    source = bundled_path(name)
+    target = dest / source.name if dest.is_dir() else dest
+    if target.exists() and not force:
+        raise RecipeError(f"{target} exists; pass --force to overwrite it")
+    shutil.copyfile(source, target)
+    Console().print(f"copied {name} to {target}", soft_wrap=True)

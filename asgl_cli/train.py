@@ -1,0 +1,65 @@
+"""``asgl train``: run a recipe, or resume a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from asgl_cli.errors import fail, user_errors
+
+
+@user_errors
+def train(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe file or bundled recipe name (optional with --resume)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: --set surrogate.width=10 (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Parent folder of the run folder (default: run.out_dir)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: its folder or a checkpoint file."),
+) -> None:
+    """Train a recipe into a new run folder, or continue one with --resume."""
+    from asgl.config import RecipeError, load_recipe
+
+    if resume is None:
+        if recipe is None:
+            raise RecipeError("give a RECIPE (file or bundled name), or --resume RUN_DIR to continue a run")
+        cfg = load_recipe(recipe, overrides)
+    else:
+        if out is not None:
+            raise RecipeError("--out cannot be combined with --resume: a resumed run stays in its own folder")
+        from asgl.engine.trainer import recipe_differences, recipe_for_resume
+
+        cfg = recipe_for_resume(resume, overrides)
+        if recipe is not None:
+            differing = recipe_differences(load_recipe(recipe, overrides), cfg)
+            if differing:
+                raise RecipeError(
+                    f"recipe {recipe} differs from the one stored in the checkpoint ({', '.join(differing)}); "
+                    "omit RECIPE to resume with the stored recipe"
+                )
+
+    from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted
+    from asgl.engine.trainer import train as run_training
+
+    console = Console(stderr=True)
+    try:
+        result = run_training(cfg, out_dir=out, resume=resume, console=console)
+    except TrainingInterrupted as e:
+        console.print(f"[yellow]interrupted:[/] {e}", soft_wrap=True)
+        raise typer.Exit(e.exit_code) from None
+    except NonFiniteLossError as e:
+        raise fail(str(e), code=1) from None
+
+    table = Table(title=f"{cfg.run.name}: {result.run_dir}")
+    for col in ("best epoch", "val acc (best)", "test acc (best ckpt)", "test loss", "test samples"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        str(result.best_epoch + 1),
+        f"{result.best_val_acc:.2%}",
+        f"{result.test.accuracy:.2%}",
+        f"{result.test.loss:.4f}",
+        str(result.test.samples),
+    )
+    Console().print(table)
