@@ -10,7 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from asgl.config import Recipe
+from asgl.config import Recipe, RecipeError
 from asgl.data import DataInfo
 from asgl.models import digits, recurrent, resnet, vgg
 from asgl.neuron import lif_layers, set_noise_prob
@@ -51,7 +51,12 @@ def build_model(recipe: Recipe, info: DataInfo) -> nn.Module:
     if recipe.model.name not in MODELS:
         raise ModelDataMismatch(f"model.name = {recipe.model.name!r}: unknown model; known: {', '.join(MODELS)}")
     check_model_data(recipe, info)
-    model = MODELS[recipe.model.name](recipe, info)
+    try:
+        model = MODELS[recipe.model.name](recipe, info)
+    except (ModelDataMismatch, RecipeError):
+        raise
+    except ValueError as e:  # builders reject inputs they cannot take (input size, input kind)
+        raise ModelDataMismatch(f"model {recipe.model.name!r} cannot take dataset {recipe.data.name!r}: {e}") from None
     set_noise_prob(model, recipe.noise.prob)
     return model
 
