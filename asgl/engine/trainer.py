@@ -144,6 +144,18 @@ class EpochBatches(Sampler[list[int]]):
         return self.batches_per_epoch - self.start
 
 
+def check_batches(train_size: int, recipe: Recipe) -> None:
+    """Refuse batch sizes the training split cannot serve (raises :class:`RecipeError`)."""
+    bs = recipe.train.batch_size
+    if bs > train_size:
+        raise RecipeError(f"train.batch_size = {bs} is larger than the training split ({train_size} samples)")
+    if train_size % bs == 1 and recipe.train.time_steps == 1 and recipe.neuron.norm != "none":
+        raise RecipeError(
+            f"train.batch_size = {bs} leaves a last training batch of 1 sample ({train_size} samples), which "
+            "batch norm cannot normalise with train.time_steps = 1; choose another batch size"
+        )
+
+
 def _loader(ds: Dataset, recipe: Recipe, device: torch.device, **kw: Any) -> DataLoader:
     workers = recipe.data.num_workers
     pin = recipe.data.pin_memory if recipe.data.pin_memory is not None else device.type == "cuda"
@@ -230,22 +242,20 @@ def train(
     if resume is not None:
         ckpt_path = resolve_checkpoint_path(resume)
         ckpt = load_checkpoint(ckpt_path, map_location="cpu")
-        folder = run_folder_of(ckpt_path)
-    else:
-        folder = create_run_folder(out_dir or recipe.run.out_dir, recipe.run.name)
-    folder.config.write_text(recipe_to_toml(recipe))
 
     if recipe.run.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(recipe.run.seed)
     data = build_data(recipe)
     tcfg = recipe.train
-    if tcfg.batch_size > len(data.train):
-        raise RecipeError(f"train.batch_size = {tcfg.batch_size} is larger than the training split ({len(data.train)} samples)")
+    check_batches(len(data.train), recipe)
     torch.manual_seed(recipe.run.seed)  # weights do not depend on how much RNG data building used
     model = build_model(recipe, data.info).to(device)
     if recipe.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
+
+    folder = run_folder_of(ckpt_path) if ckpt is not None else create_run_folder(out_dir or recipe.run.out_dir, recipe.run.name)
+    folder.config.write_text(recipe_to_toml(recipe))
     net = torch.compile(model) if tcfg.compile else model
     epochs = tcfg.epochs
     opt = build_optimizers(model, recipe.optim, epochs)
