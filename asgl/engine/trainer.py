@@ -327,8 +327,8 @@ def train(
                         where = f"epoch {epoch + 1}, step {step}"
                         if tcfg.nan_policy == "stop":
                             last = f"last good checkpoint: {folder.last}" if folder.last.exists() else "no checkpoint yet"
-                            raise NonFiniteLossError(f"loss is {float(loss)} at {where}; training stopped ({last})")
-                        console.print(f"[yellow]warning:[/] loss is {float(loss)} at {where}; step skipped")
+                            raise NonFiniteLossError(f"loss is {float(loss.detach())} at {where}; training stopped ({last})")
+                        console.print(f"[yellow]warning:[/] loss is {float(loss.detach())} at {where}; step skipped")
                         running.skipped += 1
                     else:
                         opt.zero_grad()

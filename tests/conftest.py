@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny, fast digits recipe (seconds on CPU) for engine and CLI tests."""
+
+from __future__ import annotations
+
+import pytest
+
+# overrides that shrink digits_quick to a few seconds: 48 train samples in batches of 16 (3 steps/epoch)
+TINY = [
+    "run.device=cpu",
+    "data.subset=48",
+    "model.hidden=16",
+    "train.batch_size=16",
+    "train.time_steps=2",
+    "train.epochs=2",
+]
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``."""
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+@pytest.fixture
+def tiny_recipe():
+    """A factory: the tiny digits recipe with extra overrides."""
+    from asgl.config import load_recipe
+
+    return lambda *extra: load_recipe("digits_quick", TINY + list(extra))
