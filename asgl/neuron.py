@@ -17,6 +17,7 @@ Triton are available.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Callable, Literal
 
@@ -56,8 +57,8 @@ def make_spike(
     """The spike function x -> s of a mode; ``mask`` [B, ...] bool is used by ``asgl`` only."""
     if mode == "heaviside":
         return heaviside
-    if mode == "sg":
-        return lambda x: sg_spike(x, k, surrogate)
+    if mode == "sg":  # no analog elements, so width_grad = "analog" means no width gradient
+        return lambda x: sg_spike(x, k.detach() if width_grad == "analog" else k, surrogate)
     if mode == "analog":
         return lambda x: surrogate.H(x, k)
     return lambda x: hybrid_spike(x, k, surrogate, mask, width_grad)
@@ -198,7 +199,28 @@ def lif_fused(
     )
 
 
+def lif_triton(
+    current: Tensor,
+    gamma: Tensor,
+    theta: Tensor,
+    k: Tensor,
+    surrogate: Surrogate,
+    mode: SpikeMode,
+    mask: Tensor | None,
+    reset: Literal["hard", "soft"],
+    amplitude_threshold: bool,
+    width_grad: str = "all",
+) -> Tensor:
+    """Triton backend (CUDA), same contract as :func:`lif_stepwise`; what the kernel lacks goes to :func:`lif_fused`."""
+    from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
+
+    backend = triton_lif.lif_triton if triton_lif.supports(current, surrogate) else lif_fused
+    return backend(current, gamma, theta, k, surrogate, mode, mask, reset, amplitude_threshold, width_grad)
+
+
 BACKENDS: dict[str, Callable[..., Tensor]] = {"stepwise": lif_stepwise, "fused": lif_fused}
+if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
+    BACKENDS["triton"] = lif_triton
 
 
 def _register(module: nn.Module, name: str, value: Tensor, learnable: bool) -> None:

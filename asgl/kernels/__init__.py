@@ -1,0 +1,1 @@
+"""Hand-written kernels (Triton) behind the LIF backends of asgl.neuron."""

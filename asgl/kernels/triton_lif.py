@@ -1,0 +1,229 @@
+"""Triton kernels for the multi-step LIF with the ASGL spike: one program per block of neurons loops over T.
+
+Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuron._FusedLIF`): the forward
+keeps the membrane state in registers, writes the output and u [T, N] and saves u plus the bool mask; the
+backward runs the reverse recurrence over T in registers and reduces the decay, threshold and width
+gradients inside the kernel (block sums + atomic adds). Tensors are viewed as [T, N], N = B·prod(features);
+a per-neuron or per-channel width is expanded to the feature shape and indexed with n mod F.
+
+Runs on CUDA, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before importing
+triton), which is how the tests check it without a GPU. float32 only (the LIF layer casts half precision
+to float32); :func:`asgl.neuron.lif_triton` sends other dtypes and the arctan surrogate (no arctan in
+Triton's core) to the PyTorch fused path.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from asgl.surrogates import Surrogate
+
+FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "triangle": 3}
+MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
+BLOCK = 512
+
+
+@triton.jit
+def _step(y, FAMILY: tl.constexpr):
+    """Unit-slope smooth step F(y) of asgl.surrogates."""
+    if FAMILY == 0:
+        return tl.sigmoid(y)
+    elif FAMILY == 1:
+        return tl.minimum(tl.maximum(y + 0.5, 0.0), 1.0)
+    elif FAMILY == 2:
+        return tl.sigmoid(2.0 * y)  # 0.5 tanh(y) + 0.5
+    else:
+        c = tl.minimum(tl.maximum(y, -1.0), 1.0)
+        return tl.where(c < 0, 0.5 * (1.0 + c) * (1.0 + c), 1.0 - 0.5 * (1.0 - c) * (1.0 - c))
+
+
+@triton.jit
+def _density(y, FAMILY: tl.constexpr):
+    """f = F' of the family."""
+    if FAMILY == 0:
+        s = tl.sigmoid(y)
+        return s * (1.0 - s)
+    elif FAMILY == 1:
+        return tl.where(tl.abs(y) <= 0.5, 1.0, 0.0)
+    elif FAMILY == 2:
+        s = tl.sigmoid(2.0 * y)
+        return 2.0 * s * (1.0 - s)  # 0.5 (1 − tanh² y)
+    else:
+        return tl.maximum(1.0 - tl.abs(y), 0.0)
+
+
+@triton.jit
+def _spike(x, y, m, MODE: tl.constexpr, FAMILY: tl.constexpr):
+    """Spike value for x = u − θ, y = k x; ``m`` = mask (True = binary), used by the asgl mode."""
+    binary = tl.where(x >= 0, 1.0, 0.0)
+    if MODE == 0:
+        return tl.where(m, binary, _step(y, FAMILY))
+    elif MODE == 3:
+        return _step(y, FAMILY)
+    else:
+        return binary
+
+
+@triton.jit
+def _load_slope(k_ptr, offs, valid, F, K_SCALAR: tl.constexpr):
+    if K_SCALAR:
+        return tl.load(k_ptr)
+    return tl.load(k_ptr + offs % F, mask=valid, other=1.0)
+
+
+@triton.jit
+def _lif_forward_kernel(
+    cur_ptr, u_ptr, out_ptr, mask_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F,
+    MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
+    K_SCALAR: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    offs = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    valid = offs < N
+    gamma = tl.load(gamma_ptr)
+    theta = tl.load(theta_ptr)
+    k = _load_slope(k_ptr, offs, valid, F, K_SCALAR)
+    state = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for t in range(T):
+        idx = t * N + offs
+        u = gamma * state + tl.load(cur_ptr + idx, mask=valid, other=0.0)
+        tl.store(u_ptr + idx, u, mask=valid)
+        x = u - theta
+        m = tl.load(mask_ptr + idx, mask=valid, other=0) != 0 if MODE == 0 else valid
+        s = _spike(x, k * x, m, MODE, FAMILY)
+        tl.store(out_ptr + idx, theta * s if AMP_THETA else s, mask=valid)
+        state = u - u * s if HARD else u - theta * s
+
+
+@triton.jit
+def _lif_backward_kernel(
+    u_ptr, gout_ptr, gu_ptr, mask_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N, F,
+    MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
+    K_SCALAR: tl.constexpr, K_GRAD: tl.constexpr, ANALOG_K_ONLY: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    offs = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    valid = offs < N
+    gamma = tl.load(gamma_ptr)
+    theta = tl.load(theta_ptr)
+    k = _load_slope(k_ptr, offs, valid, F, K_SCALAR)
+    grad_state = tl.zeros([BLOCK_N], dtype=tl.float32)  # dL/dũ[t] from step t+1
+    grad_next = tl.zeros([BLOCK_N], dtype=tl.float32)  # dL/du[t+1]
+    acc_gamma = tl.zeros([BLOCK_N], dtype=tl.float32)
+    acc_theta = tl.zeros([BLOCK_N], dtype=tl.float32)
+    acc_k = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for i in range(T):
+        idx = (T - 1 - i) * N + offs
+        u = tl.load(u_ptr + idx, mask=valid, other=0.0)
+        g_out = tl.load(gout_ptr + idx, mask=valid, other=0.0)
+        x = u - theta
+        y = k * x
+        m = tl.load(mask_ptr + idx, mask=valid, other=0) != 0 if MODE == 0 else valid
+        s = _spike(x, y, m, MODE, FAMILY)
+        amp_g = theta * g_out if AMP_THETA else g_out
+        grad_s = amp_g - grad_state * u if HARD else amp_g - grad_state * theta
+        gd = grad_s * _density(y, FAMILY) if MODE != 2 else tl.zeros([BLOCK_N], dtype=tl.float32)
+        g = grad_state * (1.0 - s) + k * gd if HARD else grad_state + k * gd
+        tl.store(gu_ptr + idx, g, mask=valid)
+        acc_theta += -k * gd
+        if AMP_THETA:
+            acc_theta += g_out * s
+        if not HARD:
+            acc_theta -= grad_state * s
+        if K_GRAD:
+            acc_k += tl.where(m, 0.0, gd * x) if ANALOG_K_ONLY else gd * x
+        acc_gamma += grad_next * (u - u * s if HARD else u - theta * s)
+        grad_next = g
+        grad_state = g * gamma
+    tl.atomic_add(ggamma_ptr, tl.sum(tl.where(valid, acc_gamma, 0.0), axis=0))
+    tl.atomic_add(gtheta_ptr, tl.sum(tl.where(valid, acc_theta, 0.0), axis=0))
+    if K_GRAD:
+        if K_SCALAR:
+            tl.atomic_add(gk_ptr, tl.sum(tl.where(valid, acc_k, 0.0), axis=0))
+        else:
+            tl.atomic_add(gk_ptr + offs % F, acc_k, mask=valid)
+
+
+def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bool]:
+    """k flattened for indexing by n mod F: a 1-element tensor (scalar k) or k expanded to the features."""
+    if k.numel() == 1:
+        return k.reshape(1).contiguous(), True
+    return k.expand(feature_shape).contiguous().view(-1), False
+
+
+class _TritonLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, current, gamma, theta, k, mask, family, mode, hard_reset, amplitude_threshold, width_analog):
+        current = current.contiguous()
+        steps = current.shape[0]
+        n = current[0].numel()
+        k_flat, k_scalar = _slope_per_feature(k, current.shape[2:])
+        u_all = torch.empty_like(current)
+        out = torch.empty_like(current)
+        mask_u8 = mask.contiguous().view(torch.uint8) if mask is not None else u_all  # unread unless asgl
+        grid = (triton.cdiv(n, BLOCK),)
+        _lif_forward_kernel[grid](
+            current, u_all, out, mask_u8, gamma.reshape(1), theta.reshape(1), k_flat, steps, n, k_flat.numel(),
+            MODE=MODES[mode], FAMILY=FAMILIES[family], HARD=hard_reset, AMP_THETA=amplitude_threshold,
+            K_SCALAR=k_scalar, BLOCK_N=BLOCK,
+        )  # fmt: skip
+        ctx.save_for_backward(u_all, gamma, theta, k, mask)
+        ctx.config = (family, mode, hard_reset, amplitude_threshold, width_analog)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        u_all, gamma, theta, k, mask = ctx.saved_tensors
+        family, mode, hard_reset, amplitude_threshold, width_analog = ctx.config
+        grad_out = grad_out.contiguous()
+        steps, n = u_all.shape[0], u_all[0].numel()
+        k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
+        grad_u = torch.empty_like(u_all)
+        grad_gamma = torch.zeros(1, dtype=torch.float32, device=u_all.device)
+        grad_theta = torch.zeros(1, dtype=torch.float32, device=u_all.device)
+        grad_k = torch.zeros_like(k_flat)
+        k_grad = mode != "heaviside" and not (width_analog and mode == "sg")
+        mask_u8 = mask.contiguous().view(torch.uint8) if mask is not None else u_all
+        grid = (triton.cdiv(n, BLOCK),)
+        _lif_backward_kernel[grid](
+            u_all, grad_out, grad_u, mask_u8, gamma.reshape(1), theta.reshape(1), k_flat,
+            grad_gamma, grad_theta, grad_k, steps, n, k_flat.numel(),
+            MODE=MODES[mode], FAMILY=FAMILIES[family], HARD=hard_reset, AMP_THETA=amplitude_threshold,
+            K_SCALAR=k_scalar, K_GRAD=k_grad, ANALOG_K_ONLY=width_analog and mode == "asgl", BLOCK_N=BLOCK,
+        )  # fmt: skip
+        grad_k = grad_k.reshape(k.shape) if k_scalar else grad_k.view(u_all.shape[2:]).sum_to_size(k.shape)
+        return (
+            grad_u,
+            grad_gamma.reshape(gamma.shape) if ctx.needs_input_grad[1] else None,
+            grad_theta.reshape(theta.shape) if ctx.needs_input_grad[2] else None,
+            grad_k if ctx.needs_input_grad[3] else None,
+            None, None, None, None, None, None,
+        )  # fmt: skip
+
+
+def supports(current: Tensor, surrogate: Surrogate) -> bool:
+    """Whether the kernel handles this input (float32, a family written in Triton)."""
+    return current.dtype == torch.float32 and surrogate.name in FAMILIES
+
+
+def lif_triton(
+    current: Tensor,
+    gamma: Tensor,
+    theta: Tensor,
+    k: Tensor,
+    surrogate: Surrogate,
+    mode: str,
+    mask: Tensor | None,
+    reset: Literal["hard", "soft"],
+    amplitude_threshold: bool,
+    width_grad: str = "all",
+) -> Tensor:
+    """The kernels as an autograd function, same contract as :func:`asgl.neuron.lif_stepwise` (see :func:`supports`)."""
+    if not supports(current, surrogate):
+        raise ValueError(f"the Triton LIF takes float32 and {', '.join(FAMILIES)}; got {current.dtype}, {surrogate.name}")
+    return _TritonLIF.apply(
+        current, gamma, theta, k, mask, surrogate.name, mode, reset == "hard", amplitude_threshold, width_grad == "analog"
+    )

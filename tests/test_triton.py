@@ -1,0 +1,95 @@
+"""The Triton LIF kernels against the stepwise reference: on CUDA, or on CPU with Triton's interpreter."""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # must be set before triton is imported: kernels then run on CPU tensors (slowly, in NumPy)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton", reason="triton is not installed")
+
+from asgl.config import NeuronConfig, SurrogateConfig  # noqa: E402
+from asgl.neuron import BACKENDS, LIF, lif_fused, lif_stepwise, lif_triton, set_mask_generator  # noqa: E402
+from asgl.spike import draw_mask  # noqa: E402
+from asgl.surrogates import SURROGATES  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(backend, current, family, mode, reset, amplitude, k_shape, width_grad="all"):
+    """Output and gradients (current, gamma, theta, k) of a weighted sum of the output."""
+    current = current.clone().requires_grad_()
+    gamma = torch.tensor(0.6, device=DEVICE, requires_grad=True)
+    theta = torch.tensor(0.8, device=DEVICE, requires_grad=True)
+    k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()), device=DEVICE).reshape(k_shape).requires_grad_()
+    mask = draw_mask(current.shape, 0.3, torch.Generator(DEVICE).manual_seed(1), current.device) if mode == "asgl" else None
+    out = backend(current, gamma, theta, k, SURROGATES[family], mode, mask, reset, amplitude, width_grad)
+    weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
+    inputs = (current, gamma, theta, k)
+    grads = torch.autograd.grad((out * weights).sum(), inputs, allow_unused=True) if out.requires_grad else (None,) * 4
+    return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+
+
+CASES = [
+    # family, mode, reset, amplitude threshold, width shape
+    ("sigmoid", "asgl", "hard", True, ()),
+    ("sigmoid", "asgl", "soft", False, (4, 1, 1)),
+    ("sigmoid", "sg", "hard", True, (4, 3, 3)),
+    ("sigmoid", "analog", "soft", True, ()),
+    ("sigmoid", "heaviside", "hard", True, ()),
+    ("rectangle", "asgl", "hard", False, (4, 3, 3)),
+    ("tanh", "asgl", "soft", True, (4, 1, 1)),
+    ("tanh", "analog", "hard", False, ()),
+    ("triangle", "asgl", "hard", True, ()),
+    ("triangle", "sg", "soft", False, (4, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("family,mode,reset,amplitude,k_shape", CASES)
+def test_kernel_matches_stepwise(family, mode, reset, amplitude, k_shape):
+    current = torch.randn(6, 3, 4, 3, 3, generator=torch.Generator().manual_seed(0)).to(DEVICE) * 1.5
+    ref_out, ref_grads = run(lif_stepwise, current, family, mode, reset, amplitude, k_shape)
+    out, grads = run(lif_triton, current, family, mode, reset, amplitude, k_shape)
+    binary = (ref_out == 0) | (ref_out == (0.8 if amplitude else 1.0))
+    assert torch.equal(out[binary], ref_out[binary])  # identical spikes
+    assert mode == "analog" or binary.float().mean() > 0.5
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)  # analog values: fp32 rounding only
+    for name, g, ref in zip(("current", "gamma", "theta", "k"), grads, ref_grads):
+        torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
+    if mode != "heaviside":
+        assert ref_grads[3].abs().sum() > 0 and ref_grads[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode", ["asgl", "sg"])
+def test_width_gradient_from_analog_elements_only(mode):
+    current = torch.randn(4, 2, 4, 3, 3, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    _, ref = run(lif_stepwise, current, "sigmoid", mode, "hard", True, (), "analog")
+    _, got = run(lif_triton, current, "sigmoid", mode, "hard", True, (), "analog")
+    _, full = run(lif_triton, current, "sigmoid", mode, "hard", True, (), "all")
+    torch.testing.assert_close(got[3], ref[3], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(got[3], full[3])
+
+
+def test_unsupported_inputs_use_the_fused_path():
+    """float64 and the arctan family are not in the kernel: the backend returns the fused result."""
+    current = torch.randn(3, 2, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4)).to(DEVICE)
+    gamma, theta, k = (torch.tensor(v, dtype=torch.float64, device=DEVICE) for v in (0.5, 1.0, 1.0))
+    for family, x in (("sigmoid", current), ("arctan", current.float())):
+        args = (gamma.to(x.dtype), theta.to(x.dtype), k.to(x.dtype), SURROGATES[family], "sg", None, "hard", True)
+        assert torch.equal(lif_triton(x, *args), lif_fused(x, *args))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: 'auto' picks Triton only on CUDA tensors")
+def test_auto_backend_picks_triton_on_cuda():
+    assert "triton" in BACKENDS
+    layer = LIF(NeuronConfig(spike="asgl"), SurrogateConfig(width=2.0), (4, 3, 3), noise_prob=0.3).cuda()
+    x = torch.randn(5, 2, 4, 3, 3, device="cuda") * 2
+    assert layer.resolve_backend(x) is BACKENDS["triton"]
+    outs = {}
+    for backend in ("auto", "stepwise"):
+        layer.backend = backend
+        set_mask_generator(layer, torch.Generator("cuda").manual_seed(3))
+        outs[backend] = layer(x)
+    torch.testing.assert_close(outs["auto"], outs["stepwise"], atol=1e-6, rtol=1e-5)
