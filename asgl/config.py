@@ -170,6 +170,9 @@ class TrainConfig(Section):
     checkpoint_every_steps: int = Field(0, ge=0, description="Extra mid-epoch checkpoints, 0 = end of epoch only.")
     nan_policy: Literal["stop", "skip"] = "stop"
     diagnose_every: int = Field(0, ge=0, description="Record gradient cosines every N epochs, 0 = off.")
+    diagnose_batches: int = Field(2, ge=1, description="Validation minibatches K of the per-epoch diagnosis.")
+    diagnose_directions: int = Field(16, ge=1, description="Random unit directions R per layer of the per-epoch diagnosis.")
+    diagnose_eps: float = Field(0.1, gt=0, description="Finite-difference step of the per-epoch diagnosis.")
     log_every: int = Field(10, ge=1, description="TensorBoard step logging interval.")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from asgl_cli import data, evaluate, recipes, train
+from asgl_cli import data, diagnose, evaluate, recipes, sweep, train
 
 app = typer.Typer(
     name="asgl",
@@ -18,3 +18,5 @@ app.command("train")(train.train)
 app.command("eval")(evaluate.eval_checkpoint)
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(data.app, name="data")
+app.add_typer(sweep.app, name="sweep")
+app.add_typer(diagnose.app, name="diagnose")

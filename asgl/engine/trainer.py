@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from asgl.config import Recipe, RecipeError, apply_overrides, recipe_to_dict, recipe_to_toml, validate_recipe
 from asgl.data import build_data
+from asgl.diagnose.report import epoch_record
 from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from asgl.engine.device import autocast, check_amp, resolve_device, to_device
 from asgl.engine.evaluation import EvalResult, evaluate
@@ -378,6 +379,8 @@ def train(
                     "best": improved,
                     "epoch_time": running.seconds,
                 }
+                if tcfg.diagnose_every and (epoch + 1) % tcfg.diagnose_every == 0:
+                    record.update(epoch_record(model, recipe, val_loader, p))
                 metrics.append(record)
                 board.epoch(record)
                 progress.end_epoch(record)
