@@ -1,0 +1,63 @@
+"""asgl bench: the training-step benchmark on synthetic data (structure and memory accounting, not speed)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asgl.bench import relu_network, run_bench, synthetic_batch, synthetic_info
+from asgl.config import RecipeError, load_recipe
+from asgl.models import build_model
+from asgl.neuron import lif_layers
+from asgl_cli.main import app
+
+TINY = ["train.time_steps=2", "model.hidden=16", "run.device=cpu"]
+
+
+def test_relu_network_swaps_every_lif_and_keeps_weights():
+    recipe = load_recipe("digits_quick", TINY)
+    model = build_model(recipe, synthetic_info(recipe))
+    relu = relu_network(model)
+    assert lif_layers(model) and not lif_layers(relu)
+    assert sum(isinstance(m, torch.nn.ReLU) for m in relu.modules()) == len(lif_layers(model))
+    conv = dict(model.named_parameters())["features.0.0.0.weight"]
+    assert torch.equal(dict(relu.named_parameters())["features.0.0.0.weight"], conv)
+    x, _ = synthetic_batch(synthetic_info(recipe), 3, torch.device("cpu"))
+    assert relu(x).shape == model(x).shape == (2, 3, 10)
+
+
+def test_run_bench_reports_every_variant_and_the_memory_order():
+    result = run_bench(load_recipe("digits_quick", TINY), batch_size=4, repeats=2, warmup=1)
+    by = {v.variant: v for v in result.variants}
+    assert set(by) == {"fused", "stepwise", "relu"} and "triton" in result.skipped
+    assert all(len(v.times_ms) == 2 and 0 < v.min_ms <= v.median_ms for v in by.values())
+    # saved-for-backward bytes are deterministic: fused keeps u + mask, stepwise its whole graph, ReLU less
+    assert by["relu"].memory_bytes < by["fused"].memory_bytes < by["stepwise"].memory_bytes
+    assert result.ratios["stepwise_over_fused"] == pytest.approx(by["stepwise"].median_ms / by["fused"].median_ms)
+    assert result.memory_kind == "cpu_saved_for_backward" and result.input_shape == [4, 1, 16, 16]
+
+
+def test_recurrent_model_skips_the_relu_variant_with_a_reason():
+    recipe = load_recipe("shd_rnn", ["train.time_steps=2", "model.hidden=8", "run.device=cpu"])
+    result = run_bench(recipe, batch_size=2, repeats=1, warmup=0, variants=("fused", "relu"))
+    assert [v.variant for v in result.variants] == ["fused"]
+    assert "recurrent" in result.skipped["relu"]
+
+
+def test_bad_variant_is_a_user_error():
+    with pytest.raises(RecipeError, match="unknown bench variant"):
+        run_bench(load_recipe("digits_quick", TINY), batch_size=2, variants=("fused", "cudnn"))
+
+
+def test_cli_prints_json_and_table():
+    args = ["bench", "digits_quick", "-b", "2", "-r", "1", "--warmup", "0", "--variants", "fused,relu"]
+    args += [a for s in TINY for a in ("--set", s)]
+    out = CliRunner().invoke(app, args + ["--json", "-"])
+    assert out.exit_code == 0, out.output
+    record = json.loads(out.stdout)
+    assert [v["variant"] for v in record["variants"]] == ["fused", "relu"] and record["ratios"]["fused_over_relu"] > 0
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "SNN (fused) step / ReLU step" in table.stdout
+    bad = CliRunner().invoke(app, args + ["--model", "no_such_net"])
+    assert bad.exit_code == 2 and "no_such_net" in bad.output
