@@ -37,9 +37,11 @@ def plot_gradient_bars(comparisons: Sequence[Comparison], path: Path) -> None:
     a.set_ylabel("cosine to FD reference")
     a.axhline(0, color="k", lw=0.5)
     a.legend(fontsize=8)
-    _grouped_bars(b, layers, {m: [value[layer, m].norm_ratio for layer in layers] for m in methods})
+    ratios = {m: [value[layer, m].norm_ratio for layer in layers] for m in methods}
+    _grouped_bars(b, layers, ratios)
     b.set_ylabel("norm ratio |g| / |FD|")
-    b.set_yscale("log")
+    if any(r > 0 for rs in ratios.values() for r in rs):  # NaN where the FD reference is 0
+        b.set_yscale("log")
     _save(fig, path)
 
 

@@ -1,0 +1,149 @@
+"""Gradient diagnosis: the FD estimator, the spike regimes, dynamics, and `asgl diagnose gradients` end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from asgl.config import validate_recipe
+from asgl.diagnose.dynamics import layer_dynamics, membrane
+from asgl.diagnose.gradients import (
+    GradientSettings,
+    central_differences,
+    cosine_and_ratio,
+    diagnose_gradients,
+    method_gradient,
+    probe_directions,
+    spike_regime,
+    weight_layers,
+)
+from asgl.layers import TimeFold
+from asgl.losses import mean_ce
+from asgl.neuron import LIF, lif_layers
+from asgl_cli.main import app
+
+TINY = ["data.subset=32", "model.hidden=8", "train.batch_size=16", "train.time_steps=2"]
+
+
+def test_fd_recovers_gradient_of_smooth_function():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(50, generator=g, dtype=torch.float64)
+    a, b = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g, dtype=torch.float64)
+
+    def f() -> float:
+        return float((torch.sin(w) * a).sum() + (w @ b) ** 2)
+
+    grad = torch.cos(w) * a + 2 * (w @ b) * b
+    for coords in (False, True):
+        probes = probe_directions(50, 20, coords, g).double()
+        assert torch.allclose(probes.norm(dim=1), torch.ones(20, dtype=torch.float64))
+        fd = central_differences(f, w, probes, 1e-4)
+        cos, ratio = cosine_and_ratio(probes @ grad, fd)
+        assert cos > 0.99 and abs(ratio - 1) < 1e-3
+    assert torch.equal(w, torch.randn(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+
+
+def tiny_snn(spike: str = "asgl") -> nn.Module:
+    recipe = validate_recipe({"neuron": {"spike": spike, "norm": "none"}, "surrogate": {"width": 1.0}})
+    torch.manual_seed(0)
+    return nn.Sequential(
+        TimeFold(nn.Linear(6, 12)),
+        LIF(recipe.neuron, recipe.surrogate, (12,), 0.2),
+        TimeFold(nn.Linear(12, 3)),
+    ).double()
+
+
+def batches(n: int = 2) -> list:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(3, 8, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)) for _ in range(n)]
+
+
+def test_analog_gradient_matches_finite_differences():
+    model, data = tiny_snn(), batches()
+    surrogate = validate_recipe({"surrogate": {"width": 1.0}}).surrogate
+    params = list(weight_layers(model).values())
+    analog = method_gradient(model, "analog", params, data, mean_ce, surrogate, 0.2)
+    full_noise = method_gradient(model, "asgl", params, data, mean_ce, surrogate, 1.0)
+    for a, b in zip(analog, full_noise):
+        assert torch.allclose(a, b)  # p = 1 is the analog network
+
+    def analog_loss() -> float:
+        with spike_regime(model, "analog"), torch.no_grad():
+            return sum(float(mean_ce(model(x), y)) for x, y in data) / len(data)
+
+    probes = probe_directions(params[0].numel(), 10, False, torch.Generator().manual_seed(2)).double()
+    fd = central_differences(analog_loss, params[0], probes, 1e-5)
+    cos, ratio = cosine_and_ratio(probes @ analog[0].flatten(), fd)
+    assert cos > 0.999 and abs(ratio - 1) < 1e-3
+
+
+def test_readout_gradient_of_sg_equals_reference():
+    """The head sees binary spikes in both the pure SNN and the SG forward: its FD and SG gradients agree,
+    which only holds when the reference and the training gradient use the same function."""
+    model, data = tiny_snn(), batches()
+    surrogate = validate_recipe({"surrogate": {"width": 1.0}}).surrogate
+    settings = GradientSettings(batches=2, directions=8, eps=1e-4, float64=True)
+    report = diagnose_gradients(model, data, mean_ce, surrogate, 0.2, settings)
+    head = {c.method: c for c in report.comparisons if c.layer == "2.0"}
+    assert head["sg"].cosine > 0.999 and abs(head["sg"].norm_ratio - 1) < 1e-3
+    assert report.zero_fraction["2.0"] == 0
+    assert report.zero_fraction["0.0"] > 0.5  # a tiny step flips no spike: the SNN loss is flat
+
+
+def test_diagnosis_leaves_model_and_rng_alone():
+    model, data = tiny_snn(), batches()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    surrogate = validate_recipe({"surrogate": {"width": 3.0}}).surrogate
+    diagnose_gradients(model, data, mean_ce, surrogate, 0.2, GradientSettings(batches=1, directions=2))
+    with spike_regime(model, "sg", noise_prob=0.7, fixed_width=surrogate):
+        (_, layer), = lif_layers(model)
+        assert layer.mode == "sg" and layer.training and not model[0].training
+        assert torch.allclose(layer.width.width(), torch.tensor(3.0, dtype=torch.float64))
+    assert layer.mode == "asgl" and layer.noise_prob == 0.2 and model[0].training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_membrane_reproduces_eval_spikes_and_dynamics():
+    model, data = tiny_snn(), batches(1)
+    (_, layer), = lif_layers(model)
+    model.eval()
+    current = model[0](data[0][0])
+    x = membrane(layer, current)
+    assert torch.equal((x >= 0).double() * layer.theta(), layer(current))
+    (row,) = layer_dynamics(model, data)
+    assert abs(row.firing_rate - float((x >= 0).double().mean())) < 1e-12
+    assert abs(row.width - 1.0) < 1e-6
+    inside = float(((x.abs()) <= layer.surrogate.window).double().mean())
+    assert abs(row.in_window - inside) < 1e-12 and 0 < row.smoothing_error < 0.5
+
+
+def test_cli_diagnose_gradients_writes_files(tmp_path):
+    out = tmp_path / "diag"
+    args = ["diagnose", "gradients", "digits_quick", "--batches", "1", "--directions", "2", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "gradients.csv").open()))
+    assert {r["method"] for r in rows} == {"sg", "asgl", "analog"}
+    assert {r["layer"] for r in rows} >= {"overall", "head.1"}
+    dyn = list(csv.DictReader((out / "dynamics.csv").open()))
+    assert [d["layer"] for d in dyn] == ["features.0.2", "features.2.2", "hidden.2"]
+    assert 0 <= json.loads((out / "diagnosis.json").read_text())["snn_acc"] <= 1
+    assert (out / "gradients.png").stat().st_size > 0 and (out / "dynamics.png").stat().st_size > 0
+
+
+def test_cli_diagnose_rejects_bad_input(tmp_path):
+    runner = CliRunner()
+    both = runner.invoke(app, ["diagnose", "gradients", "digits_quick", "--ckpt", str(tmp_path)])
+    assert both.exit_code == 2 and "exactly one" in both.output
+    layers = runner.invoke(app, ["diagnose", "gradients", "digits_quick", "--layers", "nope", "--batches", "1",
+                                 "--directions", "1", "--out", str(tmp_path), *sum((["--set", s] for s in TINY), [])])
+    assert layers.exit_code == 2 and "unknown layer" in layers.output
