@@ -181,10 +181,11 @@ def test_recipe_errors_are_reported_without_importing_torch(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-# ---------------------------------------------------------------- SIGTERM through the real entry point
+# ---------------------------------------------------------------- SIGTERM / Ctrl-C through the real entry point
 
 
-def test_sigterm_writes_a_resumable_checkpoint_and_exits_143(tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_signal_writes_a_resumable_checkpoint_and_exits_128_plus_signal(tmp_path, signum, code):
     overrides = TINY + ["train.epochs=500", "train.checkpoint_every_steps=1"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "asgl_cli", "train", "digits_quick", *set_args(overrides), "--out", str(tmp_path)],
@@ -198,9 +199,9 @@ def test_sigterm_writes_a_resumable_checkpoint_and_exits_143(tmp_path):
     while not list(tmp_path.glob("*/checkpoints/last.pt")):
         assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 143, output
+    assert proc.returncode == code, output
     (run,) = tmp_path.iterdir()
     assert f"asgl train --resume {run}" in output and "Traceback" not in output
 
