@@ -2,7 +2,7 @@
 
 Recipes that the schema rejects fail before any heavy import; recipes that only the data can refute
 (batch size against the split size, model against the dataset) fail after the data is built and
-before the first training step, so no checkpoint is ever written.
+before the run folder is made.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def train(tmp_path: Path, recipe: str | Path, *args: str):
     return CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "runs"), *args])
 
 
-def no_checkpoint_written(tmp_path: Path) -> bool:
-    return not list((tmp_path / "runs").glob("**/*.pt"))
+def no_run_folder(tmp_path: Path) -> bool:
+    """Refused before training: not even a run folder was made."""
+    return not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 # ---------------------------------------------------------------- the recipe file itself
@@ -111,7 +112,7 @@ def test_schema_errors(tmp_path: Path, changes: dict, expected: tuple[str, ...])
     path = tmp_path / "r.toml"
     path.write_text(toml_text(merged(**changes)))
     assert_user_error(train(tmp_path, path), str(path), *expected)
-    assert not (tmp_path / "runs").exists(), "a schema error must stop before the run folder is made"
+    assert no_run_folder(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +141,7 @@ def test_batch_larger_than_training_split(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
     path.write_text(toml_text(merged(train={"batch_size": 64})))
     assert_user_error(train(tmp_path, path), "train.batch_size = 64", "40 samples")
-    assert no_checkpoint_written(tmp_path)
+    assert no_run_folder(tmp_path)
 
 
 def test_last_batch_of_one_sample_with_one_time_step(tmp_path: Path) -> None:
@@ -148,7 +149,7 @@ def test_last_batch_of_one_sample_with_one_time_step(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
     path.write_text(toml_text(merged(data={"subset": 41}, train={"time_steps": 1})))
     assert_user_error(train(tmp_path, path), "train.batch_size")
-    assert no_checkpoint_written(tmp_path)
+    assert no_run_folder(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -165,4 +166,4 @@ def test_model_dataset_mismatch(tmp_path: Path, model: dict, expected: tuple[str
     path = tmp_path / "r.toml"
     path.write_text(toml_text(merged(model=model)))
     assert_user_error(train(tmp_path, path), *expected)
-    assert no_checkpoint_written(tmp_path)
+    assert no_run_folder(tmp_path)
