@@ -16,7 +16,7 @@ from asgl.config import load_recipe
 from asgl.data import build_data
 from asgl.engine.checkpoint import load_checkpoint
 from asgl.engine.evaluation import evaluate
-from asgl.engine.reference_import import key_rules, reference_units
+from asgl.engine.reference_import import check_importable, key_rules, reference_units
 from asgl.losses import build_loss
 from asgl.models import build_model
 from asgl_cli.main import app
@@ -141,6 +141,11 @@ def test_reference_key_names_from_the_issue(tmp_path: Path) -> None:
         k for k in model.state_dict() if k.endswith(".threshold")
     }
     assert sum(k.endswith(".cell.decay") for k in ref) == 17  # the 17 LIF layers of ResNet-18
+
+
+@pytest.mark.parametrize("name", ["cifar10_resnet18", "cifar100_resnet18", "dvs_cifar10_vggsnn"])
+def test_published_recipes_are_importable(name: str) -> None:
+    check_importable(load_recipe(name))
 
 
 @pytest.fixture(scope="module")

@@ -120,8 +120,8 @@ def _vgg_units(model: nn.Module) -> list[Unit]:
     return units + [Unit("fc.layer", "head.1", "linear")]
 
 
-def reference_units(recipe: Recipe, model: nn.Module) -> list[Unit]:
-    """The unit table of the recipe's model (see the module docstring)."""
+def check_importable(recipe: Recipe) -> None:
+    """Raise :class:`ReferenceImportError` unless the recipe describes a network the reference has."""
     name = recipe.model.name
     if name not in REFERENCE_MODELS:
         raise ReferenceImportError(
@@ -133,10 +133,15 @@ def reference_units(recipe: Recipe, model: nn.Module) -> list[Unit]:
         raise ReferenceImportError(
             f"surrogate.family = {recipe.surrogate.family!r}: the reference has {', '.join(REFERENCE_FAMILIES)} only"
         )
-    if name == "resnet18":
+
+
+def reference_units(recipe: Recipe, model: nn.Module) -> list[Unit]:
+    """The unit table of the recipe's model (see the module docstring)."""
+    check_importable(recipe)
+    if recipe.model.name == "resnet18":
         from asgl.models.resnet import RESNETS
 
-        return _resnet_units(model, RESNETS[name].depths)
+        return _resnet_units(model, RESNETS[recipe.model.name].depths)
     return _vgg_units(model)
 
 
@@ -273,6 +278,7 @@ def import_reference(
     from asgl.models import build_model
     from asgl.optim import build_optimizers
 
+    check_importable(recipe)
     reference = read_reference(source)
     torch.manual_seed(recipe.run.seed)
     model = build_model(recipe, build_data(recipe).info)
