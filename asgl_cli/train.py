@@ -62,4 +62,7 @@ def train(
         f"{result.test.loss:.4f}",
         str(result.test.samples),
     )
-    Console().print(table)
+    from asgl.engine.distributed import from_env
+
+    if from_env().is_main:  # under torchrun every process returns here; rank 0 reports
+        Console().print(table)

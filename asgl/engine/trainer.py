@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from asgl.config import Recipe, RecipeError, apply_overrides, recipe_to_dict, recipe_to_toml, validate_recipe
 from asgl.data import build_data
 from asgl.diagnose.report import epoch_record
+from asgl.engine import distributed
 from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
 from asgl.engine.device import autocast, check_amp, resolve_device, to_device
 from asgl.engine.evaluation import EvalResult, evaluate
@@ -237,7 +238,11 @@ def train(
     When resuming, ``recipe`` should come from :func:`recipe_for_resume`.
     """
     console = console or Console(stderr=True)
-    device = resolve_device(recipe.run.device)
+    # torchrun jobs: one process per device, rank 0 alone writes (see asgl.engine.distributed)
+    dist_info, device = distributed.init(resolve_device(recipe.run.device))
+    if not dist_info.is_main:
+        console = Console(quiet=True)
+    save = save_checkpoint if dist_info.is_main else (lambda state, path: None)
     check_amp(recipe.train.amp, device)
     ckpt = None
     if resume is not None:
@@ -255,9 +260,12 @@ def train(
     if recipe.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
-    folder = run_folder_of(ckpt_path) if ckpt is not None else create_run_folder(out_dir or recipe.run.out_dir, recipe.run.name)
-    folder.config.write_text(recipe_to_toml(recipe))
-    net = torch.compile(model) if tcfg.compile else model
+    if dist_info.is_main:
+        folder = run_folder_of(ckpt_path) if ckpt is not None else create_run_folder(out_dir or recipe.run.out_dir, recipe.run.name)
+        folder.config.write_text(recipe_to_toml(recipe))
+    folder = distributed.broadcast_object(folder if dist_info.is_main else None, dist_info)
+    net = distributed.wrap_model(model, dist_info, device)
+    net = torch.compile(net) if tcfg.compile else net
     epochs = tcfg.epochs
     opt = build_optimizers(model, recipe.optim, epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=tcfg.amp == "fp16")
@@ -265,7 +273,7 @@ def train(
     loss_fn = build_loss(tcfg, readout)
 
     sampler = EpochBatches(len(data.train), tcfg.batch_size, recipe.run.seed)
-    train_loader = _loader(data.train, recipe, device, batch_sampler=sampler)
+    train_loader = _loader(data.train, recipe, device, batch_sampler=distributed.ShardedBatches(sampler, dist_info))
     eval_bs = tcfg.eval_batch_size or tcfg.batch_size
     val_loader = _loader(data.val, recipe, device, batch_size=eval_bs)
     test_loader = _loader(data.test, recipe, device, batch_size=eval_bs)
@@ -278,7 +286,7 @@ def train(
         if ckpt["scaler"]:
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch, start_step, best = ckpt["epoch"], ckpt["step"], dict(ckpt["best"])
-        running = _Running(**ckpt["running"])
+        running = _Running(**ckpt["running"]) if dist_info.is_main else _Running()
         set_rng_state(ckpt["rng"])
         console.print(f"resuming {folder.root} at epoch {start_epoch + 1}, step {start_step}")
     if start_epoch > epochs:
@@ -292,13 +300,14 @@ def train(
             "scaler": scaler.state_dict() if scaler.is_enabled() else {},
             "epoch": epoch,
             "step": step,
-            "running": vars(run).copy(),
+            # the batch sums of every process, so a resumed rank 0 carries them for all (the others restart at 0)
+            "running": distributed.sum_fields(vars(run), ("loss_sum", "correct", "seen", "skipped"), dist_info, device),
             "best": dict(best),
             "rng": rng_state(),
         }
 
-    metrics = MetricsLog(folder.metrics, start_epoch)
-    board = TensorBoard(folder.root)
+    metrics = MetricsLog(folder.metrics, start_epoch) if dist_info.is_main else distributed.Silent()
+    board = TensorBoard(folder.root) if dist_info.is_main else distributed.Silent()
     steps_per_epoch = sampler.batches_per_epoch
     console.print(
         f"run folder {folder.root}\n{recipe.model.name} ({count_parameters(model):,} parameters) on {recipe.data.name}: "
@@ -350,14 +359,16 @@ def train(
                     global_step = epoch * steps_per_epoch + step
                     if global_step % tcfg.log_every == 0 and torch.isfinite(loss):
                         board.step(float(loss.detach()), global_step)
-                    if stop.signum is not None or (
+                    signum = distributed.agreed_signal(stop.signum, dist_info, device)
+                    if signum is not None or (
                         tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0 and step < steps_per_epoch
                     ):
                         running.seconds += time.perf_counter() - tick
                         tick = time.perf_counter()
-                        save_checkpoint(payload(epoch, step, running), folder.last)
-                    if stop.signum is not None:
-                        raise TrainingInterrupted(stop.signum, folder.last, folder.root)
+                        save(payload(epoch, step, running), folder.last)
+                    if signum is not None:
+                        distributed.barrier(dist_info)  # no rank exits before rank 0 has saved
+                        raise TrainingInterrupted(signum, folder.last, folder.root)
 
                 opt.scheduler.step()
                 val = evaluate(net, val_loader, loss_fn, device, tcfg.amp, recipe.model.channels_last, readout)
@@ -365,10 +376,13 @@ def train(
                 improved = val.accuracy > best["val_acc"]
                 if improved:
                     best = {"val_acc": val.accuracy, "epoch": epoch}
+                loss_sum, correct, seen = distributed.all_reduce_sum(
+                    [running.loss_sum, running.correct, running.seen], dist_info, device
+                )
                 record = {
                     "epoch": epoch,
-                    "train_loss": running.loss_sum / running.seen if running.seen else float("nan"),
-                    "train_acc": running.correct / running.seen if running.seen else float("nan"),
+                    "train_loss": loss_sum / seen if seen else float("nan"),
+                    "train_acc": correct / seen if seen else float("nan"),
                     "val_loss": val.loss,
                     "val_acc": val.accuracy,
                     "p": p,
@@ -386,13 +400,16 @@ def train(
                 progress.end_epoch(record)
                 end_state = payload(epoch + 1, 0, _Running())
                 if improved:
-                    save_checkpoint(end_state, folder.best)
-                save_checkpoint(end_state, folder.last)
-                if stop.signum is not None:
-                    raise TrainingInterrupted(stop.signum, folder.last, folder.root)
+                    save(end_state, folder.best)
+                save(end_state, folder.last)
+                signum = distributed.agreed_signal(stop.signum, dist_info, device)
+                if signum is not None:
+                    distributed.barrier(dist_info)
+                    raise TrainingInterrupted(signum, folder.last, folder.root)
     finally:
         board.close()
 
+    distributed.barrier(dist_info)  # rank 0 has written best.pt
     if not folder.best.exists():
         raise RecipeError(f"no epoch finished in {folder.root}, so there is no best checkpoint to test")
     model.load_state_dict(load_checkpoint(folder.best)["model"])
@@ -409,5 +426,7 @@ def train(
         "parameters": count_parameters(model),
         "neurons": neuron_state(model),
     }
-    folder.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    if dist_info.is_main:
+        folder.summary.write_text(json.dumps(summary, indent=2) + "\n")
+    distributed.teardown(dist_info)
     return TrainResult(folder.root, best["epoch"], best["val_acc"], test, summary)

@@ -1,0 +1,111 @@
+"""DistributedDataParallel on CPU: 2 gloo processes under torchrun train, stop on SIGTERM and resume exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from asgl.engine import distributed
+from asgl.engine.checkpoint import load_checkpoint
+from asgl.engine.distributed import DistInfo, ShardedBatches
+from asgl.engine.logging import read_metrics
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+# 48 samples in global batches of 16 (8 per process), 3 steps per epoch
+TINY = ["run.device=cpu", "data.subset=48", "model.hidden=16", "train.batch_size=16", "train.time_steps=2", "train.epochs=1"]
+SET = [a for item in TINY for a in ("--set", item)]
+
+# a worker that sends itself SIGTERM during its 2nd training step on every rank
+INTERRUPTED_WORKER = """
+import os, signal, sys
+import torch
+import asgl.engine.trainer as trainer
+from asgl.config import load_recipe
+
+real = trainer.build_loss
+calls = {"n": 0}
+
+def build(train_cfg, readout="mean"):
+    fn = real(train_cfg, readout)
+    def loss(logits, target):
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return fn(logits, target)
+    return loss
+
+trainer.build_loss = build
+try:
+    trainer.train(load_recipe("digits_quick", sys.argv[2:]), out_dir=sys.argv[1])
+except trainer.TrainingInterrupted as e:
+    print(f"rank {os.environ['RANK']} stopped", flush=True)
+    sys.exit(e.exit_code)
+"""
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.run(TORCHRUN + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_sharded_batches_split_every_batch_between_ranks():
+    batches = [[0, 1, 2, 3, 4], [5, 6, 7, 8], [9]]
+    shards = [list(ShardedBatches(batches, DistInfo(rank, 2))) for rank in (0, 1)]
+    assert shards[0] == [[0, 2, 4], [5, 7], [9]] and shards[1] == [[1, 3], [6, 8], [9]]  # [9] repeated: same step count
+    assert list(ShardedBatches(batches, DistInfo())) == batches
+
+
+def test_single_process_helpers_are_no_ops(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    info, device = distributed.init(torch.device("cpu"))
+    assert info == DistInfo() and info.is_main and not info.enabled and device == torch.device("cpu")
+    assert distributed.all_reduce_sum([1.5, 2.0], info, device) == [1.5, 2.0]
+    assert distributed.agreed_signal(None, info, device) is None and distributed.agreed_signal(15, info, device) == 15
+    model = torch.nn.Linear(2, 2)
+    assert distributed.wrap_model(model, info, device) is model
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    assert distributed.from_env() == DistInfo(3, 4, 0) and not distributed.from_env().is_main
+
+
+@pytest.fixture(scope="module")
+def ddp_reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp")
+    proc = run(["-m", "asgl_cli", "train", "digits_quick", *SET, "--out", str(out)], out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = out.iterdir()  # one run folder: rank 0 alone creates it
+    assert proc.stdout.count("best epoch") == 1  # the result table comes from rank 0 only
+    return run_dir
+
+
+def test_torchrun_two_gloo_processes_train(ddp_reference: Path):
+    records = read_metrics(ddp_reference / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [0]  # rank 0 logged the epoch once
+    assert 0 < records[0]["train_loss"] < 10
+    # train accuracy is reduced over both processes: a multiple of 1/48
+    assert all(abs(r["train_acc"] * 48 - round(r["train_acc"] * 48)) < 1e-9 for r in records)
+    assert (load_checkpoint(ddp_reference)["epoch"], json.loads((ddp_reference / "summary.json").read_text())["epochs"]) == (1, 1)
+
+
+def test_sigterm_on_every_rank_then_resume_equals_uninterrupted(ddp_reference: Path, tmp_path: Path):
+    (tmp_path / "worker.py").write_text(INTERRUPTED_WORKER)
+    proc = run([str(tmp_path / "worker.py"), str(tmp_path / "runs"), *TINY], tmp_path)
+    assert proc.returncode != 0 and proc.stdout.count("stopped") == 2, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    ckpt = load_checkpoint(run_dir)
+    assert (ckpt["epoch"], ckpt["step"]) == (0, 2)  # both ranks stopped after the same step; rank 0 saved it
+
+    proc = run(["-m", "asgl_cli", "train", "--resume", str(run_dir)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rs]  # noqa: E731
+    assert strip(read_metrics(run_dir / "metrics.jsonl")) == strip(read_metrics(ddp_reference / "metrics.jsonl"))
+    a, b = load_checkpoint(run_dir)["model"], load_checkpoint(ddp_reference)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
