@@ -16,11 +16,15 @@ app = typer.Typer(help="List, show, validate and copy recipes.", no_args_is_help
 
 
 def description(path: Path) -> str:
-    """The first comment line of a recipe file."""
+    """The first sentence of a recipe file's leading comment block."""
+    lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
 
 
 def bundled_path(name: str) -> Path:
