@@ -155,6 +155,12 @@ class OptimConfig(Section):
     neuron_lr: float = Field(3e-4, gt=0, description="Adam lr of decay/width/threshold; no decay, no schedule.")
     grad_clip: float | None = Field(None, gt=0)
 
+    @model_validator(mode="after")
+    def _nesterov_needs_sgd_momentum(self) -> "OptimConfig":
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError(f"nesterov = true needs name = 'sgd' and momentum > 0 (got {self.name!r}, {self.momentum})")
+        return self
+
 
 class TrainConfig(Section):
     epochs: int = Field(10, ge=1)

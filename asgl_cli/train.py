@@ -51,6 +51,8 @@ def train(
         raise typer.Exit(e.exit_code) from None
     except NonFiniteLossError as e:
         raise fail(str(e), code=1) from None
+    except KeyboardInterrupt:  # Ctrl-C before the loop took over the signal, or a second one
+        raise fail("interrupted; checkpoints already written are intact", code=130) from None
 
     table = Table(title=f"{cfg.run.name}: {result.run_dir}")
     for col in ("best epoch", "val acc (best)", "test acc (best ckpt)", "test loss", "test samples"):

@@ -75,6 +75,7 @@ def test_parse_override(item, parsed):
         ({"noise": {"milestones": [1.5]}}, "milestone fractions must be in [0, 1)"),
         ({"run": {"device": "tpu"}}, "run.device = 'tpu'"),
         ({"extra": {}}, "extra: unknown key"),
+        ({"optim": {"name": "adam", "nesterov": True}}, "nesterov = true needs name = 'sgd'"),
     ],
 )
 def test_schema_errors_name_key_and_value(raw, expected):
