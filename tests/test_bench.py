@@ -61,3 +61,47 @@ def test_cli_prints_json_and_table():
     assert table.exit_code == 0 and "SNN (fused) step / ReLU step" in table.stdout
     bad = CliRunner().invoke(app, args + ["--model", "no_such_net"])
     assert bad.exit_code == 2 and "no_such_net" in bad.output
+
+
+@pytest.mark.parametrize("backend", ["fused", "stepwise"])
+def test_model_with_lif_compiles_to_one_graph(backend):
+    """torch.compile captures the whole network, fused LIF autograd function included, without graph breaks
+    (aot_eager: the capture and autograd split that inductor also uses, without its slow C++ build)."""
+    from asgl.neuron import set_mask_generator
+
+    recipe = load_recipe("digits_quick", TINY)
+    torch.manual_seed(0)
+    model = build_model(recipe, synthetic_info(recipe))
+    for _, layer in lif_layers(model):
+        layer.backend = backend
+    x, _ = synthetic_batch(synthetic_info(recipe), 3, torch.device("cpu"))
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    results = []
+    for net in (model, compiled):
+        torch.manual_seed(5)  # the same masks (global RNG) for both
+        out = net(x)
+        out.square().sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+        model.zero_grad()
+    (ref, ref_grads), (out, grads) = results
+    torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r)
+    torch._dynamo.reset()
+
+
+def test_bf16_autocast_step_keeps_fp32_neuron_state():
+    recipe = load_recipe("digits_quick", TINY + ["train.amp=bf16"])
+    torch.manual_seed(0)
+    model = build_model(recipe, synthetic_info(recipe))
+    x, y = synthetic_batch(synthetic_info(recipe), 4, torch.device("cpu"))
+    seen = []
+    for _, layer in lif_layers(model):
+        layer.register_forward_hook(lambda m, inp, out: seen.append((inp[0].dtype, out.dtype)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    torch.nn.functional.cross_entropy(logits.float().mean(0), y).backward()
+    assert seen and all(d == (torch.bfloat16, torch.bfloat16) for d in seen)  # bf16 in and out, fp32 inside
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    result = run_bench(recipe, batch_size=2, repeats=1, warmup=0, variants=("fused",))
+    assert result.amp == "bf16" and result.variants[0].median_ms > 0
