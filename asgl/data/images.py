@@ -176,10 +176,33 @@ def _cifar_howto(recipe: "Recipe") -> str:
     )
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a data file can never run code."""
+
+    _reconstruct = np.zeros(0).__reduce__()[0]  # numpy's array rebuilder, whatever module numpy keeps it in
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # files written with numpy 1.x
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy 2.x
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): __import__("codecs").encode,  # bytes pickled by Python 3 at protocol 2
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused: the file references {module}.{name}, not a numpy array")
+        return self.ALLOWED[(module, name)]
+
+
 def read_pickle(path: Path) -> dict[str, object]:
     """One CIFAR pickle file as a dict with str keys (the files are Python 2 pickles with byte-string keys)."""
     with open(path, "rb") as f:
-        entry = pickle.load(f, encoding="bytes")
+        try:
+            entry = CifarUnpickler(f, encoding="bytes").load()
+        except (pickle.UnpicklingError, OSError):
+            raise
+        except Exception as e:  # damaged bytes raise anything: OverflowError, MemoryError, KeyError, ...
+            raise pickle.UnpicklingError(f"not a pickle file ({type(e).__name__}: {e})") from None
     if not isinstance(entry, dict):
         raise ValueError(f"{path} holds a {type(entry).__name__}, expected the dict of a CIFAR pickle file")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
