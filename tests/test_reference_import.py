@@ -1,5 +1,7 @@
 """``asgl import-reference``: synthetic reference state dicts (the reference's key names, shapes and value
-storage, written from an asgl model by the inverse mapping) round-trip to the same logits and eval."""
+storage, written from an asgl model by the inverse mapping) round-trip to the same logits and eval.
+
+The networks run on a tiny CIFAR-10 written in the real file format (3 x 32 x 32, as published)."""
 
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ from asgl.engine.reference_import import check_importable, key_rules, reference_
 from asgl.losses import build_loss
 from asgl.models import build_model
 from asgl_cli.main import app
+from fixtures_images import write_cifar10
 
 RECIPE = """\
 [data]
-name = "digits"
+name = "cifar10"
+root = "{root}"
 subset = 4
 
 [model]
@@ -43,9 +47,16 @@ def cli(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def write_recipe(folder: Path, model: str, family: str = "sigmoid", storage: str = "log_slope") -> Path:
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_cifar10(root, per_batch=4, n_test=6)
+    return root
+
+
+def write_recipe(folder: Path, root: Path, model: str, family: str = "sigmoid", storage: str = "log_slope") -> Path:
     path = folder / "recipe.toml"
-    path.write_text(RECIPE.format(model=model, family=family, storage=storage))
+    path.write_text(RECIPE.format(root=root, model=model, family=family, storage=storage))
     return path
 
 
@@ -98,8 +109,10 @@ def logits(model, data) -> Tensor:
         ("vggsnn2", "sigmoid", "raw_slope", "logit"),
     ],
 )
-def test_round_trip_same_logits_and_eval(tmp_path: Path, model_name, family, storage, decay_stored) -> None:
-    recipe_path = write_recipe(tmp_path, model_name, family, storage)
+def test_round_trip_same_logits_and_eval(
+    tmp_path: Path, cifar_root: Path, model_name: str, family: str, storage: str, decay_stored: str
+) -> None:
+    recipe_path = write_recipe(tmp_path, cifar_root, model_name, family, storage)
     recipe, data, model = trained_looking_model(recipe_path)
     source = tmp_path / "best_net.pth"
     torch.save(to_reference(recipe, model, decay_stored), source)
@@ -127,11 +140,11 @@ def test_round_trip_same_logits_and_eval(tmp_path: Path, model_name, family, sto
     assert record["loss"] == pytest.approx(expected.loss, rel=1e-5)
 
 
-def test_reference_key_names_from_the_issue(tmp_path: Path) -> None:
+def test_reference_key_names_from_the_issue(tmp_path: Path, cifar_root: Path) -> None:
     """The names known from the reference: stem conv / BN wrappers, LIF cell decay and inverse width."""
-    recipe, _, model = trained_looking_model(write_recipe(tmp_path, "resnet18"))
+    recipe, _, model = trained_looking_model(write_recipe(tmp_path, cifar_root, "resnet18"))
     ref = to_reference(recipe, model)
-    assert ref["conv0.0.layer.weight"].shape == (64, 1, 3, 3)
+    assert ref["conv0.0.layer.weight"].shape == (64, 3, 3, 3)
     assert ref["conv0.1.layer.weight"].shape == ref["conv0.1.layer.running_var"].shape == (64,)
     assert 0 < float(ref["conv0.2.cell.decay"]) < 1
     assert float(ref["conv0.2.cell.spike_fn.inv_sg.alpha"]) > 0
@@ -149,8 +162,8 @@ def test_published_recipes_are_importable(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def resnet_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Tensor]]:
-    recipe_path = write_recipe(tmp_path_factory.mktemp("resnet"), "resnet18")
+def resnet_reference(tmp_path_factory: pytest.TempPathFactory, cifar_root: Path) -> tuple[Path, dict[str, Tensor]]:
+    recipe_path = write_recipe(tmp_path_factory.mktemp("resnet"), cifar_root, "resnet18")
     recipe, _, model = trained_looking_model(recipe_path)
     return recipe_path, to_reference(recipe, model)
 
@@ -180,9 +193,9 @@ def test_every_problem_listed_at_once(tmp_path: Path, resnet_reference) -> None:
     state = dict(state)
     state["conv0.9.layer.weight"] = torch.zeros(1)  # unknown
     del state["fc.layer.weight"]  # missing
-    state["conv0.0.layer.weight"] = torch.zeros(64, 3, 3, 3)  # a 3-channel stem for 1-channel data
+    state["conv0.0.layer.weight"] = torch.zeros(64, 2, 3, 3)  # a 2-channel (event) stem for RGB data
     result = import_state(tmp_path, recipe_path, state)
-    assert_refused(result, "conv0.9.layer.weight", "fc.layer.weight", "[64, 3, 3, 3]", "features.0.0.0.weight")
+    assert_refused(result, "conv0.9.layer.weight", "fc.layer.weight", "[64, 2, 3, 3]", "features.0.0.0.weight")
     assert not (tmp_path / "out.pt").exists()
 
 
@@ -201,9 +214,10 @@ def test_negative_sigmoid_slope_needs_raw_storage(tmp_path: Path, resnet_referen
     assert result.exit_code == 0, result.output
 
 
-def test_unsupported_model_refused(tmp_path: Path, resnet_reference) -> None:
+def test_unsupported_model_refused(tmp_path: Path, cifar_root: Path, resnet_reference) -> None:
     _, state = resnet_reference
-    assert_refused(import_state(tmp_path, write_recipe(tmp_path, "digits_convnet"), state), "resnet18, vggsnn2")
+    recipe_path = write_recipe(tmp_path, cifar_root, "digits_convnet")
+    assert_refused(import_state(tmp_path, recipe_path, state), "resnet18, vggsnn2")
 
 
 class CodePayload:
