@@ -2,8 +2,9 @@
 
     python benchmarks/bench_lif.py [--steps 8] [--shape 32,64,16,16] [--repeats 20]
 
-Time is the median of ``repeats`` fwd+bwd passes after warm-up; memory is the bytes autograd keeps for the
-backward pass (counted with saved-tensor hooks), which is what bounds the batch size in training.
+Time is the median (wall and process CPU time) of ``repeats`` fwd+bwd passes after warm-up, backends interleaved; memory
+is the bytes autograd keeps for the backward pass (counted with saved-tensor hooks), which is what bounds
+the batch size in training.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import torch
 
 from asgl.config import NeuronConfig, SurrogateConfig
-from asgl.neuron import LIF
+from asgl.neuron import BACKENDS, LIF
 
 
 def saved_bytes(layer: LIF, x: torch.Tensor) -> int:
@@ -31,33 +32,44 @@ def saved_bytes(layer: LIF, x: torch.Tensor) -> int:
     return total
 
 
-def time_fwd_bwd(layer: LIF, x: torch.Tensor, repeats: int, warmup: int = 3) -> list[float]:
-    times = []
-    for i in range(warmup + repeats):
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        layer(x).sum().backward()
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-        x.grad = None
-    return times
+def fwd_bwd_ms(layer: LIF, x: torch.Tensor) -> tuple[float, float]:
+    """(wall, process CPU) milliseconds of one forward + backward pass."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    layer(x).sum().backward()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    x.grad = None
+    return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
 
 
-def bench(steps: int, shape: tuple[int, ...], repeats: int, mode: str, device: str) -> dict[str, float]:
+def bench(steps: int, shape: tuple[int, ...], repeats: int, mode: str, device: str, warmup: int = 3) -> dict[str, float]:
+    """Backends timed round-robin (one pass of each per repeat), so machine load hits them alike.
+
+    Process CPU time is reported beside wall time: on a shared machine it is the steadier measure of work.
+    """
     layer = LIF(NeuronConfig(spike=mode), SurrogateConfig(family="sigmoid", width=2.0), shape[1:], 0.2).to(device)
     x = torch.randn(steps, *shape, device=device, requires_grad=True)
+    backends = ["stepwise", "fused"] + (["triton"] if device.startswith("cuda") and "triton" in BACKENDS else [])
+    times: dict[str, list[tuple[float, float]]] = {b: [] for b in backends}
+    for i in range(warmup + repeats):
+        for backend in backends:
+            layer.backend = backend
+            ms = fwd_bwd_ms(layer, x)
+            if i >= warmup:
+                times[backend].append(ms)
     out: dict[str, float] = {}
-    for backend in ("stepwise", "fused"):
+    for backend, ts in times.items():
         layer.backend = backend
-        ts = time_fwd_bwd(layer, x, repeats)
-        out[f"{backend}_ms"] = statistics.median(ts) * 1e3
-        out[f"{backend}_spread_ms"] = (max(ts) - min(ts)) * 1e3
+        out[f"{backend}_ms"] = statistics.median(t[0] for t in ts)
+        out[f"{backend}_cpu_ms"] = statistics.median(t[1] for t in ts)
         out[f"{backend}_saved_MiB"] = saved_bytes(layer, x) / 2**20
     out["speedup"] = out["stepwise_ms"] / out["fused_ms"]
+    out["speedup_cpu"] = out["stepwise_cpu_ms"] / out["fused_cpu_ms"]
     out["memory_ratio"] = out["stepwise_saved_MiB"] / out["fused_saved_MiB"]
+    if "triton" in times:
+        out["triton_speedup_over_fused"] = out["fused_ms"] / out["triton_ms"]
     return out
 
 
@@ -73,11 +85,12 @@ def main() -> None:
     for mode in ("asgl", "sg"):
         r = bench(args.steps, shape, args.repeats, mode, args.device)
         print(
-            f"{mode:5s} stepwise {r['stepwise_ms']:8.2f} ms (±{r['stepwise_spread_ms']:.2f}) "
-            f"saved {r['stepwise_saved_MiB']:7.1f} MiB | fused {r['fused_ms']:8.2f} ms (±{r['fused_spread_ms']:.2f}) "
-            f"saved {r['fused_saved_MiB']:7.1f} MiB | speed-up {r['speedup']:.2f}x, memory {r['memory_ratio']:.2f}x less"
+            f"{mode:5s} stepwise {r['stepwise_ms']:8.2f} ms (CPU {r['stepwise_cpu_ms']:.2f}) "
+            f"saved {r['stepwise_saved_MiB']:6.1f} MiB | fused {r['fused_ms']:8.2f} ms (CPU {r['fused_cpu_ms']:.2f}) "
+            f"saved {r['fused_saved_MiB']:6.1f} MiB | speed-up {r['speedup']:.2f}x (CPU time {r['speedup_cpu']:.2f}x), "
+            f"memory {r['memory_ratio']:.2f}x less"
+            + (f" | triton {r['triton_ms']:.2f} ms, {r['triton_speedup_over_fused']:.2f}x fused" if "triton_ms" in r else "")
         )
-
 
 if __name__ == "__main__":
     main()
