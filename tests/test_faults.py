@@ -90,11 +90,6 @@ def asgl_process(*args: object, prelude: str = "") -> list[str]:
     return [sys.executable, "-c", code, *[str(a) for a in args]]
 
 
-def process_env() -> dict[str, str]:
-    tests = str(Path(__file__).parent)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
-
-
 def assert_one_error(result, *expected: str, code: int = 2) -> str:
     out = result.output
     assert result.exit_code == code, f"exit {result.exit_code}\n{out}\n{result.exception!r}"
@@ -135,7 +130,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, ref
     out = tmp_path / "runs"
     proc = subprocess.run(
         asgl_process("train", write_recipe(tmp_path), "--out", out, prelude=SIGKILL_DURING_SAVE),
-        capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, env=process_env(),
+        capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     run = the_run(out)
@@ -148,33 +143,29 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, ref
     assert outcome(run) == outcome(reference)
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = PROCESS_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"asgl exited early ({proc.returncode}):\n{proc.communicate()[1]}"
-        assert time.monotonic() < deadline, f"{path} never appeared"
+def wait_until(condition, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + PROCESS_TIMEOUT_S
+    while not condition():
+        assert proc.poll() is None, f"asgl exited early ({proc.returncode}):\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"timed out:\n{log.read_text()}"
         time.sleep(0.005)
 
 
 def test_sigterm_writes_resumable_checkpoint_and_exits_143(tmp_path: Path, reference: Path) -> None:
-    out = tmp_path / "runs"
-    proc = subprocess.Popen(
-        asgl_process("train", write_recipe(tmp_path), "--out", out),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=process_env(),
-    )
-    try:
-        while not out.exists() or not any(out.iterdir()):
-            assert proc.poll() is None, proc.communicate()[1]
-            time.sleep(0.005)
-        run = the_run(out)
-        wait_for(run / "checkpoints" / "last.pt", proc)  # training loop running: epoch 1, step 2 saved
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=PROCESS_TIMEOUT_S)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
-    assert "SIGTERM" in stderr and "Traceback" not in stderr
-    assert f"asgl train --resume {run}" in " ".join(stderr.split()), stderr
+    out, log = tmp_path / "runs", tmp_path / "asgl.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(asgl_process("train", write_recipe(tmp_path), "--out", out), stdout=sink, stderr=sink)
+        try:
+            wait_until(lambda: out.exists() and any(out.glob("*/checkpoints/last.pt")), proc, log)
+            proc.send_signal(signal.SIGTERM)  # the training loop is running: epoch 1, step 2 was saved
+            proc.wait(timeout=PROCESS_TIMEOUT_S)
+        finally:
+            proc.kill()
+    output = log.read_text()
+    run = the_run(out)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "SIGTERM" in output and "Traceback" not in output
+    assert f"asgl train --resume {run}" in " ".join(output.split()), output
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert (ckpt["epoch"], ckpt["step"]) < (EPOCHS, 0), "stopped before the end"
 
