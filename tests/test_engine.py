@@ -76,8 +76,13 @@ def minimal_payload(epoch: int) -> dict:
     return {**{k: {} for k in keys}, "epoch": epoch}
 
 
+def flip_middle_bytes(data: bytes) -> bytes:
+    mid = len(data) // 2
+    return data[:mid] + bytes(b ^ 0xFF for b in data[mid : mid + 16]) + data[mid + 16 :]
+
+
 def test_checkpoint_round_trip_and_refusals(tmp_path):
-    path = save_checkpoint(minimal_payload(3), tmp_path / "c.pt")
+    path = save_checkpoint({**minimal_payload(3), "model": {"w": torch.arange(4096.0)}}, tmp_path / "c.pt")
     assert load_checkpoint(path)["epoch"] == 3
     assert load_checkpoint(path)[FORMAT_KEY] == SCHEMA_VERSION
 
@@ -87,6 +92,8 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         "newer.pt": lambda p: torch.save({FORMAT_KEY: SCHEMA_VERSION + 1, **minimal_payload(0)}, p),
         "truncated.pt": lambda p: p.write_bytes(path.read_bytes()[:200]),
         "empty.pt": lambda p: p.write_bytes(b""),
+        "text.pt": lambda p: p.write_text("epoch = 3\n"),
+        "flipped.pt": lambda p: p.write_bytes(flip_middle_bytes(path.read_bytes())),
     }
     expected = {
         "missing.pt": "not found",
@@ -94,6 +101,8 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         "newer.pt": "newer",
         "truncated.pt": "truncated or corrupt",
         "empty.pt": "truncated or corrupt",
+        "text.pt": "truncated or corrupt",
+        "flipped.pt": "fails the checksum",
     }
     for name, write in cases.items():
         target = tmp_path / name

@@ -84,22 +84,34 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and check an asgl checkpoint; refuses foreign, newer, truncated or code-carrying files."""
-    p = resolve_checkpoint_path(path)
+def _read(p: Path, map_location: str | torch.device) -> Any:
+    """The unpickled file: its zip records must pass their CRC checks, then a weights-only load."""
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        with zipfile.ZipFile(p) as archive:
+            damaged = archive.testzip()
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"checkpoint {p} is truncated or corrupt (not a complete PyTorch file)") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {p}: {e.strerror or e}") from None
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint {p} is corrupt: its record {damaged} fails the checksum") from None
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "GLOBAL" in str(e):
             raise CheckpointError(
                 f"refused to load {p}: it references Python objects other than tensors and plain values "
                 "(possibly code); asgl loads checkpoints with torch.load(weights_only=True) only"
             ) from None
-        raise CheckpointError(f"checkpoint {p} is corrupt or not a PyTorch file") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError):
-        raise CheckpointError(f"checkpoint {p} is truncated or corrupt (not a complete PyTorch file)") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read checkpoint {p}: {e.strerror or e}") from None
+        raise CheckpointError(f"checkpoint {p} is corrupt (unreadable pickle record)") from None
+    except Exception as e:  # any other parse failure of a checksum-clean file: still a bad file
+        raise CheckpointError(f"checkpoint {p} is corrupt ({type(e).__name__}: {e})") from None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check an asgl checkpoint; refuses foreign, newer, truncated, corrupt or code-carrying files."""
+    p = resolve_checkpoint_path(path)
+    obj = _read(p, map_location)
     if not isinstance(obj, dict) or FORMAT_KEY not in obj:
         raise CheckpointError(
             f"{p} is not an asgl checkpoint (a plain state dict or another project's file?); "
