@@ -52,7 +52,6 @@ batch_size = 8
 time_steps = 2
 checkpoint_every_steps = 2
 """
-STEPS_PER_EPOCH = 8
 EPOCHS = 2
 PROCESS_TIMEOUT_S = 240
 
