@@ -7,7 +7,8 @@
 
 Inputs are synthetic (random, the recipe dataset's shape), so no dataset is needed. Variants run round-robin
 (one step of each per repeat) so that load on a shared machine hits them alike; the times are the median,
-quartiles and minimum over the repeats after warm-up, and ratios are of medians of the same run.
+quartiles and minimum over the repeats after warm-up, and ratios are of medians of the same run; the process
+CPU time (all threads) is recorded too, as it varies less than wall time when other jobs share the cores.
 Memory: on CUDA the peak allocated during one step (``torch.cuda.max_memory_allocated``); on CPU the bytes
 autograd saves for the backward pass (saved-tensor hooks, unique storages, parameters and input excluded),
 which is what grows with batch size and T.
@@ -117,6 +118,7 @@ class VariantTiming:
     q25_ms: float
     q75_ms: float
     min_ms: float
+    cpu_median_ms: float  # process CPU time (all threads): steadier than wall time on a shared machine
     memory_bytes: int
     times_ms: list[float] = field(repr=False)
 
@@ -182,8 +184,10 @@ def _memory(step: _Step, x: Tensor, y: Tensor) -> int:
     return saved_bytes(step.model, x, lambda: step.forward_loss(x, y))
 
 
-def _ratio(a: VariantTiming | None, b: VariantTiming | None) -> float | None:
-    return None if a is None or b is None else a.median_ms / b.median_ms
+def _ratio(a: VariantTiming | None, b: VariantTiming | None, cpu: bool = False) -> float | None:
+    if a is None or b is None:
+        return None
+    return a.cpu_median_ms / b.cpu_median_ms if cpu else a.median_ms / b.median_ms
 
 
 def run_bench(
@@ -227,19 +231,22 @@ def run_bench(
         steps[name] = _Step(model, recipe, dev)
 
     times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu_times: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(warmup + repeats):
         for name, step in steps.items():
             _sync(dev)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             step(x, y)
             _sync(dev)
             if r >= warmup:
                 times[name].append((time.perf_counter() - start) * 1e3)
+                cpu_times[name].append((time.process_time() - cpu_start) * 1e3)
 
     rows = []
     for name, ts in times.items():
-        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        rows.append(VariantTiming(name, statistics.median(ts), q[0], q[2], min(ts), _memory(steps[name], x, y), ts))
+        q = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [ts[0]] * 3
+        cpu = statistics.median(cpu_times[name])
+        rows.append(VariantTiming(name, statistics.median(ts), q[0], q[2], min(ts), cpu, _memory(steps[name], x, y), ts))
     by = {r.variant: r for r in rows}
     fast = by.get("triton") or by.get("fused")
     ratios = {
@@ -248,6 +255,8 @@ def run_bench(
         "triton_over_relu": _ratio(by.get("triton"), by.get("relu")),
         "fused_over_triton": _ratio(by.get("fused"), by.get("triton")),
         "stepwise_over_relu": _ratio(by.get("stepwise"), by.get("relu")),
+        "cpu_time_stepwise_over_fused": _ratio(by.get("stepwise"), by.get("fused"), cpu=True),
+        "cpu_time_fused_over_relu": _ratio(by.get("fused"), by.get("relu"), cpu=True),
         "memory_stepwise_over_fast": None
         if fast is None or "stepwise" not in by
         else by["stepwise"].memory_bytes / max(fast.memory_bytes, 1),

@@ -18,6 +18,8 @@ RATIO_LABELS = {
     "triton_over_relu": "SNN (triton) step / ReLU step",
     "fused_over_triton": "Triton speed-up over fused",
     "stepwise_over_relu": "SNN (stepwise) step / ReLU step",
+    "cpu_time_stepwise_over_fused": "fused LIF speed-up over stepwise (process CPU time)",
+    "cpu_time_fused_over_relu": "SNN (fused) step / ReLU step (process CPU time)",
     "memory_stepwise_over_fast": "memory: stepwise / fastest LIF",
 }
 
@@ -53,11 +55,16 @@ def bench(
         title=f"{result.model} ({result.recipe}) on {result.device}: batch {result.batch_size}, T = {result.time_steps}, "
         f"amp {result.amp}, {result.repeats} repeats"
     )
-    for col in ("variant", "median ms", "IQR ms", "min ms", f"{memory} MiB"):
+    for col in ("variant", "median ms", "IQR ms", "min ms", "CPU-time ms", f"{memory} MiB"):
         table.add_column(col, justify="right")
     for v in result.variants:
         table.add_row(
-            v.variant, f"{v.median_ms:.1f}", f"{v.q25_ms:.1f}–{v.q75_ms:.1f}", f"{v.min_ms:.1f}", f"{v.memory_bytes / 2**20:.1f}"
+            v.variant,
+            f"{v.median_ms:.1f}",
+            f"{v.q25_ms:.1f}–{v.q75_ms:.1f}",
+            f"{v.min_ms:.1f}",
+            f"{v.cpu_median_ms:.1f}",
+            f"{v.memory_bytes / 2**20:.1f}",
         )
     console = Console()
     console.print(table)
