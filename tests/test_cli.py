@@ -187,22 +187,25 @@ def test_recipe_errors_are_reported_without_importing_torch(tmp_path):
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_signal_writes_a_resumable_checkpoint_and_exits_128_plus_signal(tmp_path, signum, code):
     overrides = TINY + ["train.epochs=500", "train.checkpoint_every_steps=1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asgl_cli", "train", "digits_quick", *set_args(overrides), "--out", str(tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("*/checkpoints/last.pt")):
-        assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
-        time.sleep(0.1)
-    proc.send_signal(signum)
-    output, _ = proc.communicate(timeout=60)
+    log = tmp_path / "train.log"
+    runs = tmp_path / "runs"
+    with log.open("w") as sink:  # a file, not a pipe: the child never blocks on a full pipe
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "asgl_cli", "train", "digits_quick", *set_args(overrides), "--out", str(runs)],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        deadline = time.monotonic() + 60
+        while not list(runs.glob("*/checkpoints/last.pt")):
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.1)
+        proc.send_signal(signum)
+        proc.wait(timeout=60)
+    output = log.read_text()
     assert proc.returncode == code, output
-    (run,) = tmp_path.iterdir()
+    (run,) = runs.iterdir()
     assert f"asgl train --resume {run}" in output and "Traceback" not in output
 
     from asgl.engine.checkpoint import load_checkpoint
