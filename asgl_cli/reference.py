@@ -18,7 +18,7 @@ def import_reference(
     out: Path = typer.Option(..., "--out", help="asgl checkpoint to write."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key (repeatable)."),
     decay_stored: Literal["gamma", "logit"] = typer.Option(
-        "gamma", "--decay-stored", help="How the file stores each leak: gamma itself, or its logit."
+        "logit", "--decay-stored", help="How the file stores each leak: its logit d (reference, gamma = sigmoid(d)) or gamma itself."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing OUT."),
 ) -> None:

@@ -133,3 +133,12 @@ def test_models_run_under_bf16_autocast_with_fp32_neuron_parameters():
     assert logits.shape == (2, 2, 10)
     for _, layer in lif_layers(model):
         assert all(p.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vggsnn2", "digits_convnet"])
+def test_convolutional_models_refuse_sequence_data(name):
+    from asgl.config import Recipe
+    from asgl.models import ModelDataMismatch
+
+    with pytest.raises(ModelDataMismatch, match="sequences"):
+        build_model(Recipe(model={"name": name}), DataInfo("sequence", 1, (700,), 20, 4))

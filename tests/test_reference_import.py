@@ -81,7 +81,7 @@ def trained_looking_model(recipe_path: Path):
     return recipe, data, model.eval()
 
 
-def to_reference(recipe, model, decay_stored: str = "gamma") -> dict[str, Tensor]:
+def to_reference(recipe, model, decay_stored: str = "logit") -> dict[str, Tensor]:
     """The inverse mapping: the state dict the reference would have saved for these weights."""
     state = model.state_dict()
     out = {}
@@ -146,7 +146,7 @@ def test_reference_key_names_from_the_issue(tmp_path: Path, cifar_root: Path) ->
     ref = to_reference(recipe, model)
     assert ref["conv0.0.layer.weight"].shape == (64, 3, 3, 3)
     assert ref["conv0.1.layer.weight"].shape == ref["conv0.1.layer.running_var"].shape == (64,)
-    assert 0 < float(ref["conv0.2.cell.decay"]) < 1
+    assert float(ref["conv0.2.cell.decay"]) == float(model.state_dict()["features.0.2.decay_logit"])  # logit d
     assert float(ref["conv0.2.cell.spike_fn.inv_sg.alpha"]) > 0
     # every asgl tensor is covered except the thresholds, which the reference does not store
     covered = {r.asgl for r in key_rules(reference_units(recipe, model), set(model.state_dict())).values()}
@@ -199,11 +199,12 @@ def test_every_problem_listed_at_once(tmp_path: Path, resnet_reference) -> None:
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_leak_logits_need_decay_stored_logit(tmp_path: Path, resnet_reference) -> None:
+def test_gamma_outside_unit_interval_is_refused(tmp_path: Path, resnet_reference) -> None:
     recipe_path, state = resnet_reference
     state = {k: (torch.tensor(-1.5) if k.endswith("cell.decay") else v) for k, v in state.items()}
-    assert_refused(import_state(tmp_path, recipe_path, state), "conv0.2.cell.decay", "--decay-stored logit")
-    assert import_state(tmp_path, recipe_path, state, "--decay-stored", "logit").exit_code == 0
+    assert import_state(tmp_path, recipe_path, state).exit_code == 0  # logits (the default) may be negative
+    refused = import_state(tmp_path, recipe_path, state, "--decay-stored", "gamma", "--force")
+    assert_refused(refused, "conv0.2.cell.decay", "drop --decay-stored gamma")
 
 
 def test_negative_sigmoid_slope_needs_raw_storage(tmp_path: Path, resnet_reference) -> None:

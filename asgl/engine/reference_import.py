@@ -8,7 +8,7 @@ from the asgl model's own structure, so that it names every key of both sides:
     norm        <ref>.{weight,bias,running_mean,   <asgl>.<same>        as is
                 running_var,num_batches_tracked}
     linear      <ref>.{weight,bias}                <asgl>.<same>        as is
-    lif         <ref>.cell.decay                   <asgl>.decay_logit   gamma -> logit(gamma) (or as is, see below)
+    lif         <ref>.cell.decay                   <asgl>.decay_logit   logit d, copied (or gamma, see below)
     lif         <ref>.cell.spike_fn.inv_sg.alpha   <asgl>.width.param   slope k -> asgl's width storage
 
 Unit prefixes (reference -> asgl); ``i`` counts BasicBlocks from 1, ``s``/``b`` are stage/block:
@@ -27,8 +27,8 @@ Only the stem and LIF key names (``conv0.0.layer.weight``, ``conv0.1.layer.*``, 
 that differs is refused with every unmapped, missing and mis-shaped key listed, so the table can be
 corrected in one place (:func:`reference_units`).
 
-Values: the reference stores the leak as gamma itself (``--decay-stored gamma``, asgl stores
-logit(gamma)) or as a logit (``--decay-stored logit``, copied); its slope k = 1/alpha raw for the sigmoid
+Values: the reference stores the leak as its logit d with gamma = sigmoid(d) (SPEC §2; the default
+``--decay-stored logit`` copies it); ``--decay-stored gamma`` converts files that keep gamma itself; its slope k = 1/alpha raw for the sigmoid
 and as log k for the rectangle; asgl keeps log k (``surrogate.storage = "log_slope"``) or k
 (``"raw_slope"``, sigmoid only). Thresholds are not in the reference's file: the recipe's are kept.
 """
@@ -217,7 +217,7 @@ def _listing(title: str, items: list[str], limit: int = 12) -> str:
 
 
 def map_reference_state(
-    reference: dict[str, Tensor], recipe: Recipe, model: nn.Module, decay_stored: DecayStored = "gamma"
+    reference: dict[str, Tensor], recipe: Recipe, model: nn.Module, decay_stored: DecayStored = "logit"
 ) -> dict[str, Tensor]:
     """The reference state dict as a full state dict of ``model``; raises listing every problem."""
     target = model.state_dict()
@@ -256,7 +256,7 @@ def map_reference_state(
         if values:
             lines.append(_listing("values", values))
             lines.append(
-                "  leaks outside (0, 1) are logits: pass --decay-stored logit; sigmoid slopes <= 0 need "
+                "  leaks outside (0, 1) are not gammas: drop --decay-stored gamma (logits are the default); sigmoid slopes <= 0 need "
                 "--set surrogate.storage=raw_slope"
             )
         lines.append("the key mapping is documented in asgl/engine/reference_import.py")
@@ -265,7 +265,7 @@ def map_reference_state(
 
 
 def import_reference(
-    source: str | os.PathLike, recipe: Recipe, out: str | os.PathLike, decay_stored: DecayStored = "gamma"
+    source: str | os.PathLike, recipe: Recipe, out: str | os.PathLike, decay_stored: DecayStored = "logit"
 ) -> tuple[Path, int]:
     """Write ``out``, an asgl checkpoint at epoch 0 holding the reference weights of ``source``.
 

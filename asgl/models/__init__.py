@@ -29,6 +29,10 @@ MODELS: dict[str, Builder] = {
 }
 
 
+# models that take sequences [B, T, F]; every other model is convolutional and takes images or frames
+SEQUENCE_MODELS = {"recurrent_snn"}
+
+
 class ModelDataMismatch(ValueError):
     """The recipe's model cannot take the recipe's data (channels, classes, input kind)."""
 
@@ -36,6 +40,11 @@ class ModelDataMismatch(ValueError):
 def check_model_data(recipe: Recipe, info: DataInfo) -> None:
     """Raise :class:`ModelDataMismatch` when explicit model sizes contradict the dataset."""
     m = recipe.model
+    if m.name not in SEQUENCE_MODELS and info.kind == "sequence":
+        raise ModelDataMismatch(
+            f"model.name = {m.name!r} is convolutional but dataset {recipe.data.name!r} gives sequences [B, T, F]; "
+            f"use one of {', '.join(sorted(SEQUENCE_MODELS))}"
+        )
     if m.num_classes is not None and m.num_classes != info.num_classes:
         raise ModelDataMismatch(
             f"model.num_classes = {m.num_classes} but dataset {recipe.data.name!r} has {info.num_classes} classes"

@@ -1,4 +1,4 @@
-"""A small conv SNN for the 16x16 digits (and any small static-image dataset)."""
+"""A small conv SNN for the 8x8 digits (and any small static-image dataset)."""
 
 from __future__ import annotations
 
