@@ -22,8 +22,10 @@ def check(recipe: str = typer.Argument(..., help="Recipe file or bundled recipe 
 
     problems = check_data(cfg)
     table = Table(title=f"data {cfg.data.name} in {cfg.data.root}")
-    for col in ("", "path", "size", "status"):
-        table.add_column(col)
+    table.add_column("")
+    table.add_column("path", overflow="fold")  # paths are never truncated: the user must see them whole
+    table.add_column("size", no_wrap=True)
+    table.add_column("status", overflow="fold")
     for p in problems:
         table.add_row("[green]ok[/]" if p.ok else "[red]missing[/]", p.path, p.size, p.message)
     Console().print(table)

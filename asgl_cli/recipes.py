@@ -39,8 +39,9 @@ def bundled_path(name: str) -> Path:
 def list_recipes() -> None:
     """Bundled recipes with their dataset, model, epochs and description."""
     table = Table()
-    for col in ("name", "data", "model", "epochs", "description"):
-        table.add_column(col)
+    for col in ("name", "data", "model", "epochs"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description", overflow="fold")
     for name in bundled_recipes():
         r = load_recipe(name)
         table.add_row(name, r.data.name, r.model.name, str(r.train.epochs), description(bundled_path(name)))
