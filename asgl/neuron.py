@@ -95,10 +95,9 @@ def _spike_values(
         return torch.ge(x, 0, out=out)
     if mode == "analog":
         return out.copy_(surrogate.step(y))
-    # where(mask, Θ(x), H) computed exactly as Θ·m + H·(1 − m): torch.where is ~6x slower than a mul on CPU
-    m = mask.to(x.dtype)
-    torch.ge(x, 0, out=out).mul_(m)
-    return torch.addcmul(out, surrogate.step(y), 1 - m, out=out)
+    # where(mask, Θ(x), H) as lerp(H, Θ, m), exact for m in {0, 1} (lerp returns end − (end − start)·(1 − w)
+    # for w >= ½ and start + w·(end − start) below): torch.where is ~6x slower than a mul on CPU
+    return torch.lerp(surrogate.step(y), torch.ge(x, 0, out=out), mask.to(x.dtype), out=out)
 
 
 def _sum_product(a: Tensor, b: Tensor, shape: torch.Size) -> Tensor:
