@@ -37,19 +37,24 @@ VARIANTS = ("fused", "triton", "stepwise", "relu")
 
 
 def synthetic_info(recipe: Recipe) -> DataInfo:
-    """The DataInfo of the recipe's dataset, from the recipe alone (no files read)."""
+    """The DataInfo of the recipe's dataset, from the recipe and the dataset modules' constants (no files read).
+
+    ``audio_folder`` takes its classes from the folder, so 10 stands in for them here.
+    """
+    from asgl.data import audio, digits, events, images
+
     data, steps = recipe.data, recipe.train.time_steps
-    infos = {
-        "digits": DataInfo("static", 1, (16, 16), 10, steps),
-        "cifar10": DataInfo("static", 3, (32, 32), 10, steps),
-        "cifar100": DataInfo("static", 3, (32, 32), 100, steps),
-        "tiny_imagenet": DataInfo("static", 3, (64, 64), 200, steps),
-        "dvs_cifar10": DataInfo("event", 2, (data.frame_size, data.frame_size), 10, steps),
-        "dvs_gesture": DataInfo("event", 2, (data.frame_size, data.frame_size), 11, steps),
-        "shd": DataInfo("sequence", 700, (700,), 20, steps),
-        "audio_folder": DataInfo("sequence", data.n_mels, (data.n_mels,), 10, steps),
-    }
-    return infos[data.name]
+    if data.name == "digits":
+        return DataInfo("static", 1, (digits.IMAGE_SIZE, digits.IMAGE_SIZE), 10, steps)
+    if data.name in images.IMAGE_SETS:
+        image_set = images.IMAGE_SETS[data.name]
+        return DataInfo("static", 3, (image_set.image_size, image_set.image_size), image_set.num_classes, steps)
+    if data.name in ("dvs_cifar10", "dvs_gesture"):
+        classes = len(events.CIFAR10DVS_CLASSES) if data.name == "dvs_cifar10" else events.GESTURE_CLASSES
+        return DataInfo("event", 2, (data.frame_size, data.frame_size), classes, steps)
+    if data.name == "shd":
+        return DataInfo("sequence", audio.SHD_CHANNELS, (audio.SHD_CHANNELS,), audio.SHD_CLASSES, steps)
+    return DataInfo("sequence", data.n_mels, (data.n_mels,), 10, steps)
 
 
 def synthetic_batch(info: DataInfo, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:

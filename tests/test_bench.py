@@ -35,7 +35,8 @@ def test_run_bench_reports_every_variant_and_the_memory_order():
     # saved-for-backward bytes are deterministic: fused keeps u + mask, stepwise its whole graph, ReLU less
     assert by["relu"].memory_bytes < by["fused"].memory_bytes < by["stepwise"].memory_bytes
     assert result.ratios["stepwise_over_fused"] == pytest.approx(by["stepwise"].median_ms / by["fused"].median_ms)
-    assert result.memory_kind == "cpu_saved_for_backward" and result.input_shape == [4, 1, 16, 16]
+    size = synthetic_info(load_recipe("digits_quick", TINY)).input_size
+    assert result.memory_kind == "cpu_saved_for_backward" and result.input_shape == [4, 1, *size]
 
 
 def test_recurrent_model_skips_the_relu_variant_with_a_reason():
