@@ -12,7 +12,8 @@ Nothing is detached (full BPTT through reset and leak). Backends over a whole se
 a graph and saves only u [T, B, ...] and the bool mask; the backward is one reverse pass over T that
 regenerates the spike and surrogate terms from u step by step, so its temporaries are [B, ...] slices that
 stay in cache). ``triton`` (asgl.kernels.triton_lif) registers itself in :data:`BACKENDS` where CUDA and
-Triton are available.
+Triton are available; ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the fused maths)
+is always registered.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from asgl.config import NeuronConfig, SurrogateConfig
+from asgl.kernels.compiled_lif import lif_compiled
 from asgl.spike import draw_mask, heaviside, hybrid_spike, sg_spike
 from asgl.surrogates import SURROGATES, Surrogate, SurrogateWidth
 
@@ -217,7 +219,7 @@ def lif_triton(
     return backend(current, gamma, theta, k, surrogate, mode, mask, reset, amplitude_threshold, width_grad)
 
 
-BACKENDS: dict[str, Callable[..., Tensor]] = {"stepwise": lif_stepwise, "fused": lif_fused}
+BACKENDS: dict[str, Callable[..., Tensor]] = {"stepwise": lif_stepwise, "fused": lif_fused, "compiled": lif_compiled}
 if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
     BACKENDS["triton"] = lif_triton
 
