@@ -1,10 +1,10 @@
-"""Fused vs step-by-step LIF: forward+backward time and memory saved for backward, as ratios.
+"""Fused and compiled vs step-by-step LIF: forward+backward time and memory saved for backward, as ratios.
 
     python benchmarks/bench_lif.py [--steps 8] [--shape 32,64,16,16] [--repeats 20]
 
 Time is the median (wall and process CPU time) of ``repeats`` fwd+bwd passes after warm-up, backends interleaved; memory
 is the bytes autograd keeps for the backward pass (counted with saved-tensor hooks), which is what bounds
-the batch size in training.
+the batch size in training. The compiled backend's first pass (its compile time) is reported on its own.
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ def bench(steps: int, shape: tuple[int, ...], repeats: int, mode: str, device: s
     """
     layer = LIF(NeuronConfig(spike=mode), SurrogateConfig(family="sigmoid", width=2.0), shape[1:], 0.2).to(device)
     x = torch.randn(steps, *shape, device=device, requires_grad=True)
-    backends = ["stepwise", "fused"] + (["triton"] if device.startswith("cuda") and "triton" in BACKENDS else [])
+    backends = ["stepwise", "fused", "compiled"] + (["triton"] if device.startswith("cuda") and "triton" in BACKENDS else [])
     times: dict[str, list[tuple[float, float]]] = {b: [] for b in backends}
+    layer.backend = "compiled"
+    compile_ms = fwd_bwd_ms(layer, x)[0]  # first pass: compiles the forward and the backward
     for i in range(warmup + repeats):
         for backend in backends:
             layer.backend = backend
@@ -68,6 +70,9 @@ def bench(steps: int, shape: tuple[int, ...], repeats: int, mode: str, device: s
     out["speedup"] = out["stepwise_ms"] / out["fused_ms"]
     out["speedup_cpu"] = out["stepwise_cpu_ms"] / out["fused_cpu_ms"]
     out["memory_ratio"] = out["stepwise_saved_MiB"] / out["fused_saved_MiB"]
+    out["compile_s"] = compile_ms / 1e3
+    out["compiled_speedup"] = out["stepwise_ms"] / out["compiled_ms"]
+    out["compiled_speedup_cpu"] = out["stepwise_cpu_ms"] / out["compiled_cpu_ms"]
     if "triton" in times:
         out["triton_speedup_over_fused"] = out["fused_ms"] / out["triton_ms"]
     return out
@@ -88,7 +93,9 @@ def main() -> None:
             f"{mode:5s} stepwise {r['stepwise_ms']:8.2f} ms (CPU {r['stepwise_cpu_ms']:.2f}) "
             f"saved {r['stepwise_saved_MiB']:6.1f} MiB | fused {r['fused_ms']:8.2f} ms (CPU {r['fused_cpu_ms']:.2f}) "
             f"saved {r['fused_saved_MiB']:6.1f} MiB | speed-up {r['speedup']:.2f}x (CPU time {r['speedup_cpu']:.2f}x), "
-            f"memory {r['memory_ratio']:.2f}x less"
+            f"memory {r['memory_ratio']:.2f}x less | compiled {r['compiled_ms']:8.2f} ms (CPU {r['compiled_cpu_ms']:.2f}) "
+            f"saved {r['compiled_saved_MiB']:6.1f} MiB, speed-up {r['compiled_speedup']:.2f}x "
+            f"(CPU time {r['compiled_speedup_cpu']:.2f}x), compile {r['compile_s']:.1f} s"
             + (f" | triton {r['triton_ms']:.2f} ms, {r['triton_speedup_over_fused']:.2f}x fused" if "triton_ms" in r else "")
         )
 

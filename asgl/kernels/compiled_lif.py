@@ -108,11 +108,14 @@ def _run(fn: Callable, *args) -> tuple[Tensor, ...]:
         compiled = _compiled(fn)  # torch.compile itself refuses on platforms it does not support
     except RuntimeError as err:
         raise _unavailable(err) from err
+    config, limit = torch._dynamo.config, torch._dynamo.config.recompile_limit
+    config.recompile_limit = max(limit, RECOMPILE_LIMIT)  # set and restored by hand: config.patch costs ~20 µs
     try:
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-            return compiled(*args)
+        return compiled(*args)
     except torch._dynamo.exc.TorchDynamoException as err:  # tracing or code generation failed
         raise _unavailable(err) from err
+    finally:
+        config.recompile_limit = limit
 
 
 def _unavailable(err: Exception) -> RuntimeError:

@@ -1,0 +1,91 @@
+"""The compiled LIF backend (torch.compile of the fused maths) against the stepwise reference.
+
+Each distinct configuration costs one compile of the forward and one of the backward (seconds), so the
+cases are few and share one input shape; the saved-tensor and layer tests reuse the first case's kernels.
+"""
+
+import pytest
+import torch
+
+from asgl.config import NeuronConfig, SurrogateConfig
+from asgl.kernels import compiled_lif
+from asgl.neuron import BACKENDS, LIF, lif_compiled, lif_stepwise, set_mask_generator
+from asgl.spike import draw_mask
+from asgl.surrogates import SURROGATES
+
+THETA = 0.8
+
+
+def inputs(k_shape, seed=0):
+    current = torch.randn(6, 3, 4, 3, 3, generator=torch.Generator().manual_seed(seed)) * 1.5
+    gamma = torch.tensor(0.6)
+    theta = torch.tensor(THETA)
+    k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel())).reshape(k_shape)
+    return [t.requires_grad_() for t in (current, gamma, theta, k)]
+
+
+def run(backend, family, mode, reset, amplitude, k_shape, width_grad="all"):
+    """Output and gradients (current, gamma, theta, k) of a weighted sum of the output."""
+    args = inputs(k_shape)
+    mask = draw_mask(args[0].shape, 0.3, torch.Generator().manual_seed(1), "cpu") if mode == "asgl" else None
+    out = backend(*args, SURROGATES[family], mode, mask, reset, amplitude, width_grad)
+    weights = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+    grads = torch.autograd.grad((out * weights).sum(), args, allow_unused=True)
+    return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(args, grads)]
+
+
+CASES = [
+    # family, mode, reset, amplitude threshold, width shape (layer, channel, neuron), width gradient
+    ("sigmoid", "asgl", "hard", True, (), "all"),
+    ("arctan", "asgl", "soft", False, (4, 3, 3), "analog"),
+    ("tanh", "sg", "soft", True, (4, 1, 1), "all"),
+    ("triangle", "analog", "hard", False, (4, 1, 1), "all"),
+    ("rectangle", "heaviside", "soft", True, (), "all"),
+]
+
+
+@pytest.mark.parametrize("family,mode,reset,amplitude,k_shape,width_grad", CASES)
+def test_compiled_matches_stepwise(family, mode, reset, amplitude, k_shape, width_grad):
+    ref_out, ref_grads = run(lif_stepwise, family, mode, reset, amplitude, k_shape, width_grad)
+    out, grads = run(lif_compiled, family, mode, reset, amplitude, k_shape, width_grad)
+    binary = (ref_out == 0) | (ref_out == (THETA if amplitude else 1.0))
+    assert torch.equal(out[binary], ref_out[binary])  # identical spikes (no u lands within rounding of θ here)
+    assert mode == "analog" or binary.float().mean() > 0.5
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)  # analog values: fp32 rounding only
+    for name, g, ref in zip(("current", "gamma", "theta", "k"), grads, ref_grads):
+        torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
+    assert grads[2].abs().sum() > 0  # the comparison is not between zeros
+    if mode != "heaviside":  # Θ passes no gradient to u, so none to the current, decay or width
+        assert all(g.abs().sum() > 0 for g in (grads[0], grads[1], grads[3]))
+
+
+def test_saves_one_float_tensor_and_the_bool_mask():
+    args = inputs(())
+    mask = draw_mask(args[0].shape, 0.3, torch.Generator().manual_seed(1), "cpu")
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        lif_compiled(*args, SURROGATES["sigmoid"], "asgl", mask, "hard", True)  # CASES[0]: no new compile
+    assert sorted(str(t.dtype) for t in saved if t.numel() > 1) == ["torch.bool", "torch.float32"]
+
+
+def test_layer_backend_is_opt_in():
+    neuron = NeuronConfig(spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True)
+    layer = LIF(neuron, SurrogateConfig(family="sigmoid", width=2.0), (4, 3, 3), noise_prob=0.3)
+    x = inputs(())[0]
+    assert layer.resolve_backend(x) is BACKENDS["fused"]  # auto never compiles
+    outs = []
+    for backend in ("compiled", "stepwise"):
+        layer.backend = backend
+        set_mask_generator(layer, torch.Generator().manual_seed(3))
+        outs.append(layer(x))
+    assert layer.resolve_backend(x) is BACKENDS["stepwise"] and BACKENDS["compiled"] is lif_compiled
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=1e-5)
+
+
+def test_missing_compiler_names_the_fused_backend(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # no cached kernel to fall back on
+    current = torch.randn(2, 5, 7, requires_grad=True)  # a shape no other test compiles
+    params = (torch.tensor(0.5), torch.tensor(1.0), torch.tensor(1.0))
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}):
+        with pytest.raises(RuntimeError, match="backend = 'fused'"):
+            compiled_lif.lif_compiled(current, *params, SURROGATES["sigmoid"], "sg", None, "hard", True)
