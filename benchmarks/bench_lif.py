@@ -51,7 +51,8 @@ def bench(steps: int, shape: tuple[int, ...], repeats: int, mode: str, device: s
     """
     layer = LIF(NeuronConfig(spike=mode), SurrogateConfig(family="sigmoid", width=2.0), shape[1:], 0.2).to(device)
     x = torch.randn(steps, *shape, device=device, requires_grad=True)
-    backends = ["stepwise", "fused", "compiled"] + (["triton"] if device.startswith("cuda") and "triton" in BACKENDS else [])
+    backends = ["stepwise", "fused", "compiled"]
+    backends += ["triton"] if device.startswith("cuda") and "triton" in BACKENDS else []
     times: dict[str, list[tuple[float, float]]] = {b: [] for b in backends}
     layer.backend = "compiled"
     compile_ms = fwd_bwd_ms(layer, x)[0]  # first pass: compiles the forward and the backward

@@ -129,7 +129,8 @@ def _unavailable(err: Exception) -> RuntimeError:
 class _CompiledLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, gamma, theta, k, mask, surrogate, mode, hard_reset, amplitude_threshold, width_analog):
-        out, u_all = _run(lif_forward, current, gamma, theta, k, mask, surrogate.step, mode, hard_reset, amplitude_threshold)
+        args = (current, gamma, theta, k, mask, surrogate.step, mode, hard_reset, amplitude_threshold)
+        out, u_all = _run(lif_forward, *args)
         ctx.save_for_backward(u_all, gamma, theta, k, mask)
         ctx.config = (surrogate, mode, hard_reset, amplitude_threshold, width_analog)
         return out
@@ -142,7 +143,8 @@ class _CompiledLIF(torch.autograd.Function):
             lif_backward, u_all, grad_out.contiguous(), gamma, theta, k, mask,
             surrogate.step, surrogate.density, mode, hard_reset, amplitude_threshold, width_analog,
         )  # fmt: skip
-        return *(g if need else None for g, need in zip(grads, ctx.needs_input_grad)), None, None, None, None, None, None
+        grads = [g if need else None for g, need in zip(grads, ctx.needs_input_grad)]
+        return *grads, None, None, None, None, None, None
 
 
 def lif_compiled(
