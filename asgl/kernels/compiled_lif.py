@@ -104,6 +104,8 @@ def _compiled(fn: Callable) -> Callable:
 
 def _run(fn: Callable, *args) -> tuple[Tensor, ...]:
     """Call the compiled ``fn``; a missing or failing compiler becomes an error that names the way out."""
+    if torch.compiler.is_compiling():  # inside a compiled model (train.compile), which traces the maths itself
+        return fn(*args)
     try:
         compiled = _compiled(fn)  # torch.compile itself refuses on platforms it does not support
     except RuntimeError as err:
