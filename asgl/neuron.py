@@ -27,10 +27,12 @@ from torch import Tensor, nn
 
 from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.kernels.compiled_lif import lif_compiled
-from asgl.spike import draw_mask, heaviside, hybrid_spike, sg_spike
+from asgl.spike import SpikeMode, SpikeSpec, draw_mask, heaviside, hybrid_spike, sg_spike
 from asgl.surrogates import SURROGATES, Surrogate, SurrogateWidth
 
-SpikeMode = Literal["asgl", "sg", "heaviside", "analog"]
+# A backend runs a LIF layer over a whole sequence:
+# (current [T, B, ...], gamma, theta, k, mask [T, B, ...] bool or None, spec) -> output [T, B, ...]
+Backend = Callable[[Tensor, Tensor, Tensor, Tensor, "Tensor | None", SpikeSpec], Tensor]
 
 
 def lif_step(
@@ -53,37 +55,28 @@ def reset_state(u: Tensor, s: Tensor, theta: Tensor, hard_reset: bool) -> Tensor
     return torch.addcmul(u, u, s, value=-1) if hard_reset else torch.addcmul(u, s, theta, value=-1)
 
 
-def make_spike(
-    mode: SpikeMode, surrogate: Surrogate, k: Tensor, mask: Tensor | None, width_grad: str
-) -> Callable[[Tensor], Tensor]:
-    """The spike function x -> s of a mode; ``mask`` [B, ...] bool is used by ``asgl`` only."""
-    if mode == "heaviside":
+def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> Callable[[Tensor], Tensor]:
+    """The spike function x -> s of ``spec.mode``; ``mask`` [B, ...] bool is used by ``asgl`` only."""
+    surrogate, width_grad = spec.surrogate, "analog" if spec.width_analog else "all"
+    if spec.mode == "heaviside":
         return heaviside
-    if mode == "sg":  # no analog elements, so width_grad = "analog" means no width gradient
-        return lambda x: sg_spike(x, k.detach() if width_grad == "analog" else k, surrogate)
-    if mode == "analog":
+    if spec.mode == "sg":  # no analog elements, so width_analog means no width gradient
+        return lambda x: sg_spike(x, k.detach() if spec.width_analog else k, surrogate)
+    if spec.mode == "analog":
         return lambda x: surrogate.H(x, k)
     return lambda x: hybrid_spike(x, k, surrogate, mask, width_grad)
 
 
 def lif_stepwise(
-    current: Tensor,
-    gamma: Tensor,
-    theta: Tensor,
-    k: Tensor,
-    surrogate: Surrogate,
-    mode: SpikeMode,
-    mask: Tensor | None,
-    reset: Literal["hard", "soft"],
-    amplitude_threshold: bool,
-    width_grad: str = "all",
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
 ) -> Tensor:
     """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...]."""
     state = torch.zeros_like(current[0])
-    amplitude = theta if amplitude_threshold else 1.0
+    amplitude = theta if spec.amplitude_threshold else 1.0
+    reset = "hard" if spec.hard_reset else "soft"
     outs = []
     for t in range(current.shape[0]):
-        spike = make_spike(mode, surrogate, k, None if mask is None else mask[t], width_grad)
+        spike = make_spike(spec, k, None if mask is None else mask[t])
         out, state = lif_step(current[t], state, gamma, theta, spike, reset, amplitude)
         outs.append(out)
     return torch.stack(outs)
@@ -118,7 +111,8 @@ class _FusedLIF(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, current, gamma, theta, k, mask, surrogate, mode, hard_reset, amplitude_threshold, width_analog):
+    def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
+        surrogate, mode, hard_reset, amplitude_threshold = spec.surrogate, spec.mode, spec.hard_reset, spec.amplitude_threshold
         u_all = torch.empty_like(current)
         spikes = torch.empty_like(current)
         state = torch.zeros_like(current[0])
@@ -128,13 +122,15 @@ class _FusedLIF(torch.autograd.Function):
             s = _spike_values(x, k * x, surrogate, mode, None if mask is None else mask[t], spikes[t])
             state = reset_state(u, s, theta, hard_reset)
         ctx.save_for_backward(u_all, gamma, theta, k, mask)
-        ctx.config = (surrogate, mode, hard_reset, amplitude_threshold, width_analog)
+        ctx.spec = spec
         return spikes.mul_(theta) if amplitude_threshold else spikes
 
     @staticmethod
     def backward(ctx, grad_out):
         u_all, gamma, theta, k, mask = ctx.saved_tensors
-        surrogate, mode, hard_reset, amplitude_threshold, width_analog = ctx.config
+        spec: SpikeSpec = ctx.spec
+        surrogate, mode, hard_reset, amplitude_threshold = spec.surrogate, spec.mode, spec.hard_reset, spec.amplitude_threshold
+        width_analog = spec.width_analog
         need_gamma, need_theta, need_k = ctx.needs_input_grad[1:4]
         grad_out = grad_out.contiguous()
         grad_u = torch.empty_like(u_all)  # = gradient w.r.t. current
@@ -179,47 +175,23 @@ class _FusedLIF(torch.autograd.Function):
                 sum_gamma += _sum_product(grad_u[t + 1], reset_state(u, s, theta, hard_reset), gamma.shape)
             grad_state = g * gamma
         grad_theta = (sum_theta - (sum_gd * k).sum_to_size(theta.shape)) if need_theta else None
-        return grad_u, sum_gamma if need_gamma else None, grad_theta, sum_k if need_k else None, None, None, None, None, None, None
+        return grad_u, sum_gamma if need_gamma else None, grad_theta, sum_k if need_k else None, None, None
 
 
-def lif_fused(
-    current: Tensor,
-    gamma: Tensor,
-    theta: Tensor,
-    k: Tensor,
-    surrogate: Surrogate,
-    mode: SpikeMode,
-    mask: Tensor | None,
-    reset: Literal["hard", "soft"],
-    amplitude_threshold: bool,
-    width_grad: str = "all",
-) -> Tensor:
+def lif_fused(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> Tensor:
     """Fused backend, same contract as :func:`lif_stepwise`."""
-    return _FusedLIF.apply(
-        current, gamma, theta, k, mask, surrogate, mode, reset == "hard", amplitude_threshold, width_grad == "analog"
-    )
+    return _FusedLIF.apply(current, gamma, theta, k, mask, spec)
 
 
-def lif_triton(
-    current: Tensor,
-    gamma: Tensor,
-    theta: Tensor,
-    k: Tensor,
-    surrogate: Surrogate,
-    mode: SpikeMode,
-    mask: Tensor | None,
-    reset: Literal["hard", "soft"],
-    amplitude_threshold: bool,
-    width_grad: str = "all",
-) -> Tensor:
+def lif_triton(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> Tensor:
     """Triton backend (CUDA), same contract as :func:`lif_stepwise`; what the kernel lacks goes to :func:`lif_fused`."""
     from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
 
-    backend = triton_lif.lif_triton if triton_lif.supports(current, surrogate) else lif_fused
-    return backend(current, gamma, theta, k, surrogate, mode, mask, reset, amplitude_threshold, width_grad)
+    backend = triton_lif.lif_triton if triton_lif.supports(current, spec.surrogate) else lif_fused
+    return backend(current, gamma, theta, k, mask, spec)
 
 
-BACKENDS: dict[str, Callable[..., Tensor]] = {"stepwise": lif_stepwise, "fused": lif_fused, "compiled": lif_compiled}
+BACKENDS: dict[str, Backend] = {"stepwise": lif_stepwise, "fused": lif_fused, "compiled": lif_compiled}
 if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
     BACKENDS["triton"] = lif_triton
 
@@ -281,7 +253,13 @@ class LIF(nn.Module):
             return None
         return draw_mask(shape, self.noise_prob, self.generator, device)
 
-    def resolve_backend(self, x: Tensor) -> Callable[..., Tensor]:
+    def spec(self) -> SpikeSpec:
+        """The spike of the current mode (binary Θ in eval mode) with this layer's reset and output."""
+        return SpikeSpec(
+            self.surrogate, self.active_mode(), self.reset == "hard", self.amplitude_threshold, self.width_grad == "analog"
+        )
+
+    def resolve_backend(self, x: Tensor) -> Backend:
         name = self.backend
         if name == "auto":
             name = "triton" if x.is_cuda and "triton" in BACKENDS else "fused"
@@ -299,12 +277,8 @@ class LIF(nn.Module):
             self.decay().to(current.dtype),
             self.theta().to(current.dtype),
             self.width.slope().to(current.dtype),
-            self.surrogate,
-            self.active_mode(),
             mask,
-            self.reset,
-            self.amplitude_threshold,
-            self.width_grad,
+            self.spec(),
         )
         return out.to(dtype)
 

@@ -14,12 +14,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from asgl.surrogates import Surrogate
+
+SpikeMode = Literal["asgl", "sg", "heaviside", "analog"]
+
+
+@dataclass(frozen=True)
+class SpikeSpec:
+    """The static part of a LIF backend call: which spike, and how reset, output and gradients use it.
+
+    mode: ``asgl`` (mixed by a mask), ``sg`` (Θ forward, h_α backward), ``analog`` (H_α, p = 1) or
+    ``heaviside`` (Θ, no surrogate gradient). ``width_analog``: the width gradient comes from analog
+    elements only (extension; none at all in ``sg`` mode).
+    """
+
+    surrogate: Surrogate
+    mode: SpikeMode
+    hard_reset: bool = True
+    amplitude_threshold: bool = True
+    width_analog: bool = False
 
 
 def heaviside(x: Tensor) -> Tensor:

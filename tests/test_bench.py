@@ -68,7 +68,6 @@ def test_cli_prints_json_and_table():
 def test_model_with_lif_compiles_to_one_graph(backend):
     """torch.compile captures the whole network, fused LIF autograd function included, without graph breaks
     (aot_eager: the capture and autograd split that inductor also uses, without its slow C++ build)."""
-    from asgl.neuron import set_mask_generator
 
     recipe = load_recipe("digits_quick", TINY)
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import torch
 from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.kernels import compiled_lif
 from asgl.neuron import BACKENDS, LIF, lif_compiled, lif_stepwise, set_mask_generator
-from asgl.spike import draw_mask
+from asgl.spike import SpikeSpec, draw_mask
 from asgl.surrogates import SURROGATES
 
 THETA = 0.8
@@ -28,7 +28,7 @@ def run(backend, family, mode, reset, amplitude, k_shape, width_grad="all"):
     """Output and gradients (current, gamma, theta, k) of a weighted sum of the output."""
     args = inputs(k_shape)
     mask = draw_mask(args[0].shape, 0.3, torch.Generator().manual_seed(1), "cpu") if mode == "asgl" else None
-    out = backend(*args, SURROGATES[family], mode, mask, reset, amplitude, width_grad)
+    out = backend(*args, mask, SpikeSpec(SURROGATES[family], mode, reset == "hard", amplitude, width_grad == "analog"))
     weights = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
     grads = torch.autograd.grad((out * weights).sum(), args, allow_unused=True)
     return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(args, grads)]
@@ -64,7 +64,7 @@ def test_saves_one_float_tensor_and_the_bool_mask():
     mask = draw_mask(args[0].shape, 0.3, torch.Generator().manual_seed(1), "cpu")
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        lif_compiled(*args, SURROGATES["sigmoid"], "asgl", mask, "hard", True)  # CASES[0]: no new compile
+        lif_compiled(*args, mask, SpikeSpec(SURROGATES["sigmoid"], "asgl"))  # CASES[0]: no new compile
     assert sorted(str(t.dtype) for t in saved if t.numel() > 1) == ["torch.bool", "torch.float32"]
 
 
@@ -88,4 +88,4 @@ def test_missing_compiler_names_the_fused_backend(monkeypatch, tmp_path):
     params = (torch.tensor(0.5), torch.tensor(1.0), torch.tensor(1.0))
     with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}):
         with pytest.raises(RuntimeError, match="backend = 'fused'"):
-            compiled_lif.lif_compiled(current, *params, SURROGATES["sigmoid"], "sg", None, "hard", True)
+            compiled_lif.lif_compiled(current, *params, None, SpikeSpec(SURROGATES["sigmoid"], "sg"))

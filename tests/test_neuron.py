@@ -8,7 +8,7 @@ import torch
 
 from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.neuron import LIF, lif_fused, lif_stepwise, set_mask_generator, set_noise_prob
-from asgl.spike import draw_mask
+from asgl.spike import SpikeSpec
 from asgl.surrogates import SURROGATES
 
 SIG = SURROGATES["sigmoid"]
@@ -17,7 +17,8 @@ SIG = SURROGATES["sigmoid"]
 def run_lif(inputs, mode, theta=1.0, gamma=0.5, reset="hard", amplitude=True, k=1.0, backend=lif_stepwise):
     current = torch.tensor(inputs, dtype=torch.float64).reshape(-1, 1)
     t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    return backend(current, t(gamma), t(theta), t(k), SIG, mode, None, reset, amplitude).flatten().tolist()
+    spec = SpikeSpec(SIG, mode, reset == "hard", amplitude)
+    return backend(current, t(gamma), t(theta), t(k), None, spec).flatten().tolist()
 
 
 @pytest.mark.parametrize("backend", [lif_stepwise, lif_fused])
@@ -115,8 +116,8 @@ def test_fused_gradcheck_analog(family, reset, amplitude):
     gamma = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
     theta = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     k = torch.full((3,), 0.9, dtype=torch.float64, requires_grad=True)
-    sur = SURROGATES[family]
-    fn = lambda c, gm, th, kk: lif_fused(c, gm, th, kk, sur, "analog", None, reset, amplitude)  # noqa: E731
+    spec = SpikeSpec(SURROGATES[family], "analog", reset == "hard", amplitude)
+    fn = lambda c, gm, th, kk: lif_fused(c, gm, th, kk, None, spec)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (current, gamma, theta, k), eps=1e-6, atol=1e-5)
 
 

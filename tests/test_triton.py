@@ -12,7 +12,7 @@ pytest.importorskip("triton", reason="triton is not installed")
 
 from asgl.config import NeuronConfig, SurrogateConfig  # noqa: E402
 from asgl.neuron import BACKENDS, LIF, lif_fused, lif_stepwise, lif_triton, set_mask_generator  # noqa: E402
-from asgl.spike import draw_mask  # noqa: E402
+from asgl.spike import SpikeSpec, draw_mask  # noqa: E402
 from asgl.surrogates import SURROGATES  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -25,7 +25,8 @@ def run(backend, current, family, mode, reset, amplitude, k_shape, width_grad="a
     theta = torch.tensor(0.8, device=DEVICE, requires_grad=True)
     k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()), device=DEVICE).reshape(k_shape).requires_grad_()
     mask = draw_mask(current.shape, 0.3, torch.Generator(DEVICE).manual_seed(1), current.device) if mode == "asgl" else None
-    out = backend(current, gamma, theta, k, SURROGATES[family], mode, mask, reset, amplitude, width_grad)
+    spec = SpikeSpec(SURROGATES[family], mode, reset == "hard", amplitude, width_grad == "analog")
+    out = backend(current, gamma, theta, k, mask, spec)
     weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
     inputs = (current, gamma, theta, k)
     grads = torch.autograd.grad((out * weights).sum(), inputs, allow_unused=True) if out.requires_grad else (None,) * 4
@@ -77,7 +78,7 @@ def test_unsupported_inputs_use_the_fused_path():
     current = torch.randn(3, 2, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4)).to(DEVICE)
     gamma, theta, k = (torch.tensor(v, dtype=torch.float64, device=DEVICE) for v in (0.5, 1.0, 1.0))
     for family, x in (("sigmoid", current), ("arctan", current.float())):
-        args = (gamma.to(x.dtype), theta.to(x.dtype), k.to(x.dtype), SURROGATES[family], "sg", None, "hard", True)
+        args = (gamma.to(x.dtype), theta.to(x.dtype), k.to(x.dtype), None, SpikeSpec(SURROGATES[family], "sg"))
         assert torch.equal(lif_triton(x, *args), lif_fused(x, *args))
 
 

@@ -14,12 +14,12 @@ width gradient) configuration, so the backend is opt-in (``neuron.backend = "com
 from __future__ import annotations
 
 import functools
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from asgl.surrogates import Surrogate
+from asgl.spike import SpikeSpec
 
 # Dynamo compiles one graph per (shape, dtype, configuration) of a function and, past its default limit of 8,
 # silently runs the function eagerly; a network has a few LIF shapes times train/eval modes.
@@ -130,38 +130,25 @@ def _unavailable(err: Exception) -> RuntimeError:
 
 class _CompiledLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current, gamma, theta, k, mask, surrogate, mode, hard_reset, amplitude_threshold, width_analog):
-        args = (current, gamma, theta, k, mask, surrogate.step, mode, hard_reset, amplitude_threshold)
+    def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
+        args = (current, gamma, theta, k, mask, spec.surrogate.step, spec.mode, spec.hard_reset, spec.amplitude_threshold)
         out, u_all = _run(lif_forward, *args)
         ctx.save_for_backward(u_all, gamma, theta, k, mask)
-        ctx.config = (surrogate, mode, hard_reset, amplitude_threshold, width_analog)
+        ctx.spec = spec
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         u_all, gamma, theta, k, mask = ctx.saved_tensors
-        surrogate, mode, hard_reset, amplitude_threshold, width_analog = ctx.config
+        spec: SpikeSpec = ctx.spec
         grads = _run(
-            lif_backward, u_all, grad_out.contiguous(), gamma, theta, k, mask,
-            surrogate.step, surrogate.density, mode, hard_reset, amplitude_threshold, width_analog,
+            lif_backward, u_all, grad_out.contiguous(), gamma, theta, k, mask, spec.surrogate.step,
+            spec.surrogate.density, spec.mode, spec.hard_reset, spec.amplitude_threshold, spec.width_analog,
         )  # fmt: skip
         grads = [g if need else None for g, need in zip(grads, ctx.needs_input_grad)]
-        return *grads, None, None, None, None, None, None
+        return *grads, None, None
 
 
-def lif_compiled(
-    current: Tensor,
-    gamma: Tensor,
-    theta: Tensor,
-    k: Tensor,
-    surrogate: Surrogate,
-    mode: str,
-    mask: Tensor | None,
-    reset: Literal["hard", "soft"],
-    amplitude_threshold: bool,
-    width_grad: str = "all",
-) -> Tensor:
+def lif_compiled(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> Tensor:
     """Compiled backend, same contract as :func:`asgl.neuron.lif_stepwise`."""
-    return _CompiledLIF.apply(
-        current, gamma, theta, k, mask, surrogate, mode, reset == "hard", amplitude_threshold, width_grad == "analog"
-    )
+    return _CompiledLIF.apply(current, gamma, theta, k, mask, spec)

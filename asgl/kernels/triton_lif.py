@@ -14,13 +14,12 @@ Triton's core) to the PyTorch fused path.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
+from asgl.spike import SpikeSpec
 from asgl.surrogates import Surrogate
 
 FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "triangle": 3}
@@ -156,7 +155,8 @@ def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bo
 
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current, gamma, theta, k, mask, family, mode, hard_reset, amplitude_threshold, width_analog):
+    def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
+        family, mode, hard_reset, amplitude_threshold = spec.surrogate.name, spec.mode, spec.hard_reset, spec.amplitude_threshold
         current = current.contiguous()
         steps = current.shape[0]
         n = current[0].numel()
@@ -171,13 +171,15 @@ class _TritonLIF(torch.autograd.Function):
             K_SCALAR=k_scalar, BLOCK_N=BLOCK,
         )  # fmt: skip
         ctx.save_for_backward(u_all, gamma, theta, k, mask)
-        ctx.config = (family, mode, hard_reset, amplitude_threshold, width_analog)
+        ctx.spec = spec
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         u_all, gamma, theta, k, mask = ctx.saved_tensors
-        family, mode, hard_reset, amplitude_threshold, width_analog = ctx.config
+        spec: SpikeSpec = ctx.spec
+        family, mode, hard_reset, amplitude_threshold = spec.surrogate.name, spec.mode, spec.hard_reset, spec.amplitude_threshold
+        width_analog = spec.width_analog
         grad_out = grad_out.contiguous()
         steps, n = u_all.shape[0], u_all[0].numel()
         k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
@@ -200,7 +202,7 @@ class _TritonLIF(torch.autograd.Function):
             grad_gamma.reshape(gamma.shape) if ctx.needs_input_grad[1] else None,
             grad_theta.reshape(theta.shape) if ctx.needs_input_grad[2] else None,
             grad_k if ctx.needs_input_grad[3] else None,
-            None, None, None, None, None, None,
+            None, None,
         )  # fmt: skip
 
 
@@ -209,21 +211,10 @@ def supports(current: Tensor, surrogate: Surrogate) -> bool:
     return current.dtype == torch.float32 and surrogate.name in FAMILIES
 
 
-def lif_triton(
-    current: Tensor,
-    gamma: Tensor,
-    theta: Tensor,
-    k: Tensor,
-    surrogate: Surrogate,
-    mode: str,
-    mask: Tensor | None,
-    reset: Literal["hard", "soft"],
-    amplitude_threshold: bool,
-    width_grad: str = "all",
-) -> Tensor:
+def lif_triton(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> Tensor:
     """The kernels as an autograd function, same contract as :func:`asgl.neuron.lif_stepwise` (see :func:`supports`)."""
-    if not supports(current, surrogate):
-        raise ValueError(f"the Triton LIF takes float32 and {', '.join(FAMILIES)}; got {current.dtype}, {surrogate.name}")
-    return _TritonLIF.apply(
-        current, gamma, theta, k, mask, surrogate.name, mode, reset == "hard", amplitude_threshold, width_grad == "analog"
-    )
+    if not supports(current, spec.surrogate):
+        raise ValueError(
+            f"the Triton LIF takes float32 and {', '.join(FAMILIES)}; got {current.dtype}, {spec.surrogate.name}"
+        )
+    return _TritonLIF.apply(current, gamma, theta, k, mask, spec)

@@ -24,14 +24,14 @@ from asgl.neuron import LIF, lif_step, make_spike
 def lif_recurrent(layer: LIF, current: Tensor, recurrent: nn.Linear) -> Tensor:
     """Run ``layer`` step by step on ``current[t] + recurrent(out[t−1])``. current [T, B, H] -> out [T, B, H]."""
     mask = layer.draw_mask(current.shape, current.device)
-    mode = layer.active_mode()
+    spec = layer.spec()
     gamma, theta, k = layer.decay(), layer.theta(), layer.width.slope()
     amplitude = theta if layer.amplitude_threshold else 1.0
     state = torch.zeros_like(current[0])
     out = torch.zeros_like(current[0])
     outs = []
     for t in range(current.shape[0]):
-        spike = make_spike(mode, layer.surrogate, k, None if mask is None else mask[t], layer.width_grad)
+        spike = make_spike(spec, k, None if mask is None else mask[t])
         out, state = lif_step(current[t] + recurrent(out), state, gamma, theta, spike, layer.reset, amplitude)
         outs.append(out)
     return torch.stack(outs)
