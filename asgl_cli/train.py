@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +20,7 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: --set surrogate.width=10 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Parent folder of the run folder (default: run.out_dir)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: its folder or a checkpoint file."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train with N processes (DDP: one per GPU, gloo on CPU) via torchrun."),
 ) -> None:
     """Train a recipe into a new run folder, or continue one with --resume."""
     from asgl.config import RecipeError, load_recipe
@@ -39,6 +42,11 @@ def train(
                     f"recipe {recipe} differs from the one stored in the checkpoint ({', '.join(differing)}); "
                     "omit RECIPE to resume with the stored recipe"
                 )
+
+    if nproc > 1:
+        if "LOCAL_RANK" in os.environ:
+            raise RecipeError("--nproc cannot be used inside torchrun: torchrun already started the processes")
+        relaunch_with_torchrun(nproc, recipe, overrides, out, resume)
 
     from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted
     from asgl.engine.trainer import train as run_training
@@ -68,3 +76,20 @@ def train(
 
     if from_env().is_main:  # under torchrun every process returns here; rank 0 reports
         Console().print(table)
+
+
+def relaunch_with_torchrun(
+    nproc: int, recipe: Optional[str], overrides: list[str], out: Optional[Path], resume: Optional[str]
+) -> None:
+    """Replace this process by ``torchrun --standalone --nproc-per-node N -m asgl_cli train ...`` (same arguments).
+
+    exec, not a child process: signals (Ctrl-C, SIGTERM) reach torchrun, which passes them to every rank.
+    """
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+    args += ["-m", "asgl_cli", "train", *([recipe] if recipe else [])]
+    args += [a for item in overrides for a in ("--set", item)]
+    args += ["--out", str(out)] if out is not None else []
+    args += ["--resume", resume] if resume is not None else []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, args)

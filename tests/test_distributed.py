@@ -50,9 +50,9 @@ except trainer.TrainingInterrupted as e:
 """
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def run(args: list[str], cwd: Path, launcher: list[str] = TORCHRUN) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    return subprocess.run(TORCHRUN + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(launcher + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
 
 
 def test_sharded_batches_split_every_batch_between_ranks():
@@ -79,7 +79,8 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
 @pytest.fixture(scope="module")
 def ddp_reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    proc = run(["-m", "asgl_cli", "train", "digits_quick", *SET, "--out", str(out)], out)
+    # `asgl train --nproc 2` re-executes itself under torchrun with the same arguments
+    proc = run(["-m", "asgl_cli", "train", "digits_quick", "--nproc", "2", *SET, "--out", str(out)], out, [sys.executable])
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = out.iterdir()  # one run folder: rank 0 alone creates it
     assert proc.stdout.count("best epoch") == 1  # the result table comes from rank 0 only
