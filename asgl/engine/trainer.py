@@ -41,7 +41,7 @@ from asgl.engine.runfolder import create_run_folder, run_folder_of
 from asgl.losses import build_loss, predict
 from asgl.models import build_model, count_parameters
 from asgl.neuron import set_noise_prob
-from asgl.optim import build_optimizers
+from asgl.optim import Optimizers, build_optimizers
 from asgl.schedules import noise_prob_at
 
 # keys a resumed run may change: they do not alter what is computed
@@ -215,6 +215,22 @@ class StopSignals:
 # ---------------------------------------------------------------- training
 
 
+def optimizer_step(
+    loss: torch.Tensor, model: torch.nn.Module, opt: Optimizers, scaler: torch.amp.GradScaler, grad_clip: float | None
+) -> None:
+    """Backward pass and one step of the main and neuron optimisers (fp16 loss scaling, optional clipping)."""
+    steppers = [o for o in (opt.main, opt.neuron) if o is not None]
+    opt.zero_grad()
+    scaler.scale(loss).backward()
+    if grad_clip is not None:
+        for o in steppers:
+            scaler.unscale_(o)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    for o in steppers:
+        scaler.step(o)
+    scaler.update()
+
+
 @dataclass
 class _Running:
     """Sums over the batches of the epoch in progress (kept in mid-epoch checkpoints)."""
@@ -341,17 +357,7 @@ def train(
                         console.print(f"[yellow]warning:[/] loss is {float(loss.detach())} at {where}; step skipped")
                         running.skipped += 1
                     else:
-                        opt.zero_grad()
-                        scaler.scale(loss).backward()
-                        if recipe.optim.grad_clip is not None:
-                            for o in (opt.main, opt.neuron):
-                                if o is not None:
-                                    scaler.unscale_(o)
-                            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
-                        scaler.step(opt.main)
-                        if opt.neuron is not None:
-                            scaler.step(opt.neuron)
-                        scaler.update()
+                        optimizer_step(loss, model, opt, scaler, recipe.optim.grad_clip)
                         running.loss_sum += float(loss.detach()) * len(y)
                         running.correct += int((predict(logits.detach(), readout) == y).sum())
                         running.seen += len(y)
