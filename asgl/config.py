@@ -35,6 +35,9 @@ class RunConfig(Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = cuda if available.")
     out_dir: str = Field("runs", description="Parent folder of run folders.")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (slower on GPU).")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads per process (torch.set_num_threads); None = PyTorch's default."
+    )
 
 
 class AudioAugmentConfig(Section):

@@ -298,3 +298,13 @@ def test_resume_refuses_changes_that_alter_the_run(reference_run):
     with pytest.raises(RecipeError, match="surrogate.width cannot change"):
         trainer_module.recipe_for_resume(reference.run_dir, ["surrogate.width=1"])
     assert trainer_module.recipe_for_resume(reference.run_dir, ["run.device=cpu"]).run.device == "cpu"
+
+
+def test_run_threads_sets_the_cpu_thread_count(tiny_recipe, tmp_path):
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    try:
+        train(tiny_recipe(f"run.threads={wanted}", "train.epochs=1"), out_dir=tmp_path)
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)

@@ -267,6 +267,8 @@ def train(
 
     if recipe.run.deterministic:
         torch.use_deterministic_algorithms(True)
+    if recipe.run.threads is not None:
+        torch.set_num_threads(recipe.run.threads)
     torch.manual_seed(recipe.run.seed)
     data = build_data(recipe)
     tcfg = recipe.train
