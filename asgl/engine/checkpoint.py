@@ -14,7 +14,7 @@ restricted unpickler accepts it and never runs code from the file. Keys:
     step              batches of that epoch already done (0 at an epoch boundary)
     running           partial sums of the epoch in progress (loss_sum, correct, seen, skipped)
     best              {"val_acc": float, "epoch": int}; epoch -1 before the first validation
-    rng               {"torch": ByteTensor, "cuda": [ByteTensor], "masks": {layer: ByteTensor}}
+    rng               {"torch": ByteTensor, "cuda": [ByteTensor]} (masks draw from the global RNG)
 """
 
 from __future__ import annotations
