@@ -110,3 +110,38 @@ def test_sigterm_on_every_rank_then_resume_equals_uninterrupted(ddp_reference: P
     assert strip(read_metrics(run_dir / "metrics.jsonl")) == strip(read_metrics(ddp_reference / "metrics.jsonl"))
     a, b = load_checkpoint(run_dir)["model"], load_checkpoint(ddp_reference)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# a worker whose loss is NaN on rank 1 only, at its 2nd training step
+NAN_ON_ONE_RANK_WORKER = """
+import os, sys
+import torch
+import asgl.engine.trainer as trainer
+from asgl.config import load_recipe
+
+real = trainer.build_loss
+calls = {"n": 0}
+
+def build(train_cfg, readout="mean"):
+    fn = real(train_cfg, readout)
+    def loss(logits, target):
+        value = fn(logits, target)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 2 and os.environ["RANK"] == "1":
+                return value * float("nan")
+        return value
+    return loss
+
+trainer.build_loss = build
+trainer.train(load_recipe("digits_quick", sys.argv[2:]), out_dir=sys.argv[1])
+"""
+
+
+def test_nan_on_one_rank_is_skipped_by_every_rank(tmp_path: Path):
+    """Without agreement the healthy rank would step (and all-reduce gradients) alone and hang."""
+    (tmp_path / "worker.py").write_text(NAN_ON_ONE_RANK_WORKER)
+    proc = run([str(tmp_path / "worker.py"), str(tmp_path / "runs"), *TINY, "train.nan_policy=skip"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert [r["skipped_steps"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1]

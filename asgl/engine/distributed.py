@@ -134,6 +134,14 @@ def agreed_signal(signum: int | None, info: DistInfo, device: torch.device) -> i
     return int(t.item()) or None
 
 
+def all_finite(loss: torch.Tensor, info: DistInfo) -> bool:
+    """Whether the loss is finite on every process, so that all ranks skip or stop at the same step."""
+    finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+    if info.enabled:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
 def sum_fields(record: dict[str, Any], keys: Sequence[str], info: DistInfo, device: torch.device) -> dict[str, Any]:
     """A copy of ``record`` with the numbers under ``keys`` summed over all processes (types kept)."""
     totals = all_reduce_sum([float(record[k]) for k in keys], info, device)

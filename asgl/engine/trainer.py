@@ -351,7 +351,7 @@ def train(
                     logits = logits.float()
                     loss = loss_fn(logits, y)
                     step += 1
-                    if not torch.isfinite(loss):
+                    if not distributed.all_finite(loss, dist_info):
                         where = f"epoch {epoch + 1}, step {step}"
                         if tcfg.nan_policy == "stop":
                             last = f"last good checkpoint: {folder.last}" if folder.last.exists() else "no checkpoint yet"
