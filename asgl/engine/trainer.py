@@ -47,6 +47,7 @@ from asgl.schedules import noise_prob_at
 # keys a resumed run may change: they do not alter what is computed
 RESUME_SAFE_KEYS = (
     "run.device",
+    "run.threads",
     "data.root",
     "data.cache_dir",
     "data.num_workers",
