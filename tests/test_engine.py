@@ -300,11 +300,14 @@ def test_resume_refuses_changes_that_alter_the_run(reference_run):
     assert trainer_module.recipe_for_resume(reference.run_dir, ["run.device=cpu"]).run.device == "cpu"
 
 
-def test_run_threads_sets_the_cpu_thread_count(tiny_recipe, tmp_path):
+def test_run_threads_applies_during_training_and_is_restored(tiny_recipe, tmp_path, monkeypatch):
     before = torch.get_num_threads()
     wanted = 1 if before != 1 else 2
-    try:
-        train(tiny_recipe(f"run.threads={wanted}", "train.epochs=1"), out_dir=tmp_path)
-        assert torch.get_num_threads() == wanted
-    finally:
-        torch.set_num_threads(before)
+    seen = []
+    real_step = trainer_module.optimizer_step
+    monkeypatch.setattr(
+        trainer_module, "optimizer_step", lambda *a, **k: (seen.append(torch.get_num_threads()), real_step(*a, **k))
+    )
+    train(tiny_recipe(f"run.threads={wanted}", "train.epochs=1"), out_dir=tmp_path)
+    assert seen and set(seen) == {wanted}
+    assert torch.get_num_threads() == before  # no global state left behind for the caller

@@ -252,8 +252,21 @@ def train(
     """Train ``recipe`` into a new run folder under ``out_dir`` (default ``run.out_dir``), or continue
     the run of checkpoint ``resume`` (a ``.pt`` file or a run folder) in its own folder.
 
-    When resuming, ``recipe`` should come from :func:`recipe_for_resume`.
+    When resuming, ``recipe`` should come from :func:`recipe_for_resume`. ``run.threads`` applies for the
+    duration of the call; the process's thread count is restored afterwards.
     """
+    previous_threads = torch.get_num_threads()
+    if recipe.run.threads is not None:
+        torch.set_num_threads(recipe.run.threads)
+    try:
+        return _train(recipe, out_dir, resume, console)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    recipe: Recipe, out_dir: str | Path | None, resume: str | Path | None, console: Console | None
+) -> TrainResult:
     console = console or Console(stderr=True)
     # torchrun jobs: one process per device, rank 0 alone writes (see asgl.engine.distributed)
     dist_info, device = distributed.init(resolve_device(recipe.run.device))
@@ -268,8 +281,6 @@ def train(
 
     if recipe.run.deterministic:
         torch.use_deterministic_algorithms(True)
-    if recipe.run.threads is not None:
-        torch.set_num_threads(recipe.run.threads)
     torch.manual_seed(recipe.run.seed)
     data = build_data(recipe)
     tcfg = recipe.train
