@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_check_helpers import assert_data_check_round_trip
+from fixtures_audio import write_shd, write_shd_file, write_wav_folder
 
 from asgl.config import Recipe
 from asgl.data import DataMissingError, build_data, check_data
 from asgl.data.audio import bin_spikes, read_wav
-from fixtures_audio import write_shd, write_shd_file, write_wav_folder
 
 
 def shd_recipe(root: Path, time_steps: int = 50) -> Recipe:
@@ -155,18 +156,7 @@ AUDIO_RECIPES = {
 
 @pytest.mark.parametrize("name", AUDIO_RECIPES)
 def test_bundled_recipe_passes_data_check_on_fixtures(tmp_path, name):
-    from typer.testing import CliRunner
-
-    from asgl.config import load_recipe, recipe_to_toml
-    from asgl_cli.main import app
-
-    path = tmp_path / f"{name}.toml"
-    path.write_text(recipe_to_toml(load_recipe(name, [f"data.root={tmp_path / 'data'}"])))
-    missing = CliRunner().invoke(app, ["data", "check", str(path)])
-    assert missing.exit_code == 1 and "missing" in missing.output
-    AUDIO_RECIPES[name][0](tmp_path / "data")
-    present = CliRunner().invoke(app, ["data", "check", str(path)])
-    assert present.exit_code == 0, present.output
+    assert_data_check_round_trip(tmp_path, name, AUDIO_RECIPES[name][0])
 
 
 @pytest.mark.parametrize("name", AUDIO_RECIPES)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_check_helpers import assert_data_check_round_trip
+from fixtures_events import write_aedat2, write_cifar10dvs, write_gesture
 
 from asgl.config import Recipe
 from asgl.data import DataMissingError, build_data, check_data
@@ -22,7 +24,6 @@ from asgl.data.events import (
     split_cifar10dvs,
     time_bins,
 )
-from fixtures_events import write_aedat2, write_cifar10dvs, write_gesture
 
 
 def dvs_recipe(root: Path, **data) -> Recipe:
@@ -252,18 +253,7 @@ EVENT_RECIPES = {
 
 @pytest.mark.parametrize("name", EVENT_RECIPES)
 def test_bundled_recipe_passes_data_check_on_fixtures(tmp_path, name):
-    from typer.testing import CliRunner
-
-    from asgl.config import load_recipe, recipe_to_toml
-    from asgl_cli.main import app
-
-    path = tmp_path / f"{name}.toml"
-    path.write_text(recipe_to_toml(load_recipe(name, [f"data.root={tmp_path / 'data'}"])))
-    missing = CliRunner().invoke(app, ["data", "check", str(path)])
-    assert missing.exit_code == 1 and "missing" in missing.output
-    EVENT_RECIPES[name](tmp_path / "data")
-    present = CliRunner().invoke(app, ["data", "check", str(path)])
-    assert present.exit_code == 0, present.output
+    assert_data_check_round_trip(tmp_path, name, EVENT_RECIPES[name])
 
 
 @pytest.mark.parametrize("name", EVENT_RECIPES)

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_check_helpers import assert_data_check_round_trip
+from fixtures_images import write_cifar10, write_cifar100, write_tiny_imagenet
 from torchvision import transforms as T
 
 from asgl.config import validate_recipe
 from asgl.data import DataMissingError, build_data, check_data
 from asgl.data.images import IMAGE_SETS, Cutout, train_transform
-from fixtures_images import write_cifar10, write_cifar100, write_tiny_imagenet
 
 
 def recipe(name: str, root: Path, **data):
@@ -178,18 +179,7 @@ IMAGE_RECIPES = {
 
 @pytest.mark.parametrize("name", IMAGE_RECIPES)
 def test_bundled_recipe_passes_data_check_on_fixtures(tmp_path, name):
-    from typer.testing import CliRunner
-
-    from asgl.config import load_recipe, recipe_to_toml
-    from asgl_cli.main import app
-
-    path = tmp_path / f"{name}.toml"
-    path.write_text(recipe_to_toml(load_recipe(name, [f"data.root={tmp_path / 'data'}"])))
-    missing = CliRunner().invoke(app, ["data", "check", str(path)])
-    assert missing.exit_code == 1 and "missing" in missing.output
-    IMAGE_RECIPES[name](tmp_path / "data")
-    present = CliRunner().invoke(app, ["data", "check", str(path)])
-    assert present.exit_code == 0, present.output
+    assert_data_check_round_trip(tmp_path, name, IMAGE_RECIPES[name])
 
 
 def test_cli_smoke_train_resnet18_two_steps_on_cifar_fixture(tmp_path):
