@@ -2,6 +2,7 @@
 
 - ``fused``: LIF layers on the PyTorch fused backend; ``triton``: on the Triton kernel (CUDA only);
 - ``stepwise``: LIF layers on the step-by-step autograd reference;
+- ``compiled`` (opt-in, ``--variants``): LIF layers on the torch.compile CPU/GPU backend (warm-up compiles);
 - ``relu``: the same network with every LIF layer replaced by ReLU, run on the same [T·B] fold: the cost
   of the network without spiking neurons, a lower bound for any LIF implementation.
 
@@ -33,7 +34,8 @@ from asgl.models import build_model
 from asgl.neuron import BACKENDS, lif_layers
 from asgl.optim import build_optimizers
 
-VARIANTS = ("fused", "triton", "stepwise", "relu")
+DEFAULT_VARIANTS = ("fused", "triton", "stepwise", "relu")
+VARIANTS = (*DEFAULT_VARIANTS, "compiled")  # compiled is opt-in: its first steps compile for seconds
 
 
 def synthetic_info(recipe: Recipe) -> DataInfo:
@@ -200,7 +202,7 @@ def run_bench(
     batch_size: int,
     repeats: int = 10,
     warmup: int = 2,
-    variants: tuple[str, ...] = VARIANTS,
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
     device: str | None = None,
 ) -> BenchResult:
     """Time one training step of ``recipe``'s network in each of ``variants`` (see the module docstring).
@@ -260,6 +262,8 @@ def run_bench(
         "triton_over_relu": _ratio(by.get("triton"), by.get("relu")),
         "fused_over_triton": _ratio(by.get("fused"), by.get("triton")),
         "stepwise_over_relu": _ratio(by.get("stepwise"), by.get("relu")),
+        "stepwise_over_compiled": _ratio(by.get("stepwise"), by.get("compiled")),
+        "compiled_over_relu": _ratio(by.get("compiled"), by.get("relu")),
         "cpu_time_stepwise_over_fused": _ratio(by.get("stepwise"), by.get("fused"), cpu=True),
         "cpu_time_fused_over_relu": _ratio(by.get("fused"), by.get("relu"), cpu=True),
         "memory_stepwise_over_fast": None

@@ -18,6 +18,8 @@ RATIO_LABELS = {
     "triton_over_relu": "SNN (triton) step / ReLU step",
     "fused_over_triton": "Triton speed-up over fused",
     "stepwise_over_relu": "SNN (stepwise) step / ReLU step",
+    "stepwise_over_compiled": "compiled LIF speed-up over stepwise",
+    "compiled_over_relu": "SNN (compiled) step / ReLU step",
     "cpu_time_stepwise_over_fused": "fused LIF speed-up over stepwise (process CPU time)",
     "cpu_time_fused_over_relu": "SNN (fused) step / ReLU step (process CPU time)",
     "memory_stepwise_over_fast": "memory: stepwise / fastest LIF",
@@ -32,7 +34,7 @@ def bench(
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Batch size of the synthetic batch."),
     repeats: int = typer.Option(10, "--repeats", "-r", help="Timed steps per variant (after warm-up)."),
     warmup: int = typer.Option(2, "--warmup", help="Untimed steps per variant first."),
-    variants: str = typer.Option("fused,triton,stepwise,relu", "--variants", help="Comma-separated subset."),
+    variants: str = typer.Option("fused,triton,stepwise,relu", "--variants", help="Comma-separated: fused, triton, stepwise, relu, compiled (opt-in)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: the recipe's run.device)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' = stdout only)."),
 ) -> None:

@@ -105,3 +105,11 @@ def test_bf16_autocast_step_keeps_fp32_neuron_state():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
     result = run_bench(recipe, batch_size=2, repeats=1, warmup=0, variants=("fused",))
     assert result.amp == "bf16" and result.variants[0].median_ms > 0
+
+
+def test_compiled_variant_is_reported_when_asked_for():  # the default set is asserted above
+    recipe = load_recipe("digits_quick", TINY)
+    result = run_bench(recipe, batch_size=2, repeats=1, warmup=1, variants=("stepwise", "compiled"))
+    by = {v.variant: v for v in result.variants}
+    assert set(by) == {"stepwise", "compiled"} and "stepwise_over_compiled" in result.ratios
+    assert by["compiled"].memory_bytes < by["stepwise"].memory_bytes  # u + mask only, like fused
