@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_check_helpers import assert_data_check_round_trip
+from cli_fixture_helpers import assert_data_check_round_trip, smoke_train
 from fixtures_audio import write_shd, write_shd_file, write_wav_folder
 
 from asgl.config import Recipe
@@ -161,23 +161,11 @@ def test_bundled_recipe_passes_data_check_on_fixtures(tmp_path, name):
 
 @pytest.mark.parametrize("name", AUDIO_RECIPES)
 def test_cli_smoke_train_on_audio_fixture(tmp_path, name):
-    import json
-
-    from typer.testing import CliRunner
-
-    from asgl_cli.main import app
 
     write, extra = AUDIO_RECIPES[name]
     write(tmp_path / "data")
-    sets = [f"data.root={tmp_path / 'data'}", "data.subset=4", "data.num_workers=0", "train.batch_size=2",
-            "train.epochs=1", "train.time_steps=10", "run.device=cpu", *extra]  # fmt: skip
-    args = ["train", name, "--out", str(tmp_path / "runs")]
-    result = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    (epoch,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epoch, summary = smoke_train(tmp_path, name, ["train.time_steps=10", *extra])
     assert np.isfinite(epoch["train_loss"]) and epoch["skipped_steps"] == 0
-    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["test_samples"] == 4
     if name == "shd_rnn":
         assert summary["parameters"] == 230_400  # the recipe's 700 -> 240 -> 20 network, unchanged

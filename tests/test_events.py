@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_check_helpers import assert_data_check_round_trip
+from cli_fixture_helpers import assert_data_check_round_trip, smoke_train
 from fixtures_events import write_aedat2, write_cifar10dvs, write_gesture
 
 from asgl.config import Recipe
@@ -258,21 +258,9 @@ def test_bundled_recipe_passes_data_check_on_fixtures(tmp_path, name):
 
 @pytest.mark.parametrize("name", EVENT_RECIPES)
 def test_cli_smoke_train_on_event_fixture(tmp_path, name):
-    import json
-
-    from typer.testing import CliRunner
-
-    from asgl_cli.main import app
 
     EVENT_RECIPES[name](tmp_path / "data")
-    sets = [f"data.root={tmp_path / 'data'}", "data.subset=4", "data.num_workers=0", "data.frame_size=16",
-            "train.batch_size=2", "train.epochs=1", "train.time_steps=2", "run.device=cpu"]  # fmt: skip
-    args = ["train", name, "--out", str(tmp_path / "runs")]
-    result = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    (epoch,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epoch, summary = smoke_train(tmp_path, name, ["data.frame_size=16", "train.time_steps=2"])
     assert np.isfinite(epoch["train_loss"]) and epoch["skipped_steps"] == 0
-    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["test_samples"] == 4
     assert len(list((tmp_path / "data" / "cache").rglob("*.pt"))) >= 4  # frames went through the disk cache

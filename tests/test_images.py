@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_check_helpers import assert_data_check_round_trip
+from cli_fixture_helpers import assert_data_check_round_trip, smoke_train
 from fixtures_images import write_cifar10, write_cifar100, write_tiny_imagenet
 from torchvision import transforms as T
 
@@ -183,21 +183,8 @@ def test_bundled_recipe_passes_data_check_on_fixtures(tmp_path, name):
 
 
 def test_cli_smoke_train_resnet18_two_steps_on_cifar_fixture(tmp_path):
-    import json
-
-    from typer.testing import CliRunner
-
-    from asgl_cli.main import app
-
     write_cifar10(tmp_path / "data")
-    sets = ["data.root=" + str(tmp_path / "data"), "data.subset=4", "data.num_workers=0",
-            "train.batch_size=2", "train.epochs=1"]
-    args = ["train", "cifar10_resnet18", "--out", str(tmp_path / "runs")]
-    result = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    (epoch,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epoch, summary = smoke_train(tmp_path, "cifar10_resnet18", [])
     assert np.isfinite(epoch["train_loss"]) and epoch["skipped_steps"] == 0
     assert any(w != pytest.approx(5.0, abs=1e-9) for w in epoch["widths"].values())  # the widths learned
-    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["parameters"] == 11_173_962 and summary["test_samples"] == 4

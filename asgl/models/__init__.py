@@ -6,6 +6,7 @@ Every model takes the data loader's input (see asgl.layers.to_time_major) and re
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from torch import nn
@@ -19,12 +20,12 @@ Builder = Callable[[Recipe, DataInfo], nn.Module]
 
 MODELS: dict[str, Builder] = {
     "digits_convnet": digits.digits_convnet,
-    "resnet18": resnet.resnet18,
-    "resnet19": resnet.resnet19,
-    "resnet34": resnet.resnet34,
-    "vggsnn2": vgg.vggsnn2,
-    "vgg11": vgg.vgg11,
-    "vgg13": vgg.vgg13,
+    "resnet18": partial(resnet.build_resnet, "resnet18"),
+    "resnet19": partial(resnet.build_resnet, "resnet19"),
+    "resnet34": partial(resnet.build_resnet, "resnet34"),
+    "vggsnn2": partial(vgg.build_vgg, "vggsnn2"),
+    "vgg11": partial(vgg.build_vgg, "vgg11"),
+    "vgg13": partial(vgg.build_vgg, "vgg13"),
     "recurrent_snn": recurrent.recurrent_snn,
 }
 

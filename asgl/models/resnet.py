@@ -104,15 +104,3 @@ def build_resnet(name: str, recipe: Recipe, info: DataInfo) -> nn.Module:
     model = SpikingResNet(recipe, info, RESNETS[name])
     init_weights(model, "kaiming")
     return model.to(memory_format=torch.channels_last) if recipe.model.channels_last else model
-
-
-def resnet18(recipe: Recipe, info: DataInfo) -> nn.Module:
-    return build_resnet("resnet18", recipe, info)
-
-
-def resnet19(recipe: Recipe, info: DataInfo) -> nn.Module:
-    return build_resnet("resnet19", recipe, info)
-
-
-def resnet34(recipe: Recipe, info: DataInfo) -> nn.Module:
-    return build_resnet("resnet34", recipe, info)

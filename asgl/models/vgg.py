@@ -72,15 +72,3 @@ def build_vgg(name: str, recipe: Recipe, info: DataInfo) -> nn.Module:
     model = SpikingVGG(recipe, info, VGGS[name])
     init_weights(model, recipe.model.init)
     return model.to(memory_format=torch.channels_last) if recipe.model.channels_last else model
-
-
-def vggsnn2(recipe: Recipe, info: DataInfo) -> nn.Module:
-    return build_vgg("vggsnn2", recipe, info)
-
-
-def vgg11(recipe: Recipe, info: DataInfo) -> nn.Module:
-    return build_vgg("vgg11", recipe, info)
-
-
-def vgg13(recipe: Recipe, info: DataInfo) -> nn.Module:
-    return build_vgg("vgg13", recipe, info)

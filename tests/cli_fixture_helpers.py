@@ -1,0 +1,39 @@
+"""CLI helpers for the fixture datasets: `asgl data check` round trip, one-epoch smoke train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+
+def assert_data_check_round_trip(tmp_path: Path, name: str, write_fixture: Callable[[Path], object]) -> None:
+    from typer.testing import CliRunner
+
+    from asgl.config import load_recipe, recipe_to_toml
+    from asgl_cli.main import app
+
+    path = tmp_path / f"{name}.toml"
+    path.write_text(recipe_to_toml(load_recipe(name, [f"data.root={tmp_path / 'data'}"])))
+    missing = CliRunner().invoke(app, ["data", "check", str(path)])
+    assert missing.exit_code == 1 and "missing" in missing.output
+    write_fixture(tmp_path / "data")
+    present = CliRunner().invoke(app, ["data", "check", str(path)])
+    assert present.exit_code == 0, present.output
+
+
+def smoke_train(tmp_path: Path, name: str, overrides: list[str]) -> tuple[dict, dict]:
+    """`asgl train NAME` for one epoch on fixture data under tmp_path/data; (the epoch's metrics, summary)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from asgl_cli.main import app
+
+    sets = [f"data.root={tmp_path / 'data'}", "data.subset=4", "data.num_workers=0", "train.batch_size=2",
+            "train.epochs=1", "run.device=cpu", *overrides]  # fmt: skip
+    args = ["train", name, "--out", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (epoch,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return epoch, json.loads((run_dir / "summary.json").read_text())
