@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from asgl.errors import RecipeError  # re-exported here
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be used; the message is meant for the user as it is."""
 
 
 class Section(BaseModel):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch.utils.data import Dataset, Subset
+from asgl.errors import DataMissingError  # re-exported here
 
 if TYPE_CHECKING:
     from asgl.config import Recipe
@@ -30,10 +31,6 @@ DATASETS: dict[str, str] = {
     "shd": "asgl.data.audio",
     "audio_folder": "asgl.data.audio",
 }
-
-
-class DataMissingError(RuntimeError):
-    """Dataset files are missing or unreadable; the message says what and where to put it."""
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from asgl.errors import CheckpointError  # re-exported here
 
 SCHEMA_VERSION = 1
 FORMAT_KEY = "asgl_checkpoint"
 REQUIRED_KEYS = ("recipe", "model", "optimizer", "lr_scheduler", "epoch", "step", "best", "rng")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or written; the message is meant for the user as it is."""
 
 
 def resolve_checkpoint_path(path: str | os.PathLike) -> Path:

@@ -15,6 +15,7 @@ from asgl.config import Recipe, RecipeError
 from asgl.data import DataInfo
 from asgl.models import digits, recurrent, resnet, vgg
 from asgl.neuron import lif_layers, set_noise_prob
+from asgl.errors import ModelDataMismatch  # re-exported here
 
 Builder = Callable[[Recipe, DataInfo], nn.Module]
 
@@ -32,10 +33,6 @@ MODELS: dict[str, Builder] = {
 
 # models that take sequences [B, T, F]; every other model is convolutional and takes images or frames
 SEQUENCE_MODELS = {"recurrent_snn"}
-
-
-class ModelDataMismatch(ValueError):
-    """The recipe's model cannot take the recipe's data (channels, classes, input kind)."""
 
 
 def check_model_data(recipe: Recipe, info: DataInfo) -> None:
