@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -232,7 +233,9 @@ def run_bench(
             skipped[name] = "needs CUDA and triton"
             continue
         if name == "relu" and not calls_every_lif(base, x):
-            skipped[name] = "some LIF layer is not called as a module (e.g. a recurrent loop), so ReLU cannot replace it"
+            skipped[name] = (
+                "some LIF layer is not called as a module (e.g. a recurrent loop), so ReLU cannot replace it"
+            )
             continue
         model = relu_network(base) if name == "relu" else with_backend(base, name)
         steps[name] = _Step(model, recipe, dev)
@@ -253,7 +256,9 @@ def run_bench(
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [ts[0]] * 3
         cpu = statistics.median(cpu_times[name])
-        rows.append(VariantTiming(name, statistics.median(ts), q[0], q[2], min(ts), cpu, _memory(steps[name], x, y), ts))
+        rows.append(
+            VariantTiming(name, statistics.median(ts), q[0], q[2], min(ts), cpu, _memory(steps[name], x, y), ts)
+        )
     by = {r.variant: r for r in rows}
     fast = by.get("triton") or by.get("fused")
     ratios = {

@@ -10,11 +10,12 @@ This module imports no torch: the CLI validates a recipe before any heavy import
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from asgl.errors import RecipeError  # re-exported here
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -67,7 +68,9 @@ class DataConfig(Section):
     # event streams
     frame_size: int = Field(48, ge=4, description="Event frames are resized to frame_size x frame_size.")
     roll_pixels: int = Field(5, ge=0, description="DVS train augmentation: random roll of both axes by +-N px.")
-    split: Literal["ratio", "reference"] = Field("ratio", description="DVS-CIFAR10 split: per-class 70/30 or the reference's.")
+    split: Literal["ratio", "reference"] = Field(
+        "ratio", description="DVS-CIFAR10 split: per-class 70/30 or the reference's."
+    )
     cache_dir: str | None = Field(None, description="Frame cache folder; None = <root>/cache.")
     # audio / SHD
     sample_rate: int = Field(16000, ge=1000)
@@ -100,7 +103,9 @@ class NeuronConfig(Section):
     backend: Literal["auto", "fused", "stepwise", "triton", "compiled"] = Field(
         "auto", description="auto = triton on CUDA if available, else fused; compiled = torch.compile (opt-in)."
     )
-    width_grad: Literal["all", "analog"] = Field("all", description="Width gradient from every element, or analog ones only (extension).")
+    width_grad: Literal["all", "analog"] = Field(
+        "all", description="Width gradient from every element, or analog ones only (extension)."
+    )
 
 
 class SurrogateConfig(Section):
@@ -111,7 +116,7 @@ class SurrogateConfig(Section):
     storage: Literal["log_slope", "raw_slope"] = Field("log_slope", description="raw_slope: reference sigmoid parity.")
 
     @model_validator(mode="after")
-    def _raw_only_sigmoid(self) -> "SurrogateConfig":
+    def _raw_only_sigmoid(self) -> SurrogateConfig:
         if self.storage == "raw_slope" and self.family != "sigmoid":
             raise ValueError(f"storage='raw_slope' is only defined for family='sigmoid', got family='{self.family}'")
         return self
@@ -134,7 +139,7 @@ class NoiseConfig(Section):
         return v
 
     @model_validator(mode="after")
-    def _factor_needs_milestones(self) -> "NoiseConfig":
+    def _factor_needs_milestones(self) -> NoiseConfig:
         epochs = self.milestone_epochs if self.milestone_epochs is not None else self.milestones
         if self.factor is not None and self.factor != 1 and not epochs:
             raise ValueError("noise.factor is set but there are no milestones to apply it at")
@@ -158,9 +163,11 @@ class OptimConfig(Section):
     grad_clip: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _nesterov_needs_sgd_momentum(self) -> "OptimConfig":
+    def _nesterov_needs_sgd_momentum(self) -> OptimConfig:
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
-            raise ValueError(f"nesterov = true needs name = 'sgd' and momentum > 0 (got {self.name!r}, {self.momentum})")
+            raise ValueError(
+                f"nesterov = true needs name = 'sgd' and momentum > 0 (got {self.name!r}, {self.momentum})"
+            )
         return self
 
 
@@ -179,7 +186,9 @@ class TrainConfig(Section):
     nan_policy: Literal["stop", "skip"] = "stop"
     diagnose_every: int = Field(0, ge=0, description="Record gradient cosines every N epochs, 0 = off.")
     diagnose_batches: int = Field(2, ge=1, description="Validation minibatches K of the per-epoch diagnosis.")
-    diagnose_directions: int = Field(16, ge=1, description="Random unit directions R per layer of the per-epoch diagnosis.")
+    diagnose_directions: int = Field(
+        16, ge=1, description="Random unit directions R per layer of the per-epoch diagnosis."
+    )
     diagnose_eps: float = Field(0.1, gt=0, description="Finite-difference step of the per-epoch diagnosis.")
     log_every: int = Field(10, ge=1, description="TensorBoard step logging interval.")
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -112,7 +113,12 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
-        surrogate, mode, hard_reset, amplitude_threshold = spec.surrogate, spec.mode, spec.hard_reset, spec.amplitude_threshold
+        surrogate, mode, hard_reset, amplitude_threshold = (
+            spec.surrogate,
+            spec.mode,
+            spec.hard_reset,
+            spec.amplitude_threshold,
+        )
         u_all = torch.empty_like(current)
         spikes = torch.empty_like(current)
         state = torch.zeros_like(current[0])
@@ -129,7 +135,12 @@ class _FusedLIF(torch.autograd.Function):
     def backward(ctx, grad_out):
         u_all, gamma, theta, k, mask = ctx.saved_tensors
         spec: SpikeSpec = ctx.spec
-        surrogate, mode, hard_reset, amplitude_threshold = spec.surrogate, spec.mode, spec.hard_reset, spec.amplitude_threshold
+        surrogate, mode, hard_reset, amplitude_threshold = (
+            spec.surrogate,
+            spec.mode,
+            spec.hard_reset,
+            spec.amplitude_threshold,
+        )
         width_analog = spec.width_analog
         need_gamma, need_theta, need_k = ctx.needs_input_grad[1:4]
         grad_out = grad_out.contiguous()
@@ -183,7 +194,9 @@ def lif_fused(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Te
     return _FusedLIF.apply(current, gamma, theta, k, mask, spec)
 
 
-def lif_triton(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> Tensor:
+def lif_triton(
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
+) -> Tensor:
     """Triton backend (CUDA), same contract as :func:`lif_stepwise`; what the kernel lacks goes to :func:`lif_fused`."""
     from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
 
@@ -256,7 +269,11 @@ class LIF(nn.Module):
     def spec(self) -> SpikeSpec:
         """The spike of the current mode (binary Θ in eval mode) with this layer's reset and output."""
         return SpikeSpec(
-            self.surrogate, self.active_mode(), self.reset == "hard", self.amplitude_threshold, self.width_grad == "analog"
+            self.surrogate,
+            self.active_mode(),
+            self.reset == "hard",
+            self.amplitude_threshold,
+            self.width_grad == "analog",
         )
 
     def resolve_backend(self, x: Tensor) -> Backend:

@@ -30,13 +30,21 @@ RATIO_LABELS = {
 def bench(
     recipe: str = typer.Argument(..., help="Recipe file or bundled recipe name (its network, T, AMP, compile)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set train.time_steps=2."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name (asgl.models.MODELS) instead of the recipe's."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Model name (asgl.models.MODELS) instead of the recipe's."
+    ),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Batch size of the synthetic batch."),
     repeats: int = typer.Option(10, "--repeats", "-r", help="Timed steps per variant (after warm-up)."),
     warmup: int = typer.Option(2, "--warmup", help="Untimed steps per variant first."),
-    variants: str = typer.Option("fused,triton,stepwise,relu", "--variants", help="Comma-separated: fused, triton, stepwise, relu, compiled (opt-in)."),
+    variants: str = typer.Option(
+        "fused,triton,stepwise,relu",
+        "--variants",
+        help="Comma-separated: fused, triton, stepwise, relu, compiled (opt-in).",
+    ),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: the recipe's run.device)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON to this file ('-' = stdout only)."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json", help="Also write the result as JSON to this file ('-' = stdout only)."
+    ),
 ) -> None:
     """Time and memory of one training step (forward + backward + optimiser) on a synthetic batch."""
     from asgl.config import load_recipe
@@ -44,7 +52,9 @@ def bench(
     cfg = load_recipe(recipe, overrides + ([f"model.name={json.dumps(model)}"] if model else []))
     from asgl.bench import run_bench
 
-    result = run_bench(cfg, batch_size, repeats, warmup, tuple(v.strip() for v in variants.split(",") if v.strip()), device)
+    result = run_bench(
+        cfg, batch_size, repeats, warmup, tuple(v.strip() for v in variants.split(",") if v.strip()), device
+    )
     record = result.to_dict()
     if json_out is not None and str(json_out) == "-":
         typer.echo(json.dumps(record))

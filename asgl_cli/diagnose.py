@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Optional
 
+import tomllib
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,19 +19,29 @@ app = typer.Typer(help="Gradient and dynamics diagnosis of spiking networks.", n
 @app.command("gradients")
 @user_errors
 def gradients(
-    recipe: Optional[str] = typer.Argument(None, help="Recipe (diagnoses its freshly initialised model); or use --ckpt."),
+    recipe: Optional[str] = typer.Argument(
+        None, help="Recipe (diagnoses its freshly initialised model); or use --ckpt."
+    ),
     ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint file or run folder to diagnose."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key (RECIPE only, repeatable)."),
     batches: int = typer.Option(4, "--batches", min=1, help="K fixed validation minibatches."),
     directions: int = typer.Option(32, "--directions", min=1, help="R random unit directions per layer."),
-    coords: Optional[int] = typer.Option(None, "--coords", min=1, help="S sampled coordinates per layer instead of directions."),
+    coords: Optional[int] = typer.Option(
+        None, "--coords", min=1, help="S sampled coordinates per layer instead of directions."
+    ),
     eps: float = typer.Option(0.1, "--eps", help="Finite-difference step (L2 norm of the weight step)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated conv/linear module names (default all)."),
-    mask_draws: int = typer.Option(1, "--mask-draws", min=1, help="ASGL gradient averaged over this many seeded masks."),
+    layers: Optional[str] = typer.Option(
+        None, "--layers", help="Comma-separated conv/linear module names (default all)."
+    ),
+    mask_draws: int = typer.Option(
+        1, "--mask-draws", min=1, help="ASGL gradient averaged over this many seeded masks."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probes and the masks."),
     float64: bool = typer.Option(False, "--float64", help="Run the diagnosis in double precision."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda[:N] or auto."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <run>/diagnose-e<epoch> or <out_dir>/<name>-diagnose)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Output folder (default: <run>/diagnose-e<epoch> or <out_dir>/<name>-diagnose)."
+    ),
 ) -> None:
     """Cosine and norm ratio of g_SG, g_ASGL and g_analog against finite differences of the pure-SNN loss,
     per layer; per-layer dynamics; the hybrid-vs-SNN accuracy gap. Writes CSV, JSON and PNG files."""
@@ -49,7 +59,14 @@ def gradients(
     from asgl.diagnose.report import diagnose, load_subject, write_diagnosis
 
     settings = GradientSettings(
-        batches, directions, coords, eps, tuple(parse_list(layers, "layers")) if layers else None, mask_draws, seed, float64
+        batches,
+        directions,
+        coords,
+        eps,
+        tuple(parse_list(layers, "layers")) if layers else None,
+        mask_draws,
+        seed,
+        float64,
     )
     subject = load_subject(cfg, ckpt, batches, device)
     try:
@@ -58,8 +75,8 @@ def gradients(
         raise RecipeError(str(e)) from None
     if out is None:
         if ckpt is not None:
-            from asgl.engine.runfolder import run_folder_of
             from asgl.engine.checkpoint import resolve_checkpoint_path
+            from asgl.engine.runfolder import run_folder_of
 
             out = run_folder_of(resolve_checkpoint_path(ckpt)).root / f"diagnose-e{subject.epoch}"
         else:
@@ -69,7 +86,9 @@ def gradients(
     console = Console()
     g = result.gradients
     probe = f"{settings.coords} coordinates" if settings.coords else f"{settings.directions} directions"
-    table = Table(title=f"{subject.source}, epoch {subject.epoch}: cosine / norm ratio vs FD ({probe}, ε = {eps:g}, K = {len(subject.batches)})")
+    table = Table(
+        title=f"{subject.source}, epoch {subject.epoch}: cosine / norm ratio vs FD ({probe}, ε = {eps:g}, K = {len(subject.batches)})"
+    )
     table.add_column("layer")
     table.add_column("FD zeros", justify="right")
     methods = list(dict.fromkeys(c.method for c in g.comparisons))
@@ -120,7 +139,10 @@ def plot(
         config = run / "config.resolved.toml"
         learnable = tomllib.loads(config.read_text())["surrogate"]["learnable"] if config.exists() else None
         kind = {True: "learnable α", False: "fixed α", None: "α ?"}[learnable]
-        curves[f"{run.name} ({kind})"] = ([r["epoch"] + 1 for r in records], [r["grad_cosine"][method] for r in records])
+        curves[f"{run.name} ({kind})"] = (
+            [r["epoch"] + 1 for r in records],
+            [r["grad_cosine"][method] for r in records],
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, out, f"cosine(g_{method}, FD reference)")
     table = Table(title=f"cosine(g_{method}, FD reference) per epoch")

@@ -6,7 +6,8 @@ Every message meant for the user is an :class:`asgl.errors.UserError` (torch-fre
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console

@@ -24,8 +24,13 @@ def eval_checkpoint(
     from asgl.engine.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(ckpt, split, device)
-    record = {"checkpoint": str(ckpt), "split": split, "samples": result.samples,
-              "accuracy": result.accuracy, "loss": result.loss}
+    record = {
+        "checkpoint": str(ckpt),
+        "split": split,
+        "samples": result.samples,
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+    }
     if as_json:
         typer.echo(json.dumps(record))
         return

@@ -18,7 +18,9 @@ def import_reference(
     out: Path = typer.Option(..., "--out", help="asgl checkpoint to write."),
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key (repeatable)."),
     decay_stored: Literal["gamma", "logit"] = typer.Option(
-        "logit", "--decay-stored", help="How the file stores each leak: its logit d (reference, gamma = sigmoid(d)) or gamma itself."
+        "logit",
+        "--decay-stored",
+        help="How the file stores each leak: its logit d (reference, gamma = sigmoid(d)) or gamma itself.",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing OUT."),
 ) -> None:
@@ -31,5 +33,7 @@ def import_reference(
     from asgl.engine.reference_import import import_reference as run_import
 
     path, count = run_import(source, cfg, out, decay_stored)
-    Console().print(f"imported {count} tensors of {source} into {cfg.model.name}: {path}\n"
-                    f"evaluate with: asgl eval --ckpt {path}", soft_wrap=True)
+    Console().print(
+        f"imported {count} tensors of {source} into {cfg.model.name}: {path}\nevaluate with: asgl eval --ckpt {path}",
+        soft_wrap=True,
+    )

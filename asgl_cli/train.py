@@ -17,10 +17,14 @@ from asgl_cli.errors import fail, user_errors
 @user_errors
 def train(
     recipe: Optional[str] = typer.Argument(None, help="Recipe file or bundled recipe name (optional with --resume)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: --set surrogate.width=10 (repeatable)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a recipe key: --set surrogate.width=10 (repeatable)."
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="Parent folder of the run folder (default: run.out_dir)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: its folder or a checkpoint file."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Train with N processes (DDP: one per GPU, gloo on CPU) via torchrun."),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Train with N processes (DDP: one per GPU, gloo on CPU) via torchrun."
+    ),
 ) -> None:
     """Train a recipe into a new run folder, or continue one with --resume."""
     from asgl.config import RecipeError, load_recipe

@@ -44,7 +44,9 @@ def fwd_bwd_ms(layer: LIF, x: torch.Tensor) -> tuple[float, float]:
     return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
 
 
-def bench(steps: int, shape: tuple[int, ...], repeats: int, mode: str, device: str, warmup: int = 3) -> dict[str, float]:
+def bench(
+    steps: int, shape: tuple[int, ...], repeats: int, mode: str, device: str, warmup: int = 3
+) -> dict[str, float]:
     """Backends timed round-robin (one pass of each per repeat), so machine load hits them alike.
 
     Process CPU time is reported beside wall time: on a shared machine it is the steadier measure of work.
@@ -97,8 +99,13 @@ def main() -> None:
             f"memory {r['memory_ratio']:.2f}x less | compiled {r['compiled_ms']:8.2f} ms (CPU {r['compiled_cpu_ms']:.2f}) "
             f"saved {r['compiled_saved_MiB']:6.1f} MiB, speed-up {r['compiled_speedup']:.2f}x "
             f"(CPU time {r['compiled_speedup_cpu']:.2f}x), compile {r['compile_s']:.1f} s"
-            + (f" | triton {r['triton_ms']:.2f} ms, {r['triton_speedup_over_fused']:.2f}x fused" if "triton_ms" in r else "")
+            + (
+                f" | triton {r['triton_ms']:.2f} ms, {r['triton_speedup_over_fused']:.2f}x fused"
+                if "triton_ms" in r
+                else ""
+            )
         )
+
 
 if __name__ == "__main__":
     main()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def assert_data_check_round_trip(tmp_path: Path, name: str, write_fixture: Callable[[Path], object]) -> None:

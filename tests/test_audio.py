@@ -118,7 +118,12 @@ def test_augmentation_is_seeded_and_changes_between_draws(tmp_path):
 
 def test_pitch_shift_runs_in_memory(tmp_path):
     write_wav_folder(tmp_path, ["a", "b"], per_class=4, sample_rate=16000)
-    recipe = audio_recipe(tmp_path, ["pitch_shift"], sample_rate=16000, audio_augment={"transforms": ["pitch_shift"], "prob": 1.0, "pitch_semitones": [-2.0, 2.0]})
+    recipe = audio_recipe(
+        tmp_path,
+        ["pitch_shift"],
+        sample_rate=16000,
+        audio_augment={"transforms": ["pitch_shift"], "prob": 1.0, "pitch_semitones": [-2.0, 2.0]},
+    )
     feats, _ = build_data(recipe).train[0]
     assert feats.shape == (20, 16) and torch.isfinite(feats).all()
     with pytest.raises(ValueError, match="pitch_semitones"):  # no exact ratio at 8 kHz within ±2 semitones

@@ -8,16 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
+from conftest import TINY, set_args
 from typer.testing import CliRunner
 
 from asgl.config import bundled_recipes
 from asgl_cli.main import app
-from conftest import TINY, set_args
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
+import tomllib
 
 from asgl.config import (
     RECIPES_DIR,
-    RecipeError,
     Recipe,
+    RecipeError,
     apply_overrides,
     bundled_recipes,
     load_recipe,
@@ -59,8 +58,12 @@ def test_override_of_a_nested_section_leaves_the_input_untouched():
 
 @pytest.mark.parametrize(
     ("item", "parsed"),
-    [("a.b=1", (["a", "b"], 1)), ("a.b=true", (["a", "b"], True)), ("a.b=sgd", (["a", "b"], "sgd")),
-     ("a.b = 'x=y'", (["a", "b"], "x=y"))],
+    [
+        ("a.b=1", (["a", "b"], 1)),
+        ("a.b=true", (["a", "b"], True)),
+        ("a.b=sgd", (["a", "b"], "sgd")),
+        ("a.b = 'x=y'", (["a", "b"], "x=y")),
+    ],
 )
 def test_parse_override(item, parsed):
     assert parse_override(item) == parsed

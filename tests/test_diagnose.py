@@ -59,7 +59,10 @@ def tiny_snn(spike: str = "asgl") -> nn.Module:
 
 def batches(n: int = 2) -> list:
     g = torch.Generator().manual_seed(1)
-    return [(torch.randn(3, 8, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g)) for _ in range(n)]
+    return [
+        (torch.randn(3, 8, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (8,), generator=g))
+        for _ in range(n)
+    ]
 
 
 def test_analog_gradient_matches_finite_differences():
@@ -102,7 +105,7 @@ def test_diagnosis_leaves_model_and_rng_alone():
     surrogate = validate_recipe({"surrogate": {"width": 3.0}}).surrogate
     diagnose_gradients(model, data, mean_ce, surrogate, 0.2, GradientSettings(batches=1, directions=2))
     with spike_regime(model, "sg", noise_prob=0.7, fixed_width=surrogate):
-        (_, layer), = lif_layers(model)
+        ((_, layer),) = lif_layers(model)
         assert layer.mode == "sg" and layer.training and not model[0].training
         assert torch.allclose(layer.width.width(), torch.tensor(3.0, dtype=torch.float64))
     assert layer.mode == "asgl" and layer.noise_prob == 0.2 and model[0].training
@@ -112,7 +115,7 @@ def test_diagnosis_leaves_model_and_rng_alone():
 
 def test_membrane_reproduces_eval_spikes_and_dynamics():
     model, data = tiny_snn(), batches(1)
-    (_, layer), = lif_layers(model)
+    ((_, layer),) = lif_layers(model)
     model.eval()
     current = model[0](data[0][0])
     x = membrane(layer, current)
@@ -144,6 +147,21 @@ def test_cli_diagnose_rejects_bad_input(tmp_path):
     runner = CliRunner()
     both = runner.invoke(app, ["diagnose", "gradients", "digits_quick", "--ckpt", str(tmp_path)])
     assert both.exit_code == 2 and "exactly one" in both.output
-    layers = runner.invoke(app, ["diagnose", "gradients", "digits_quick", "--layers", "nope", "--batches", "1",
-                                 "--directions", "1", "--out", str(tmp_path), *sum((["--set", s] for s in TINY), [])])
+    layers = runner.invoke(
+        app,
+        [
+            "diagnose",
+            "gradients",
+            "digits_quick",
+            "--layers",
+            "nope",
+            "--batches",
+            "1",
+            "--directions",
+            "1",
+            "--out",
+            str(tmp_path),
+            *sum((["--set", s] for s in TINY), []),
+        ],
+    )
     assert layers.exit_code == 2 and "unknown layer" in layers.output

@@ -18,7 +18,14 @@ from asgl.engine.logging import read_metrics
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 # 48 samples in global batches of 16 (8 per process), 3 steps per epoch
-TINY = ["run.device=cpu", "data.subset=48", "model.hidden=16", "train.batch_size=16", "train.time_steps=2", "train.epochs=1"]
+TINY = [
+    "run.device=cpu",
+    "data.subset=48",
+    "model.hidden=16",
+    "train.batch_size=16",
+    "train.time_steps=2",
+    "train.epochs=1",
+]
 SET = [a for item in TINY for a in ("--set", item)]
 
 # a worker that sends itself SIGTERM during its 2nd training step on every rank
@@ -80,7 +87,9 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
 def ddp_reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     # `asgl train --nproc 2` re-executes itself under torchrun with the same arguments
-    proc = run(["-m", "asgl_cli", "train", "digits_quick", "--nproc", "2", *SET, "--out", str(out)], out, [sys.executable])
+    proc = run(
+        ["-m", "asgl_cli", "train", "digits_quick", "--nproc", "2", *SET, "--out", str(out)], out, [sys.executable]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = out.iterdir()  # one run folder: rank 0 alone creates it
     assert proc.stdout.count("best epoch") == 1  # the result table comes from rank 0 only
@@ -93,7 +102,10 @@ def test_torchrun_two_gloo_processes_train(ddp_reference: Path):
     assert 0 < records[0]["train_loss"] < 10
     # train accuracy is reduced over both processes: a multiple of 1/48
     assert all(abs(r["train_acc"] * 48 - round(r["train_acc"] * 48)) < 1e-9 for r in records)
-    assert (load_checkpoint(ddp_reference)["epoch"], json.loads((ddp_reference / "summary.json").read_text())["epochs"]) == (1, 1)
+    assert (
+        load_checkpoint(ddp_reference)["epoch"],
+        json.loads((ddp_reference / "summary.json").read_text())["epochs"],
+    ) == (1, 1)
 
 
 def test_sigterm_on_every_rank_then_resume_equals_uninterrupted(ddp_reference: Path, tmp_path: Path):

@@ -22,7 +22,6 @@ from asgl.engine.logging import read_metrics
 from asgl.engine.trainer import EpochBatches, NonFiniteLossError, TrainingInterrupted, train
 from asgl.neuron import LIF
 
-
 # ---------------------------------------------------------------- optimiser groups
 
 
@@ -175,8 +174,9 @@ def inject_into_training_loss(monkeypatch, at_call: int, action) -> None:
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """An uninterrupted tiny run (2 epochs x 3 steps) with a mid-epoch checkpoint every 2 steps."""
-    from asgl.config import load_recipe
     from conftest import TINY
+
+    from asgl.config import load_recipe
 
     recipe = load_recipe("digits_quick", TINY + ["train.checkpoint_every_steps=2"])
     result = train(recipe, out_dir=tmp_path_factory.mktemp("ref"))

@@ -28,7 +28,9 @@ from asgl.data.events import (
 
 def dvs_recipe(root: Path, **data) -> Recipe:
     train = {"time_steps": data.pop("time_steps", 5), "val_fraction": 0.25}
-    return Recipe.model_validate({"data": {"name": "dvs_cifar10", "root": str(root), "frame_size": 16, **data}, "train": train})
+    return Recipe.model_validate(
+        {"data": {"name": "dvs_cifar10", "root": str(root), "frame_size": 16, **data}, "train": train}
+    )
 
 
 # ---------------------------------------------------------------- framing against hand-computed frames
@@ -221,7 +223,10 @@ def test_tonic_is_imported_lazily_with_a_clear_error_when_missing(monkeypatch, t
 
 def gesture_recipe(root: Path) -> Recipe:
     return Recipe.model_validate(
-        {"data": {"name": "dvs_gesture", "root": str(root), "frame_size": 32}, "train": {"time_steps": 4, "val_fraction": 0.2}}
+        {
+            "data": {"name": "dvs_gesture", "root": str(root), "frame_size": 32},
+            "train": {"time_steps": 4, "val_fraction": 0.2},
+        }
     )
 
 
@@ -240,7 +245,10 @@ def test_dvs_gesture_check_names_missing_split_folders(tmp_path):
     write_gesture(tmp_path, {"train": [1]})
     problems = check_data(gesture_recipe(tmp_path))
     assert [p.ok for p in problems] == [True, False]
-    assert problems[1].path == str(tmp_path / "DVSGesture" / "ibmGestureTest") and "ibmGestureTest.tar.gz" in problems[1].message
+    assert (
+        problems[1].path == str(tmp_path / "DVSGesture" / "ibmGestureTest")
+        and "ibmGestureTest.tar.gz" in problems[1].message
+    )
 
 
 # ---------------------------------------------------------------- CLI: data check and smoke train on fixtures

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_images import write_cifar10
 from typer.testing import CliRunner
 
 from asgl.engine.checkpoint import load_checkpoint
 from asgl_cli.main import app
-from fixtures_images import write_cifar10
 
 RECIPE = """\
 [run]
@@ -129,7 +129,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, ref
     out = tmp_path / "runs"
     proc = subprocess.run(
         asgl_process("train", write_recipe(tmp_path), "--out", out, prelude=SIGKILL_DURING_SAVE),
-        capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     run = the_run(out)

@@ -39,7 +39,9 @@ def test_parameter_counts_match_spec(name, info, expected):
     assert count_parameters(build_model(recipe(name), info)) == expected
 
 
-@pytest.mark.parametrize("name, info, layers", [("resnet18", cifar(10), 17), ("resnet19", cifar(10), 18), ("vggsnn2", DVS, 8)])
+@pytest.mark.parametrize(
+    "name, info, layers", [("resnet18", cifar(10), 17), ("resnet19", cifar(10), 18), ("vggsnn2", DVS, 8)]
+)
 def test_every_lif_layer_owns_its_neuron_parameters(name, info, layers):
     model = build_model(recipe(name), info)
     lifs = [layer for _, layer in lif_layers(model)]
@@ -63,12 +65,16 @@ def test_forward_backward_tiny_batch(name, info):
     torch.manual_seed(0)
     model = build_model(recipe(name), info)
     model.train()
-    shape = (2, info.time_steps, info.in_channels, *info.input_size) if info.kind == "event" else (2, 3, *info.input_size)
+    shape = (
+        (2, info.time_steps, info.in_channels, *info.input_size) if info.kind == "event" else (2, 3, *info.input_size)
+    )
     logits = model(torch.randn(shape))
     assert logits.shape == (2, 2, info.num_classes)
     logits.mean(0).logsumexp(-1).sum().backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
-    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [n for n, g in grads.items() if g is None]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
+        n for n, g in grads.items() if g is None
+    ]
     neuron = [p.grad for _, layer in lif_layers(model) for p in layer.parameters() if p.requires_grad]
     assert neuron and any(g.abs().sum() > 0 for g in neuron)  # decay and width learn
     model.eval()
@@ -118,7 +124,8 @@ def test_channels_last_model_matches_the_default_layout():
 
 def test_lif_layers_follow_the_recipe():
     model = build_model(
-        validate_recipe({"model": {"name": "vggsnn2"}, "neuron": {"spike": "sg"}, "surrogate": {"learnable": False}}), DVS
+        validate_recipe({"model": {"name": "vggsnn2"}, "neuron": {"spike": "sg"}, "surrogate": {"learnable": False}}),
+        DVS,
     )
     layer = next(m for m in model.modules() if isinstance(m, LIF))
     assert layer.mode == "sg"

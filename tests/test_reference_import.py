@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_images import write_cifar10
 from torch import Tensor
 from typer.testing import CliRunner
 
@@ -22,7 +23,6 @@ from asgl.engine.reference_import import check_importable, key_rules, reference_
 from asgl.losses import build_loss
 from asgl.models import build_model
 from asgl_cli.main import app
-from fixtures_images import write_cifar10
 
 RECIPE = """\
 [data]

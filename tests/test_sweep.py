@@ -11,8 +11,16 @@ from asgl.config import load_recipe
 from asgl.diagnose.sweep import sweep_recipe
 from asgl_cli.main import app
 
-TINY = ["data.subset=32", "model.hidden=8", "train.batch_size=16", "train.time_steps=2", "train.epochs=1",
-        "train.diagnose_every=1", "train.diagnose_batches=1", "train.diagnose_directions=2"]
+TINY = [
+    "data.subset=32",
+    "model.hidden=8",
+    "train.batch_size=16",
+    "train.time_steps=2",
+    "train.epochs=1",
+    "train.diagnose_every=1",
+    "train.diagnose_batches=1",
+    "train.diagnose_directions=2",
+]
 
 
 def test_method_recipes():
@@ -56,7 +64,9 @@ def test_sweep_runs_resumes_and_plots(tmp_path):
     record = json.loads((runs[0] / "metrics.jsonl").read_text().splitlines()[0])
     assert set(record["grad_cosine"]) == {"sg", "asgl", "analog"}
     png = tmp_path / "cos.png"
-    plotted = runner.invoke(app, ["diagnose", "plot", str(runs[0]), str(runs[2]), "--out", str(png)], env={"COLUMNS": "200"})
+    plotted = runner.invoke(
+        app, ["diagnose", "plot", str(runs[0]), str(runs[2]), "--out", str(png)], env={"COLUMNS": "200"}
+    )
     assert plotted.exit_code == 0, plotted.output
     assert "fixed α" in plotted.output and "learnable α" in plotted.output and png.stat().st_size > 0
 

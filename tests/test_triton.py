@@ -24,7 +24,11 @@ def run(backend, current, family, mode, reset, amplitude, k_shape, width_grad="a
     gamma = torch.tensor(0.6, device=DEVICE, requires_grad=True)
     theta = torch.tensor(0.8, device=DEVICE, requires_grad=True)
     k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()), device=DEVICE).reshape(k_shape).requires_grad_()
-    mask = draw_mask(current.shape, 0.3, torch.Generator(DEVICE).manual_seed(1), current.device) if mode == "asgl" else None
+    mask = (
+        draw_mask(current.shape, 0.3, torch.Generator(DEVICE).manual_seed(1), current.device)
+        if mode == "asgl"
+        else None
+    )
     spec = SpikeSpec(SURROGATES[family], mode, reset == "hard", amplitude, width_grad == "analog")
     out = backend(current, gamma, theta, k, mask, spec)
     weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)

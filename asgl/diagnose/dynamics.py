@@ -14,8 +14,8 @@ the layer runs, so no hook inside the neuron is needed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn

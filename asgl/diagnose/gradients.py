@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -182,7 +182,9 @@ def snn_loss(model: nn.Module, batches: Sequence[Batch], loss_fn: LossFn) -> flo
         model.train(was_training)
 
 
-def mean_gradient(model: nn.Module, params: Sequence[Tensor], batches: Sequence[Batch], loss_fn: LossFn) -> list[Tensor]:
+def mean_gradient(
+    model: nn.Module, params: Sequence[Tensor], batches: Sequence[Batch], loss_fn: LossFn
+) -> list[Tensor]:
     """Gradient of the mean loss over ``batches`` w.r.t. ``params`` in the model's current behaviour."""
     total = [torch.zeros_like(p) for p in params]
     for x, y in batches:

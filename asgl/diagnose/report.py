@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
-import tomllib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+import tomllib
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -121,7 +122,9 @@ def write_diagnosis(diagnosis: Diagnosis, out: Path) -> list[Path]:
         w.writerow(["layer", "method", "cosine", "norm_ratio", "fd_zero_fraction", "numel"])
         total = sum(g.layer_sizes.values())
         for c in g.comparisons:
-            w.writerow([c.layer, c.method, c.cosine, c.norm_ratio, g.zero_fraction[c.layer], g.layer_sizes.get(c.layer, total)])
+            w.writerow(
+                [c.layer, c.method, c.cosine, c.norm_ratio, g.zero_fraction[c.layer], g.layer_sizes.get(c.layer, total)]
+            )
     dyn_csv = out / "dynamics.csv"
     with dyn_csv.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(LayerDynamics.__dataclass_fields__))

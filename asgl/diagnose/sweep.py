@@ -14,11 +14,11 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
+import tomllib
 from rich.console import Console
 
 from asgl.config import Recipe, RecipeError, apply_overrides, recipe_to_dict, validate_recipe
@@ -73,7 +73,13 @@ def _check_same(run_dir: Path, expected: Recipe) -> None:
 
 def _row(method: str, width: float, seed: int, summary: dict) -> SweepRow:
     return SweepRow(
-        method, width, seed, summary["best_val_acc"], summary["test_acc"], summary["neurons"]["widths"], summary["run_dir"]
+        method,
+        width,
+        seed,
+        summary["best_val_acc"],
+        summary["test_acc"],
+        summary["neurons"]["widths"],
+        summary["run_dir"],
     )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from asgl.errors import CheckpointError  # re-exported here
 
 SCHEMA_VERSION = 1

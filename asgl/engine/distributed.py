@@ -12,8 +12,9 @@ middle of an epoch. Only rank 0 writes (run folder, metrics, checkpoints, progre
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Literal
 
+import tomllib
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader

@@ -93,7 +93,7 @@ class TrainProgress:
         )
         self.task = None
 
-    def __enter__(self) -> "TrainProgress":
+    def __enter__(self) -> TrainProgress:
         self.progress.start()
         return self
 

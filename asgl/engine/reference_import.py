@@ -89,8 +89,11 @@ class KeyRule:
 
 
 def _conv_norm_lif(ref: str, asgl: str) -> list[Unit]:
-    return [Unit(f"{ref}.0.layer", f"{asgl}.0.0", "conv"), Unit(f"{ref}.1.layer", f"{asgl}.1.0", "norm"),
-            Unit(f"{ref}.2", f"{asgl}.2", "lif")]
+    return [
+        Unit(f"{ref}.0.layer", f"{asgl}.0.0", "conv"),
+        Unit(f"{ref}.1.layer", f"{asgl}.1.0", "norm"),
+        Unit(f"{ref}.2", f"{asgl}.2", "lif"),
+    ]
 
 
 def _resnet_units(model: nn.Module, depths: tuple[int, ...]) -> list[Unit]:
@@ -101,11 +104,15 @@ def _resnet_units(model: nn.Module, depths: tuple[int, ...]) -> list[Unit]:
             i += 1
             ref, asgl = f"layer{s}.{b}", f"features.{i}"
             units += _conv_norm_lif(f"{ref}.conv1", f"{asgl}.residual.0")
-            units += [Unit(f"{ref}.conv2.0.layer", f"{asgl}.residual.1.0", "conv"),
-                      Unit(f"{ref}.conv2.1.layer", f"{asgl}.residual.2.0", "norm")]
+            units += [
+                Unit(f"{ref}.conv2.0.layer", f"{asgl}.residual.1.0", "conv"),
+                Unit(f"{ref}.conv2.1.layer", f"{asgl}.residual.2.0", "norm"),
+            ]
             if not isinstance(model.features[i].shortcut, nn.Identity):
-                units += [Unit(f"{ref}.shortcut.0.layer", f"{asgl}.shortcut.0.0", "conv"),
-                          Unit(f"{ref}.shortcut.1.layer", f"{asgl}.shortcut.1.0", "norm")]
+                units += [
+                    Unit(f"{ref}.shortcut.0.layer", f"{asgl}.shortcut.0.0", "conv"),
+                    Unit(f"{ref}.shortcut.1.layer", f"{asgl}.shortcut.1.0", "norm"),
+                ]
             units.append(Unit(f"{ref}.act", f"{asgl}.lif", "lif"))
     return units + [Unit("fc.layer", "head.1", "linear")]
 

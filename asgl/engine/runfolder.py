@@ -1,11 +1,11 @@
 """The run folder: ``<out_dir>/<name>-<timestamp>/`` and the paths inside it.
 
-    config.resolved.toml   the recipe as run (reproduces the run on its own)
-    metrics.jsonl          one JSON object per epoch
-    events.*               TensorBoard
-    checkpoints/last.pt    latest state (epoch end, periodic or on interruption)
-    checkpoints/best.pt    best validation accuracy
-    summary.json           final numbers
+config.resolved.toml   the recipe as run (reproduces the run on its own)
+metrics.jsonl          one JSON object per epoch
+events.*               TensorBoard
+checkpoints/last.pt    latest state (epoch end, periodic or on interruption)
+checkpoints/best.pt    best validation accuracy
+summary.json           final numbers
 """
 
 from __future__ import annotations

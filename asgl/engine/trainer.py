@@ -20,11 +20,12 @@ import math
 import signal
 import threading
 import time
-import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import tomllib
 import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -69,7 +70,9 @@ class TrainingInterrupted(Exception):
         self.checkpoint = checkpoint
         self.run_dir = run_dir
         name = signal.Signals(signum).name
-        super().__init__(f"{name} received: checkpoint written to {checkpoint}\nresume with: asgl train --resume {run_dir}")
+        super().__init__(
+            f"{name} received: checkpoint written to {checkpoint}\nresume with: asgl train --resume {run_dir}"
+        )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -202,7 +205,7 @@ class StopSignals:
         self.signum = signum
         signal.signal(signum, self._previous[signum])  # a second one is not deferred
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
@@ -291,7 +294,11 @@ def _train(
         model = model.to(memory_format=torch.channels_last)
 
     if dist_info.is_main:
-        folder = run_folder_of(ckpt_path) if ckpt is not None else create_run_folder(out_dir or recipe.run.out_dir, recipe.run.name)
+        folder = (
+            run_folder_of(ckpt_path)
+            if ckpt is not None
+            else create_run_folder(out_dir or recipe.run.out_dir, recipe.run.name)
+        )
         folder.config.write_text(recipe_to_toml(recipe))
     folder = distributed.broadcast_object(folder if dist_info.is_main else None, dist_info)
     net = distributed.wrap_model(model, dist_info, device)
@@ -366,8 +373,12 @@ def _train(
                     if not distributed.all_finite(loss, dist_info):
                         where = f"epoch {epoch + 1}, step {step}"
                         if tcfg.nan_policy == "stop":
-                            last = f"last good checkpoint: {folder.last}" if folder.last.exists() else "no checkpoint yet"
-                            raise NonFiniteLossError(f"loss is {float(loss.detach())} at {where}; training stopped ({last})")
+                            last = (
+                                f"last good checkpoint: {folder.last}" if folder.last.exists() else "no checkpoint yet"
+                            )
+                            raise NonFiniteLossError(
+                                f"loss is {float(loss.detach())} at {where}; training stopped ({last})"
+                            )
                         console.print(f"[yellow]warning:[/] loss is {float(loss.detach())} at {where}; step skipped")
                         running.skipped += 1
                     else:
@@ -381,7 +392,9 @@ def _train(
                         board.step(float(loss.detach()), global_step)
                     signum = distributed.agreed_signal(stop.signum, dist_info, device)
                     if signum is not None or (
-                        tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0 and step < steps_per_epoch
+                        tcfg.checkpoint_every_steps
+                        and step % tcfg.checkpoint_every_steps == 0
+                        and step < steps_per_epoch
                     ):
                         running.seconds += time.perf_counter() - tick
                         tick = time.perf_counter()

@@ -14,7 +14,7 @@ width gradient) configuration, so the backend is opt-in (``neuron.backend = "com
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -131,7 +131,17 @@ def _unavailable(err: Exception) -> RuntimeError:
 class _CompiledLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
-        args = (current, gamma, theta, k, mask, spec.surrogate.step, spec.mode, spec.hard_reset, spec.amplitude_threshold)
+        args = (
+            current,
+            gamma,
+            theta,
+            k,
+            mask,
+            spec.surrogate.step,
+            spec.mode,
+            spec.hard_reset,
+            spec.amplitude_threshold,
+        )
         out, u_all = _run(lif_forward, *args)
         ctx.save_for_backward(u_all, gamma, theta, k, mask)
         ctx.spec = spec
@@ -149,6 +159,8 @@ class _CompiledLIF(torch.autograd.Function):
         return *grads, None, None
 
 
-def lif_compiled(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> Tensor:
+def lif_compiled(
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
+) -> Tensor:
     """Compiled backend, same contract as :func:`asgl.neuron.lif_stepwise`."""
     return _CompiledLIF.apply(current, gamma, theta, k, mask, spec)

@@ -156,7 +156,12 @@ def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bo
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
-        family, mode, hard_reset, amplitude_threshold = spec.surrogate.name, spec.mode, spec.hard_reset, spec.amplitude_threshold
+        family, mode, hard_reset, amplitude_threshold = (
+            spec.surrogate.name,
+            spec.mode,
+            spec.hard_reset,
+            spec.amplitude_threshold,
+        )
         current = current.contiguous()
         steps = current.shape[0]
         n = current[0].numel()
@@ -178,7 +183,12 @@ class _TritonLIF(torch.autograd.Function):
     def backward(ctx, grad_out):
         u_all, gamma, theta, k, mask = ctx.saved_tensors
         spec: SpikeSpec = ctx.spec
-        family, mode, hard_reset, amplitude_threshold = spec.surrogate.name, spec.mode, spec.hard_reset, spec.amplitude_threshold
+        family, mode, hard_reset, amplitude_threshold = (
+            spec.surrogate.name,
+            spec.mode,
+            spec.hard_reset,
+            spec.amplitude_threshold,
+        )
         width_analog = spec.width_analog
         grad_out = grad_out.contiguous()
         steps, n = u_all.shape[0], u_all[0].numel()
@@ -211,7 +221,9 @@ def supports(current: Tensor, surrogate: Surrogate) -> bool:
     return current.dtype == torch.float32 and surrogate.name in FAMILIES
 
 
-def lif_triton(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> Tensor:
+def lif_triton(
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
+) -> Tensor:
     """The kernels as an autograd function, same contract as :func:`asgl.neuron.lif_stepwise` (see :func:`supports`)."""
     if not supports(current, spec.surrogate):
         raise ValueError(

@@ -6,16 +6,16 @@ Every model takes the data loader's input (see asgl.layers.to_time_major) and re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from torch import nn
 
 from asgl.config import Recipe, RecipeError
 from asgl.data import DataInfo
+from asgl.errors import ModelDataMismatch  # re-exported here
 from asgl.models import digits, recurrent, resnet, vgg
 from asgl.neuron import lif_layers, set_noise_prob
-from asgl.errors import ModelDataMismatch  # re-exported here
 
 Builder = Callable[[Recipe, DataInfo], nn.Module]
 

@@ -28,7 +28,9 @@ class DigitsConvNet(nn.Module):
             TimeFold(nn.AvgPool2d(2), nn.Flatten()),
         )
         flat = 32 * (h // 4) * (w // 4)
-        self.hidden = nn.Sequential(TimeFold(nn.Linear(flat, hidden, bias=False)), norm(recipe, hidden, dims=1), lif(recipe, (hidden,)))
+        self.hidden = nn.Sequential(
+            TimeFold(nn.Linear(flat, hidden, bias=False)), norm(recipe, hidden, dims=1), lif(recipe, (hidden,))
+        )
         self.head = TimeFold(nn.Dropout(recipe.model.dropout), nn.Linear(hidden, info.num_classes))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -43,7 +43,9 @@ class RecurrentSNN(nn.Module):
     def __init__(self, recipe: Recipe, info: DataInfo):
         super().__init__()
         if info.kind != "sequence":
-            raise ValueError(f"the recurrent SNN takes sequences [B, T, F], dataset {recipe.data.name!r} gives {info.kind} data")
+            raise ValueError(
+                f"the recurrent SNN takes sequences [B, T, F], dataset {recipe.data.name!r} gives {info.kind} data"
+            )
         hidden = recipe.model.hidden
         self.time_steps = info.time_steps
         self.input = TimeFold(nn.Linear(info.input_size[0], hidden, bias=False))

@@ -33,9 +33,7 @@ class VGGLayout:
 VGGS: dict[str, VGGLayout] = {
     "vggsnn2": VGGLayout((64, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "flatten", False),
     "vgg11": VGGLayout((64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "global", True),
-    "vgg13": VGGLayout(
-        (64, 64, POOL, 128, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "global", True
-    ),
+    "vgg13": VGGLayout((64, 64, POOL, 128, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "global", True),
 }
 
 
