@@ -10,6 +10,7 @@ This module imports no torch: the CLI validates a recipe before any heavy import
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +18,6 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from asgl.errors import RecipeError  # re-exported here
-
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 class Section(BaseModel):
@@ -226,15 +225,21 @@ def resolve_recipe_path(name_or_path: str) -> Path:
         if path.is_dir():
             raise RecipeError(f"recipe {path} is a directory, expected a .toml file")
         return path
-    bundled = RECIPES_DIR / f"{Path(name_or_path).stem}.toml"
+    bundled = recipes_folder() / f"{Path(name_or_path).stem}.toml"
     if path.suffix in ("", ".toml") and bundled.exists() and path.parent == Path("."):
         return bundled
     names = ", ".join(bundled_recipes()) or "none"
     raise RecipeError(f"recipe not found: {name_or_path!r} is neither a file nor a bundled recipe ({names})")
 
 
+def recipes_folder() -> Path:
+    """The bundled recipes: ``asgl/recipes`` in an installed wheel, the top-level ``recipes/`` of a source tree."""
+    packaged = Path(str(files("asgl") / "recipes"))
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "recipes"
+
+
 def bundled_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    return sorted(p.stem for p in recipes_folder().glob("*.toml"))
 
 
 def read_toml(path: Path) -> dict[str, Any]:

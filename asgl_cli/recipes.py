@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from asgl.config import RECIPES_DIR, RecipeError, bundled_recipes, load_recipe, resolve_recipe_path
+from asgl.config import RecipeError, bundled_recipes, load_recipe, recipes_folder, resolve_recipe_path
 from asgl_cli.errors import err_console, user_errors
 
 app = typer.Typer(help="List, show, validate and copy recipes.", no_args_is_help=True)
@@ -28,7 +28,7 @@ def description(path: Path) -> str:
 
 
 def bundled_path(name: str) -> Path:
-    path = RECIPES_DIR / f"{name}.toml"
+    path = recipes_folder() / f"{name}.toml"
     if not path.is_file():
         raise RecipeError(f"unknown recipe {name!r}; bundled: {', '.join(bundled_recipes()) or 'none'}")
     return path

@@ -6,7 +6,6 @@ import pytest
 import tomllib
 
 from asgl.config import (
-    RECIPES_DIR,
     Recipe,
     RecipeError,
     apply_overrides,
@@ -14,6 +13,7 @@ from asgl.config import (
     load_recipe,
     parse_override,
     recipe_to_toml,
+    recipes_folder,
     resolve_recipe_path,
     validate_recipe,
 )
@@ -95,4 +95,4 @@ def test_a_local_file_wins_over_a_bundled_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "digits_quick.toml").write_text("[train]\nepochs = 1\n")
     assert load_recipe("digits_quick.toml").train.epochs == 1
-    assert resolve_recipe_path("digits_quick").parent == RECIPES_DIR  # no such file here: the bundled recipe
+    assert resolve_recipe_path("digits_quick").parent == recipes_folder()  # no such file here: the bundled recipe
