@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from asgl.terminal import make_console, pack, words
 from asgl_cli.errors import user_errors
 
 RATIO_LABELS = {
@@ -63,10 +64,7 @@ def bench(
         json_out.write_text(json.dumps(record, indent=2) + "\n")
 
     memory = "peak CUDA memory" if result.memory_kind == "cuda_peak_allocated" else "saved for backward"
-    table = Table(
-        title=f"{result.model} ({result.recipe}) on {result.device}: batch {result.batch_size}, T = {result.time_steps}, "
-        f"amp {result.amp}, {result.repeats} repeats"
-    )
+    table = Table()
     for col in ("variant", "median ms", "IQR ms", "min ms", "CPU-time ms", f"{memory} MiB"):
         table.add_column(col, justify="right")
     for v in result.variants:
@@ -78,9 +76,12 @@ def bench(
             f"{v.cpu_median_ms:.1f}",
             f"{v.memory_bytes / 2**20:.1f}",
         )
-    console = Console()
+    console = make_console()
+    title = f"{result.model} ({result.recipe}) on {result.device}: batch {result.batch_size}, T = {result.time_steps}"
+    console.print(f"{title}, amp {result.amp}, {result.repeats} repeats", markup=False)
     console.print(table)
     for key, value in result.ratios.items():
-        console.print(f"{RATIO_LABELS[key]}: [bold]{value:.2f}x[/]")
+        console.print(Text.assemble(f"{RATIO_LABELS[key]}: ", (f"{value:.2f}x", "bold")))
     for name, why in result.skipped.items():
-        console.print(f"[yellow]skipped {name}:[/] {why}")
+        for line in pack(words(f"skipped {name}: {why}"), console.width, indent="    "):
+            console.print(line, markup=False)

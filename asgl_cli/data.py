@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from asgl.terminal import make_console, pack, words
 from asgl_cli.errors import user_errors
 
 app = typer.Typer(help="Dataset checks.", no_args_is_help=True)
@@ -21,13 +21,12 @@ def check(recipe: str = typer.Argument(..., help="Recipe file or bundled recipe 
     from asgl.data import check_data
 
     problems = check_data(cfg)
-    table = Table(title=f"data {cfg.data.name} in {cfg.data.root}")
-    table.add_column("")
-    table.add_column("path", overflow="fold")  # paths are never truncated: the user must see them whole
-    table.add_column("size", no_wrap=True)
-    table.add_column("status", overflow="fold")
+    console = make_console()
+    console.print(f"data {cfg.data.name} in {cfg.data.root}", markup=False)
     for p in problems:
-        table.add_row("[green]ok[/]" if p.ok else "[red]missing[/]", p.path, p.size, p.message)
-    Console().print(table)
+        status = Text("ok     ", "green") if p.ok else Text("missing", "red")
+        console.print(Text.assemble(status, f" {p.path}", f"  {p.size}" if p.size else ""))
+        for line in pack(words(p.message), console.width - 4):
+            console.print(Text(f"    {line}"))
     if not all(p.ok for p in problems):
         raise typer.Exit(1)

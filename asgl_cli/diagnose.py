@@ -37,7 +37,7 @@ def gradients(
         1, "--mask-draws", min=1, help="ASGL gradient averaged over this many seeded masks."
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probes and the masks."),
-    float64: bool = typer.Option(False, "--float64", help="Run the diagnosis in double precision."),
+    float64: bool = typer.Option(False, "--float64", metavar="", help="Run the diagnosis in double precision."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda[:N] or auto."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Output folder (default: <run>/diagnose-e<epoch> or <out_dir>/<name>-diagnose)."

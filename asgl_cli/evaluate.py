@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from asgl.terminal import make_console
 from asgl_cli.errors import user_errors
 
 
@@ -17,7 +17,7 @@ from asgl_cli.errors import user_errors
 def eval_checkpoint(
     ckpt: Path = typer.Option(..., "--ckpt", help="Checkpoint file, or a run folder (uses checkpoints/last.pt)."),
     split: Literal["val", "test"] = typer.Option("test", "--split", help="Which split to evaluate."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print one JSON object instead of a table."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
 ) -> None:
     """Evaluate a checkpoint as a pure SNN (eval mode: binary spikes, no noise)."""
@@ -34,8 +34,10 @@ def eval_checkpoint(
     if as_json:
         typer.echo(json.dumps(record))
         return
-    table = Table(title=f"{ckpt} ({split})")
+    table = Table()
     for col in ("samples", "accuracy", "loss"):
         table.add_column(col, justify="right")
     table.add_row(str(result.samples), f"{result.accuracy:.2%}", f"{result.loss:.4f}")
-    Console().print(table)
+    console = make_console()
+    console.print(f"{ckpt} ({split})", markup=False)  # a title line: the path is never squeezed into the table
+    console.print(table)

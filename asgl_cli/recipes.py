@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from asgl.config import RecipeError, bundled_recipes, load_recipe, recipes_folder, resolve_recipe_path
+from asgl.terminal import make_console, pack, words
 from asgl_cli.errors import err_console, user_errors
 
 app = typer.Typer(help="List, show, validate and copy recipes.", no_args_is_help=True)
@@ -37,15 +37,13 @@ def bundled_path(name: str) -> Path:
 @app.command("list")
 @user_errors
 def list_recipes() -> None:
-    """Bundled recipes with their dataset, model, epochs and description."""
-    table = Table()
-    for col in ("name", "data", "model", "epochs"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("description", overflow="fold")
+    """Bundled recipes: name, dataset, model, epochs, and the first sentence of each file's comment."""
+    console = make_console()
     for name in bundled_recipes():
         r = load_recipe(name)
-        table.add_row(name, r.data.name, r.model.name, str(r.train.epochs), description(bundled_path(name)))
-    Console().print(table)
+        console.print(Text.assemble((name, "bold"), f"  {r.data.name} / {r.model.name}, {r.train.epochs} epochs"))
+        for line in pack(words(description(bundled_path(name))), console.width - 4):
+            console.print(Text(f"    {line}"))
 
 
 @app.command("show")
@@ -61,7 +59,7 @@ def show(name: str = typer.Argument(..., help="Bundled recipe name (or a recipe 
 def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundled names.")) -> None:
     """Check recipes against the schema and the model registry; exit 2 if any is invalid."""
     failed = 0
-    out = Console()
+    out = make_console()
     for item in files:
         try:
             recipe = load_recipe(item)
@@ -89,7 +87,7 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
 def copy(
     name: str = typer.Argument(..., help="Bundled recipe name."),
     dest: Path = typer.Argument(..., help="Destination file, or a folder (keeps the name)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing file."),
 ) -> None:
     """Copy a bundled recipe to edit it."""
     source = bundled_path(name)
@@ -97,4 +95,4 @@ def copy(
     if target.exists() and not force:
         raise RecipeError(f"{target} exists; pass --force to overwrite it")
     shutil.copyfile(source, target)
-    Console().print(f"copied {name} to {target}", soft_wrap=True)
+    make_console().print(f"copied {name} to {target}", markup=False)

@@ -22,7 +22,7 @@ def import_reference(
         "--decay-stored",
         help="How the file stores each leak: its logit d (reference, gamma = sigmoid(d)) or gamma itself.",
     ),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing OUT."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing OUT."),
 ) -> None:
     """Import reference weights (key mapping: asgl/engine/reference_import.py); evaluate with asgl eval --ckpt OUT."""
     from asgl.config import RecipeError, load_recipe

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from asgl.terminal import make_console
 from asgl_cli.errors import fail, user_errors
 
 
@@ -55,7 +55,7 @@ def train(
     from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted
     from asgl.engine.trainer import train as run_training
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         result = run_training(cfg, out_dir=out, resume=resume, console=console)
     except TrainingInterrupted as e:
@@ -66,7 +66,7 @@ def train(
     except KeyboardInterrupt:  # Ctrl-C before the loop took over the signal, or a second one
         raise fail("interrupted; checkpoints already written are intact", code=130) from None
 
-    table = Table(title=f"{cfg.run.name}: {result.run_dir}")
+    table = Table()
     for col in ("best epoch", "val acc (best)", "test acc (best ckpt)", "test loss", "test samples"):
         table.add_column(col, justify="right")
     table.add_row(
@@ -79,7 +79,9 @@ def train(
     from asgl.engine.distributed import from_env
 
     if from_env().is_main:  # under torchrun every process returns here; rank 0 reports
-        Console().print(table)
+        report = make_console()
+        report.print(f"{cfg.run.name}: {result.run_dir}", markup=False)
+        report.print(table)
 
 
 def relaunch_with_torchrun(

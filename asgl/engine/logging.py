@@ -12,6 +12,7 @@ from rich.text import Text
 from torch import nn
 
 from asgl.neuron import lif_layers
+from asgl.terminal import pack
 
 
 def neuron_state(model: nn.Module) -> dict[str, dict[str, float]]:
@@ -111,9 +112,20 @@ class TrainProgress:
         self.progress.update(self.task, advance=1, loss=loss, acc=acc)
 
     def end_epoch(self, r: dict[str, Any]) -> None:
-        best = " [green]best[/]" if r["best"] else ""
-        self.console.print(
-            f"epoch {r['epoch'] + 1}/{self.epochs}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.1%} (hybrid)"
-            f"  val loss {r['val_loss']:.4f} acc {r['val_acc']:.1%}  p {r['p']:.3g}  lr {r['lr']:.3g}"
-            f"  {r['epoch_time']:.1f}s{best}"
-        )
+        for line in epoch_lines(r, self.epochs, self.console.width):
+            text = Text(line)
+            text.highlight_regex(r"best$", "green")
+            self.console.print(text, soft_wrap=True)
+
+
+def epoch_lines(r: dict[str, Any], epochs: int, width: int) -> list[str]:
+    """One epoch's record as lines of at most ``width`` columns, broken only between fields."""
+    fields = [
+        f"epoch {r['epoch'] + 1}/{epochs}",
+        f"train loss {r['train_loss']:.4f} acc {r['train_acc']:.1%} (hybrid)",
+        f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.1%}",
+        f"p {r['p']:.3g}",
+        f"lr {r['lr']:.3g}",
+        f"{r['epoch_time']:.1f}s" + (" best" if r["best"] else ""),
+    ]
+    return pack(fields, width, sep="  ", indent="    ")

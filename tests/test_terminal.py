@@ -1,0 +1,148 @@
+"""Terminal output at 80 and 200 columns through a pipe: nothing a user may copy is split, lines fit, no colour codes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from conftest import TINY, set_args
+from rich.cells import cell_len
+from rich.console import Console
+from typer.testing import CliRunner
+
+from asgl.config import bundled_recipes, load_recipe, recipe_to_toml, recipes_folder
+from asgl.engine.logging import TrainProgress
+from asgl.terminal import pack, words
+from asgl_cli.main import app
+from asgl_cli.recipes import description
+
+WIDTHS = [80, 200]
+# a folder name long enough that any path under it is wider than 80 columns
+DEEP = "a-folder-with-a-long-name/" * 4
+
+
+def invoke(width: int, *args: object) -> str:
+    """Run ``asgl ARGS`` with a terminal of ``width`` columns (not a TTY); stdout and stderr together."""
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": str(width)})
+    assert "\x1b[" not in result.output, "colour codes in non-TTY output"
+    assert result.exit_code in (0, 1), result.output
+    return result.output
+
+
+def assert_laid_out(text: str, width: int, unbreakable: list[str]) -> None:
+    """Each unbreakable string stands whole on one line; a line wider than ``width`` must hold one of them."""
+    lines = text.splitlines()
+    for token in unbreakable:
+        assert any(token in line for line in lines), f"{token!r} is split across lines:\n{text}"
+    for line in lines:
+        assert cell_len(line) <= width or any(t in line for t in unbreakable), f"line wider than {width}: {line!r}"
+
+
+# ---------------------------------------------------------------- the layout function
+
+
+def test_pack_keeps_tokens_whole_and_lines_within_the_width():
+    text = "put it in /data/cifar: download https://example.org/a/very/long/file-name.tar.gz and run `tar -xzf f -C /d`"
+    lines = pack(words(text), 30, indent="  ")
+    assert lines == [
+        "put it in /data/cifar:",
+        "  download",
+        "  https://example.org/a/very/long/file-name.tar.gz",
+        "  and run `tar -xzf f -C /d`",
+    ]
+    assert pack(["ab", "cd", "ef"], 5, sep="  ") == ["ab", "cd", "ef"]
+    assert pack(["ab", "cd", "ef"], 6, sep="  ") == ["ab  cd", "ef"]
+    assert pack([], 10) == []
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_epoch_lines_break_only_between_fields(width):
+    record = dict(epoch=11, train_loss=0.1006, train_acc=0.987, val_loss=0.1568, val_acc=0.924, p=0.2, lr=0.00104)
+    record.update(epoch_time=0.7, best=True)
+    console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    TrainProgress(console, epochs=300).end_epoch(record)
+    text = console.export_text()
+    fields = ["train loss 0.1006 acc 98.7% (hybrid)", "val loss 0.1568 acc 92.4%", "p 0.2", "lr 0.00104", "0.7s best"]
+    assert_laid_out(text, width, [])
+    for field in fields:
+        assert any(field in line for line in text.splitlines()), f"{field!r} split in:\n{text}"
+    assert len(text.splitlines()) == (1 if width == 200 else 2)
+
+
+# ---------------------------------------------------------------- the commands
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_recipes_list_never_splits_a_word(width):
+    out = invoke(width, "recipes", "list")
+    assert_laid_out(out, width, [])
+    flowing = " ".join(out.split())
+    for name in bundled_recipes():
+        assert name in out.split()
+        assert " ".join(description(recipes_folder() / f"{name}.toml").split()) in flowing
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_data_check_keeps_paths_urls_and_commands_whole(tmp_path, width):
+    from asgl.data import check_data
+
+    root = tmp_path / DEEP
+    recipe = load_recipe("cifar100_resnet18", [f"data.root={root}"])
+    path = tmp_path / "recipe.toml"
+    path.write_text(recipe_to_toml(recipe))
+    out = invoke(width, "data", "check", path)
+    (problem,) = check_data(recipe)
+    copyable = [problem.path, *re.findall(r"https?://\S+|`[^`]*`", problem.message)]
+    assert any(c.startswith("https://") for c in copyable) and any(c.startswith("`tar ") for c in copyable)
+    assert_laid_out(out, width, copyable + [str(root)])
+
+
+@pytest.fixture(scope="module")
+def deep_run(tmp_path_factory) -> tuple[Path, dict[int, str]]:
+    """A one-epoch tiny run under a deep folder, trained once per width; (its parent, the output per width)."""
+    parent = tmp_path_factory.mktemp("runs") / DEEP
+    outputs = {w: invoke(w, "train", "digits_quick", *set_args(TINY), "--out", parent / str(w)) for w in WIDTHS}
+    return parent, outputs
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_train_output_keeps_the_run_folder_whole_and_epoch_fields_together(deep_run, width):
+    parent, outputs = deep_run
+    (run_dir,) = (parent / str(width)).iterdir()
+    # the engine's one-line run description ("<model> (<n> parameters) on <data>: ...") is not laid out here
+    out = "\n".join(line for line in outputs[width].splitlines() if "parameters) on" not in line)
+    assert_laid_out(out, width, [str(run_dir)])
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ") or line.startswith("    ")]
+    assert epoch_lines
+    for line in epoch_lines:  # a label never ends a line without its value
+        assert not re.search(r"\b(loss|acc|p|lr)$", line.rstrip()), line
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_eval_title_holds_the_whole_checkpoint_path(deep_run, width):
+    (run_dir,) = (deep_run[0] / str(width)).iterdir()
+    ckpt = run_dir / "checkpoints" / "best.pt"
+    out = invoke(width, "eval", "--ckpt", ckpt)
+    assert_laid_out(out, width, [str(ckpt)])
+    assert "accuracy" in out
+
+
+def command_paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command of the app as its argument path, groups included."""
+    paths = [prefix]
+    for name, sub in getattr(command, "commands", {}).items():
+        paths += command_paths(sub, (*prefix, name))
+    return paths
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_help_of_every_command_shows_flags_without_a_value(width):
+    paths = command_paths(typer.main.get_command(app))
+    assert ("eval",) in paths and ("recipes", "cp") in paths
+    for path in paths:
+        out = invoke(width, *path, "--help")
+        assert_laid_out(out, width, [])
+        flags = [line for line in out.splitlines() if "<bool>" in line and "--help" not in line]
+        assert not flags, f"asgl {' '.join(path)} --help suggests a value for a flag: {flags}"
