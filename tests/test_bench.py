@@ -1,11 +1,13 @@
 """asgl bench: the training-step benchmark on synthetic data (structure and memory accounting, not speed)."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import asgl.bench
 from asgl.bench import relu_network, run_bench, synthetic_batch, synthetic_info
 from asgl.config import RecipeError, load_recipe
 from asgl.models import build_model
@@ -34,9 +36,35 @@ def test_run_bench_reports_every_variant_and_the_memory_order():
     assert all(len(v.times_ms) == 2 and 0 < v.min_ms <= v.median_ms for v in by.values())
     # saved-for-backward bytes are deterministic: fused keeps u + mask, stepwise its whole graph, ReLU less
     assert by["relu"].memory_bytes < by["fused"].memory_bytes < by["stepwise"].memory_bytes
-    assert result.ratios["stepwise_over_fused"] == pytest.approx(by["stepwise"].median_ms / by["fused"].median_ms)
-    size = synthetic_info(load_recipe("digits_quick", TINY)).input_size
-    assert result.memory_kind == "cpu_saved_for_backward" and result.input_shape == [4, 1, *size]
+    assert result.memory_kind == "cpu_saved_for_backward" and result.input_shape == [4, 1, 8, 8]  # 8x8 grey digits
+
+
+def test_timings_are_the_timed_repeats_of_each_variant(monkeypatch):
+    """A fake clock that each variant's step moves by a scripted time: the warm-up step is left out and the
+    medians, quartiles, minima and ratios are those of the script, worked out by hand."""
+    script = {"fused": [900.0, 3.0, 5.0, 4.0], "stepwise": [900.0, 12.0, 20.0, 8.0], "relu": [900.0, 1.0, 2.0, 1.5]}
+    now = [0.0]
+    monkeypatch.setattr(asgl.bench, "time", SimpleNamespace(perf_counter=lambda: now[0], process_time=lambda: now[0]))
+    real_step = asgl.bench._Step.__call__
+
+    def scripted_step(step, x, y):
+        real_step(step, x, y)
+        relu = any(isinstance(m, torch.nn.ReLU) for m in step.model.modules())
+        now[0] += script["relu" if relu else lif_layers(step.model)[0][1].backend].pop(0) / 1e3
+
+    monkeypatch.setattr(asgl.bench._Step, "__call__", scripted_step)
+    result = run_bench(load_recipe("digits_quick", TINY), batch_size=2, repeats=3, warmup=1)
+    by = {v.variant: v for v in result.variants}
+    assert not any(script.values())  # every scripted step ran
+    expected = {"fused": (4, 3.5, 4.5, 3), "stepwise": (12, 10, 16, 8), "relu": (1.5, 1.25, 1.75, 1)}
+    for name, (median, q25, q75, fastest) in expected.items():
+        v = by[name]
+        assert (v.median_ms, v.q25_ms, v.q75_ms, v.min_ms) == pytest.approx((median, q25, q75, fastest))
+        assert v.cpu_median_ms == pytest.approx(median)
+    assert result.ratios["stepwise_over_fused"] == pytest.approx(3.0)
+    assert result.ratios["fused_over_relu"] == pytest.approx(4 / 1.5)
+    assert result.ratios["stepwise_over_relu"] == pytest.approx(8.0)
+    assert result.ratios["cpu_time_stepwise_over_fused"] == pytest.approx(3.0)
 
 
 def test_recurrent_model_skips_the_relu_variant_with_a_reason():
@@ -62,6 +90,18 @@ def test_cli_prints_json_and_table():
     assert table.exit_code == 0 and "SNN (fused) step / ReLU step" in table.stdout
     bad = CliRunner().invoke(app, args + ["--model", "no_such_net"])
     assert bad.exit_code == 2 and "no_such_net" in bad.output
+
+
+def test_cli_json_file_gets_the_record_and_the_screen_the_table(tmp_path):
+    target = tmp_path / "bench.json"
+    args = ["bench", "digits_quick", "-b", "3", "-r", "2", "--warmup", "0", "--variants", "fused,relu"]
+    out = CliRunner().invoke(app, args + [a for s in TINY for a in ("--set", s)] + ["--json", str(target)])
+    assert out.exit_code == 0, out.output
+    record = json.loads(target.read_text())
+    assert [v["variant"] for v in record["variants"]] == ["fused", "relu"]
+    assert record["batch_size"] == 3 and record["input_shape"] == [3, 1, 8, 8] and record["repeats"] == 2
+    assert all(len(v["times_ms"]) == 2 for v in record["variants"])
+    assert "SNN (fused) step / ReLU step" in out.stdout and not out.stdout.lstrip().startswith("{")
 
 
 @pytest.mark.parametrize("backend", ["fused", "stepwise"])
