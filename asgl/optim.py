@@ -1,4 +1,4 @@
-"""Optimisers in three parameter groups (SPEC §3).
+"""Optimisers in three parameter groups (docs/method.md#optimisation).
 
 - neuron parameters: every parameter owned by an :class:`asgl.neuron.LIF` module (decay logit,
   surrogate width, threshold) -> Adam(``optim.neuron_lr``), no weight decay, no LR schedule;

@@ -1,4 +1,4 @@
-"""``asgl sweep alpha``: SG vs ASGL over surrogate widths, one training run each (SPEC §5)."""
+"""``asgl sweep alpha``: SG vs ASGL over surrogate widths, one training run each (docs/method.md#published-runs)."""
 
 from __future__ import annotations
 

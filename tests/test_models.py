@@ -1,4 +1,4 @@
-"""The model zoo: parameter counts of SPEC §3, LIF layers, forward/backward on tiny inputs, init, channels_last."""
+"""The model zoo: parameter counts (docs/method.md#models), LIF layers, tiny forward/backward, init, channels_last."""
 
 from __future__ import annotations
 

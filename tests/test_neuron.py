@@ -1,4 +1,4 @@
-"""SPEC §8.2, §8.3, §8.7: LIF recursion by hand, eval is binary, fused == stepwise, gradcheck."""
+"""The LIF neuron (docs/method.md#the-lif-neuron): recursion by hand, eval is binary, fused == stepwise, gradcheck."""
 
 import itertools
 import math

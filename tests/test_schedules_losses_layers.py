@@ -1,4 +1,4 @@
-"""SPEC §8.4 (p milestones), losses against their formulas, norms and the time fold."""
+"""p milestones (docs/method.md#the-noise-schedule), losses against their formulas, norms and the time fold."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""SPEC §8.1-2: the hybrid forward/backward, straight-through width gradient, seeded masks."""
+"""The hybrid spike (docs/method.md#the-hybrid-spike): forward/backward, straight-through width gradient, masks."""
 
 import pytest
 import torch

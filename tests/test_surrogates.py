@@ -1,4 +1,4 @@
-"""SPEC §8.6: every surrogate has unit area, H' = h by autograd, H(0) = ½, and the width convention."""
+"""Surrogates (docs/method.md#surrogate-families-and-widths): unit area, H' = h by autograd, H(0) = ½, widths."""
 
 import math
 

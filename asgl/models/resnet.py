@@ -1,4 +1,4 @@
-"""Spiking ResNets with the CIFAR stem (SPEC §3): ResNet-18, ResNet-34 and ResNet-19.
+"""Spiking ResNets with the CIFAR stem (docs/method.md#models): ResNet-18, ResNet-34 and ResNet-19.
 
 Stem conv3x3 + norm + LIF, no max-pool; BasicBlocks whose residual sum goes through the block's second
 LIF; 1x1 conv + norm shortcut when the shape changes; global average pool; a linear head (ResNet-19:
