@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from asgl.terminal import make_console, pack, words
 from asgl_cli.errors import user_errors
 from asgl_cli.sweep import parse_list
 
@@ -83,12 +84,12 @@ def gradients(
             out = Path(subject.recipe.run.out_dir) / f"{subject.recipe.run.name}-diagnose"
     files = write_diagnosis(result, out)
 
-    console = Console()
+    console = make_console()
     g = result.gradients
     probe = f"{settings.coords} coordinates" if settings.coords else f"{settings.directions} directions"
-    table = Table(
-        title=f"{subject.source}, epoch {subject.epoch}: cosine / norm ratio vs FD ({probe}, ε = {eps:g}, K = {len(subject.batches)})"
-    )
+    console.print(f"{subject.source}, epoch {subject.epoch}", markup=False)
+    console.print(f"cosine / norm ratio vs FD ({probe}, ε = {eps:g}, K = {len(subject.batches)})", markup=False)
+    table = Table()
     table.add_column("layer")
     table.add_column("FD zeros", justify="right")
     methods = list(dict.fromkeys(c.method for c in g.comparisons))
@@ -110,11 +111,13 @@ def gradients(
     for d in result.dynamics:
         dyn.add_row(d.layer, f"{d.width:.4g}", f"{d.firing_rate:.3f}", f"{d.in_window:.3f}", f"{d.smoothing_error:.3f}")
     console.print(dyn)
-    console.print(
+    gap = (
         f"accuracy on the {len(subject.batches)} batches: hybrid (p = {subject.noise_prob:g}) {result.hybrid_acc:.2%}, "
         f"pure SNN {result.snn_acc:.2%}, gap {100 * (result.hybrid_acc - result.snn_acc):+.2f} points"
     )
-    console.print("wrote " + ", ".join(str(f) for f in files))
+    for line in pack(words(gap), console.width):
+        console.print(line, markup=False)
+    console.print("wrote " + ", ".join(str(f) for f in files), markup=False)
 
 
 @app.command("plot")

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from asgl.terminal import make_console
 from asgl_cli.errors import user_errors
 
 app = typer.Typer(help="Parameter sweeps made of ordinary training runs.", no_args_is_help=True)
@@ -55,10 +55,10 @@ def alpha(
     if unknown:
         raise RecipeError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(SWEEP_METHODS)}")
     folder = out or Path(cfg.run.out_dir) / f"{cfg.run.name}-sweep-alpha"
-    rows = sweep_alpha(cfg, folder, width_list, method_list, seeds, Console(stderr=True))
+    rows = sweep_alpha(cfg, folder, width_list, method_list, seeds, make_console(stderr=True))
 
     points = accuracy_table(rows)
-    table = Table(title=f"{cfg.run.name}: test accuracy (%) over {seeds} seed(s), {folder}")
+    table = Table()
     table.add_column("α", justify="right")
     for m in method_list:
         table.add_column(m, justify="right")
@@ -68,5 +68,7 @@ def alpha(
             mean, std = mean_std(points[m][w])
             cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}" if seeds > 1 else f"{100 * mean:.2f}")
         table.add_row(f"{w:g}", *cells)
-    Console().print(table)
-    Console().print(f"wrote {folder / 'sweep.csv'} and {folder / 'sweep.png'}")
+    console = make_console()
+    console.print(f"{cfg.run.name}: test accuracy (%) over {seeds} seed(s), {folder}", markup=False)
+    console.print(table)
+    console.print(f"wrote {folder / 'sweep.csv'} and {folder / 'sweep.png'}", markup=False)

@@ -146,3 +146,18 @@ def test_help_of_every_command_shows_flags_without_a_value(width):
         assert_laid_out(out, width, [])
         flags = [line for line in out.splitlines() if "<bool>" in line and "--help" not in line]
         assert not flags, f"asgl {' '.join(path)} --help suggests a value for a flag: {flags}"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_sweep_and_diagnosis_print_their_folders_whole(tmp_path, width):
+    folder = tmp_path / DEEP / "sweep"
+    args = ["--widths", "5", "--methods", "sg", "--out", folder]
+    out = invoke(width, "sweep", "alpha", "digits_quick", *set_args(TINY + ["train.epochs=1"]), *args)
+    out = "\n".join(line for line in out.splitlines() if "parameters) on" not in line)  # the engine's, see above
+    (run_dir,) = (p for p in folder.iterdir() if p.is_dir())
+    assert_laid_out(out, width, [str(folder), str(folder / "sweep.csv"), str(run_dir)])
+
+    diagnosis = tmp_path / DEEP / "diagnosis"
+    args = ["--batches", "1", "--directions", "2", "--out", diagnosis]
+    out = invoke(width, "diagnose", "gradients", "digits_quick", *set_args(TINY), *args)
+    assert_laid_out(out, width, [str(f) for f in diagnosis.iterdir()])
