@@ -22,7 +22,8 @@ def check(recipe: str = typer.Argument(..., help="Recipe file or bundled recipe 
 
     problems = check_data(cfg)
     console = make_console()
-    console.print(f"data {cfg.data.name} in {cfg.data.root}", markup=False)
+    where = f" in {cfg.data.root}" if hasattr(cfg.data, "root") else ""  # digits are embedded: no folder
+    console.print(f"data {cfg.data.name}{where}", markup=False)
     for p in problems:
         status = Text("ok     ", "green") if p.ok else Text("missing", "red")
         console.print(Text.assemble(status, f" {p.path}", f"  {p.size}" if p.size else ""))

@@ -65,19 +65,17 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
             recipe = load_recipe(item)
         except RecipeError as e:
             failed += 1
-            err_console.print(f"[red]invalid[/] {item}", soft_wrap=True)
+            err_console.print(Text.assemble(("invalid", "red"), f" {item}"), soft_wrap=True)
             err_console.print(str(e), markup=False, soft_wrap=True)
             continue
         from asgl.models import MODELS  # after the schema: the registry needs torch
 
         if recipe.model.name not in MODELS:
             failed += 1
-            err_console.print(
-                f"[red]invalid[/] {item}: model.name = {recipe.model.name!r} is not one of {', '.join(MODELS)}",
-                soft_wrap=True,
-            )
+            problem = f" {item}: model.name = {recipe.model.name!r} is not one of {', '.join(MODELS)}"
+            err_console.print(Text.assemble(("invalid", "red"), problem), soft_wrap=True)
             continue
-        out.print(f"[green]ok[/] {item}", soft_wrap=True)
+        out.print(Text.assemble(("ok", "green"), f" {item}"))
     if failed:
         raise typer.Exit(2)
 
