@@ -161,3 +161,15 @@ def test_sweep_and_diagnosis_print_their_folders_whole(tmp_path, width):
     args = ["--batches", "1", "--directions", "2", "--out", diagnosis]
     out = invoke(width, "diagnose", "gradients", "digits_quick", *set_args(TINY), *args)
     assert_laid_out(out, width, [str(f) for f in diagnosis.iterdir()])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_bench_and_recipe_copies_fit_and_keep_paths_whole(tmp_path, width):
+    args = ["-b", "2", "-r", "1", "--warmup", "0", "--variants", "fused,relu,triton", *set_args(TINY)]
+    assert_laid_out(invoke(width, "bench", "digits_quick", *args), width, [])
+
+    target = tmp_path / DEEP / "mine.toml"
+    target.parent.mkdir(parents=True)
+    out = invoke(width, "recipes", "cp", "digits_quick", target)
+    assert_laid_out(out, width, [str(target)])
+    assert_laid_out(invoke(width, "recipes", "validate", target), width, [str(target)])
