@@ -1,4 +1,4 @@
-"""``asgl diagnose gradients | plot``: training gradients against the true SNN gradient (docs/method.md#gradient-diagnosis)."""
+"""``asgl diagnose gradients | plot``: training vs true SNN gradients (docs/method.md#gradient-diagnosis)."""
 
 from __future__ import annotations
 

@@ -66,8 +66,16 @@ def test_the_readme_test_command_prints_the_pass_fail_line(tmp_path):
     flags = command.split("-m pytest", 1)[1].split()[:-1]  # without the final "tests"
     (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", *flags, "-c", str(ROOT / "pyproject.toml"), "-p", "no:cacheprovider", "test_one.py"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *flags,
+        "-c",
+        ROOT / "pyproject.toml",
+        "-p",
+        "no:cacheprovider",
+        "test_one.py",
+    ]
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout

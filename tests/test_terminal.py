@@ -1,4 +1,4 @@
-"""Terminal output at 80 and 200 columns through a pipe: nothing a user may copy is split, lines fit, no colour codes."""
+"""Terminal output at 80 and 200 columns through a pipe: copyable text never split, lines fit, no colour codes."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Static images: CIFAR-10, CIFAR-100 (python pickle batches) and Tiny-ImageNet (folder layout).
 
-Samples are ``[3, H, W]`` float tensors, normalised; labels are ints. Training pipeline (docs/method.md#data-pipelines):
+Samples are ``[3, H, W]`` float tensors, normalised; labels are ints. Pipeline (docs/method.md#data-pipelines):
 RandomCrop(size, pad 4), HFlip, optional AutoAugment (CIFAR-10 policy), ToTensor, optional Cutout
 (one hole, clipped at the borders, before Normalize), Normalize. Validation and test samples get
 ToTensor + Normalize only. The validation split is carved from the official training set; the

@@ -1,4 +1,4 @@
-"""Gradient diagnosis: how close are the training gradients to the gradient of the pure SNN? (docs/method.md#gradient-diagnosis)
+"""Gradient diagnosis (docs/method.md#gradient-diagnosis): how close are the training gradients to the pure SNN's?
 
 The function under study is the loss of the *pure SNN* (every LIF layer binary, Θ; norms and dropout in
 eval mode) on K fixed minibatches. It is piecewise constant in the weights, so its "true" gradient is

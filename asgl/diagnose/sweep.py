@@ -1,4 +1,4 @@
-"""The alpha sweep (docs/method.md#published-runs): SG and ASGL trained at each surrogate width, one normal run per
+"""The alpha sweep (docs/method.md#published-runs): SG and ASGL trained at each width, one normal run per
 (method, width, seed), collected into ``sweep.csv`` and ``sweep.png``.
 
 - ``sg``: spike ``sg``, fixed width (``surrogate.learnable = false``), p = 0;

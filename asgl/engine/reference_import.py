@@ -27,7 +27,7 @@ Only the stem and LIF key names (``conv0.0.layer.weight``, ``conv0.1.layer.*``, 
 that differs is refused with every unmapped, missing and mis-shaped key listed, so the table can be
 corrected in one place (:func:`reference_units`).
 
-Values: the reference stores the leak as its logit d with gamma = sigmoid(d) (docs/method.md#the-lif-neuron; the default
+Values: the reference stores the leak as its logit d, gamma = sigmoid(d) (docs/method.md#the-lif-neuron; the default
 ``--decay-stored logit`` copies it); ``--decay-stored gamma`` converts files that keep gamma itself; its slope k = 1/alpha raw for the sigmoid
 and as log k for the rectangle; asgl keeps log k (``surrogate.storage = "log_slope"``) or k
 (``"raw_slope"``, sigmoid only). Thresholds are not in the reference's file: the recipe's are kept.
