@@ -11,8 +11,7 @@ Counted with forward hooks while the network runs in eval mode:
 - the same network as an ANN: one pass per sample with every MAC counted (output elements x fan-in).
 
 Batch norm (foldable into the weights), pooling, the LIF updates and biases are not counted, as usual in
-SNN papers. Energy constants: 45 nm CMOS, 32-bit float, Horowitz (ISSCC 2014): 0.9 pJ per add, 4.6 pJ per
-multiply-add (3.7 pJ multiply + 0.9 pJ add).
+SNN papers. Default energy constants: see :mod:`asgl.analysis`.
 """
 
 from __future__ import annotations
@@ -24,11 +23,8 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asgl.analysis import ENERGY_AC_PJ, ENERGY_MAC_PJ
 from asgl.neuron import LIF
-
-ENERGY_AC_PJ = 0.9
-ENERGY_MAC_PJ = 4.6
-ENERGY_SOURCE = "45 nm, Horowitz ISSCC 2014"
 
 
 def conv2d_synaptic_ops(x: Tensor, conv: nn.Conv2d) -> int:
