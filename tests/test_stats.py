@@ -116,3 +116,39 @@ def test_counts_are_per_sample_and_hooks_are_removed():
     per_sample = summarize(four, samples=4)
     assert per_sample.layers[0].ops == four.synapses["conv.0"].ops / 4
     assert one.synapses["conv.0"].ops == four.synapses["conv.0"].ops / 4
+
+
+def test_eval_stats_json_on_a_digits_checkpoint(tmp_path):
+    """`asgl eval --stats --json`: the first conv's MACs from the images' non-zero pixels, counted by formula."""
+    import json
+
+    from conftest import TINY, set_args
+    from typer.testing import CliRunner
+
+    from asgl.config import load_recipe
+    from asgl.data import build_data
+    from asgl_cli.main import app
+
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "digits_quick", *set_args(TINY), "--out", str(tmp_path)])
+    assert trained.exit_code == 0, trained.output
+    (run,) = tmp_path.iterdir()
+    args = ["eval", "--ckpt", str(run), "--stats", "--json", "--energy-ac", "1", "--energy-mac", "10"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)["stats"]
+
+    test = build_data(load_recipe("digits_quick", TINY)).test
+    reach = torch.tensor([2, 3, 3, 3, 3, 3, 3, 2])  # output rows (cols) a pixel row (col) reaches, 3x3 pad 1
+    pixel_reach = reach[:, None] * reach[None, :]
+    expected = sum(int((pixel_reach * (image[0] != 0)).sum()) for image, _ in test) * 16 * 2 / len(test)  # x C x T
+    first, *rest = stats["layers"]
+    assert (first["op"], first["ops"]) == ("mac", pytest.approx(expected))
+    head = rest[-1]  # reads the 16 hidden neurons' spikes, 10 outputs each, over T = 2 steps
+    assert head["ops"] == pytest.approx(stats["firing_rates"]["hidden.2"] * 16 * 2 * 10)
+    assert stats["accumulates"] == pytest.approx(sum(layer["ops"] for layer in rest))
+    assert stats["snn_energy_pj"] == pytest.approx(stats["accumulates"] * 1 + stats["macs"] * 10)
+    assert stats["ann_energy_pj"] == pytest.approx(stats["ann_macs"] * 10)
+    assert stats["energy_ratio"] == pytest.approx(stats["ann_energy_pj"] / stats["snn_energy_pj"])
+    table = runner.invoke(app, ["eval", "--ckpt", str(run), "--stats"])
+    assert table.exit_code == 0 and "ANN / SNN energy" in table.output and "hidden.2" in table.output
