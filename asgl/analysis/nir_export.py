@@ -202,7 +202,8 @@ def to_nir(
     with torch.no_grad():
         port = _emit_sequence(g, leaves, port, dt)
     g.add("output", nir.Output(output_type={"output": np.array(port.shape)}), [_current(g, "output", port)])
-    return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata={"dt": dt, **(metadata or {})})
+    metadata = {"dt": dt, "discretisation": "forward Euler", **(metadata or {})}
+    return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=metadata)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, dt: float = DEFAULT_DT) -> nir.NIRGraph:
@@ -220,7 +221,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, dt: float = DEFAU
     info = build_data(recipe).info
     model = build_model(recipe, info)
     model.load_state_dict(ckpt["model"])
-    metadata = {"time_steps": info.time_steps, "readout": recipe.model.readout, "model": recipe.model.name}
+    metadata = {
+        "time_steps": info.time_steps,  # run the graph T steps from a zero state
+        "input": info.kind,  # static: the image at every step (direct encoding); event: frame t at step t
+        "readout": recipe.model.readout,  # prediction = argmax of the logits reduced over the steps
+        "model": recipe.model.name,
+    }
     graph = to_nir(model.eval(), (info.in_channels, *info.input_size), dt, metadata)
     nir.write(str(out), graph)
     return graph

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,9 +38,10 @@ def conv2d_synaptic_ops(x: Tensor, conv: nn.Conv2d) -> int:
     if conv.padding_mode != "zeros":
         raise ValueError(f"operation counts need zero padding, {conv} pads with {conv.padding_mode!r}")
     groups = conv.groups
-    ones = x.new_ones(groups, conv.in_channels // groups, *conv.kernel_size)
-    reach = F.conv2d((x != 0).to(ones.dtype), ones, None, conv.stride, conv.padding, conv.dilation, groups)
-    return int(reach.sum().item()) * (conv.out_channels // groups)
+    ones = torch.ones(groups, conv.in_channels // groups, *conv.kernel_size, device=x.device)
+    reach = F.conv2d((x != 0).float(), ones, None, conv.stride, conv.padding, conv.dilation, groups)
+    # each value is a small exact integer in float32 (whatever x's dtype); sum in int64 to stay exact
+    return int(reach.long().sum().item()) * (conv.out_channels // groups)
 
 
 def linear_synaptic_ops(x: Tensor, linear: nn.Linear) -> int:
