@@ -177,3 +177,26 @@ def test_export_refuses_other_networks_and_formats(tmp_path):
         to_nir(torch.nn.Sequential(torch.nn.Linear(2, 2)), (2,))
     result = CliRunner().invoke(app, ["export", "--ckpt", str(tmp_path), "--format", "onnx", "--out", "x.onnx"])
     assert result.exit_code == 2 and "onnx" in result.output
+
+
+def test_exported_lif_integrated_by_euler_is_asgl_recursion():
+    """NIR's LIF equation stepped by forward Euler with the exported tau, r, v_leak, threshold, reset, dt:
+    the same spikes as asgl's LIF layer on random currents (leak and threshold away from 0.5 and 1)."""
+    recipe = load_recipe("digits_quick", ["neuron.decay=0.8", "neuron.threshold=0.7"])
+    model = build_model(recipe, build_data(recipe).info).eval()
+    dt = 3e-3
+    graph = to_nir(model, (1, 8, 8), dt=dt)
+    node = graph.nodes["hidden.2"]
+    gen = torch.Generator().manual_seed(0)
+    current = torch.randn(12, 5, 128, generator=gen).abs() * 0.6  # [T, B, neurons]
+    with torch.no_grad():
+        expected = model.hidden[2](current) != 0
+    v = np.zeros((5, 128))
+    spikes = []
+    for t in range(12):
+        v = v + dt / node.tau * (node.v_leak - v + node.r * current[t].numpy())
+        z = v > node.v_threshold
+        v = np.where(z, node.v_reset, v)
+        spikes.append(z)
+    assert expected.any() and not expected.all()
+    assert np.array_equal(np.stack(spikes), expected.numpy())

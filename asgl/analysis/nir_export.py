@@ -45,6 +45,8 @@ class Port:
 
 @dataclass
 class GraphBuilder:
+    """Nodes by name and edges (source, destination), filled in call order."""
+
     nodes: dict = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
 
@@ -54,8 +56,12 @@ class GraphBuilder:
         return name
 
 
-def _f32(x: torch.Tensor | float) -> np.ndarray:
-    return np.asarray(torch.as_tensor(x).detach().cpu().double().numpy(), dtype=np.float32)
+def _f32(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy().astype(np.float32)
+
+
+def _full(shape: tuple[int, ...], value: float) -> np.ndarray:
+    return np.full(shape, value, np.float32)
 
 
 def _leaves(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
@@ -99,8 +105,13 @@ def _emit_lif(g: GraphBuilder, name: str, lif: LIF, ports: list[Port], dt: float
     gamma, theta = float(lif.decay()), float(lif.theta())
     shape = ports[0].shape
     tau = dt / (1.0 - gamma)
-    full = lambda value: np.full(shape, value, np.float32)  # noqa: E731
-    node = nir.LIF(tau=full(tau), r=full(tau / dt), v_leak=full(0.0), v_threshold=full(theta), v_reset=full(0.0))
+    node = nir.LIF(
+        tau=_full(shape, tau),
+        r=_full(shape, tau / dt),
+        v_leak=_full(shape, 0.0),
+        v_threshold=_full(shape, theta),
+        v_reset=_full(shape, 0.0),
+    )
     sources = [_current(g, name, port) for port in ports]
     return Port(g.add(name, node, sources), shape, theta if lif.amplitude_threshold else 1.0)
 
