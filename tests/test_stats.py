@@ -50,6 +50,14 @@ def test_conv_ops_equal_explicit_loops(kwargs):
     assert conv2d_synaptic_ops(x, conv) == loop_conv_ops(x, conv)
 
 
+def test_conv_ops_exact_for_low_precision_inputs():
+    """Under AMP the inputs are bf16, whose integers are exact only to 256; a window here holds up to 576."""
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(1, 64, 6, 6, generator=gen) < 0.9).float()
+    conv = nn.Conv2d(64, 8, 3, padding=1, bias=False)
+    assert conv2d_synaptic_ops(x.bfloat16(), conv) == loop_conv_ops(x, conv)
+
+
 class TinyNet(nn.Module):
     """conv 1->2 (3x3, pad 1) -> LIF -> flatten -> linear 32->3; input [T, B, 1, 4, 4]."""
 
