@@ -35,3 +35,7 @@ class BackendUnavailable(UserError):
 
 class RunFolderBusy(UserError):
     """Another live process is writing the run folder."""
+
+
+class ExportUnsupported(UserError):
+    """A network, layer or option that the chosen export format cannot express exactly."""

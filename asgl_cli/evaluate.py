@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
 
 import typer
 from rich.table import Table
 
+from asgl.analysis import ENERGY_AC_PJ, ENERGY_MAC_PJ, ENERGY_SOURCE
 from asgl.terminal import make_console
 from asgl_cli.errors import user_errors
 
@@ -19,11 +21,18 @@ def eval_checkpoint(
     split: Literal["val", "test"] = typer.Option("test", "--split", help="Which split to evaluate."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print one JSON object instead of a table."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    stats: bool = typer.Option(False, "--stats", metavar="", help="Also firing rates, synaptic operations and energy."),
+    energy_ac: float = typer.Option(ENERGY_AC_PJ, "--energy-ac", min=0.0, help=f"pJ per accumulate ({ENERGY_SOURCE})."),
+    energy_mac: float = typer.Option(ENERGY_MAC_PJ, "--energy-mac", min=0.0, help=f"pJ per MAC ({ENERGY_SOURCE})."),
 ) -> None:
     """Evaluate a checkpoint as a pure SNN (eval mode: binary spikes, no noise)."""
+    from asgl.analysis.stats import Activity, count_activity, summarize
     from asgl.engine.evaluation import evaluate_checkpoint
 
-    result = evaluate_checkpoint(ckpt, split, device)
+    activity = Activity()
+    observe = (lambda model: count_activity(model, activity)) if stats else nullcontext
+    result = evaluate_checkpoint(ckpt, split, device, observe)
+    network = summarize(activity, result.samples, energy_ac, energy_mac) if stats else None
     record = {
         "checkpoint": str(ckpt),
         "split": split,
@@ -31,6 +40,10 @@ def eval_checkpoint(
         "accuracy": result.accuracy,
         "loss": result.loss,
     }
+    if network is not None:
+        from asgl_cli.stats_view import render_stats, stats_record
+
+        record["stats"] = stats_record(network)
     if as_json:
         typer.echo(json.dumps(record))
         return
@@ -41,3 +54,5 @@ def eval_checkpoint(
     console = make_console()
     console.print(f"{ckpt} ({split})", markup=False)  # a title line: the path is never squeezed into the table
     console.print(table)
+    if network is not None:
+        render_stats(console, network)

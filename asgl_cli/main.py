@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from asgl_cli import bench, data, diagnose, evaluate, recipes, reference, sweep, train
+from asgl_cli import bench, data, diagnose, evaluate, export, recipes, reference, sweep, train
 
 app = typer.Typer(
     name="asgl",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.command("train")(train.train)
 app.command("eval")(evaluate.eval_checkpoint)
 app.command("bench")(bench.bench)
+app.command("export")(export.export)
 app.command("import-reference")(reference.import_reference)
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(data.app, name="data")

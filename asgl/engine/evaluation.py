@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,9 +57,15 @@ def evaluate(
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, split: Literal["val", "test"] = "test", device: str = "auto"
+    checkpoint: str | Path,
+    split: Literal["val", "test"] = "test",
+    device: str = "auto",
+    observe: Callable[[nn.Module], AbstractContextManager] = nullcontext,
 ) -> EvalResult:
-    """Pure-SNN accuracy of a checkpoint on ``split``; model and data are rebuilt from its stored recipe."""
+    """Pure-SNN accuracy of a checkpoint on ``split``; model and data are rebuilt from its stored recipe.
+
+    The evaluation runs inside ``observe(model)`` (e.g. hooks that count spikes).
+    """
     from asgl.data import build_data
     from asgl.models import build_model
 
@@ -78,4 +85,5 @@ def evaluate_checkpoint(
     )
     amp = tcfg.amp if dev.type == "cuda" else "off"
     readout = recipe.model.readout
-    return evaluate(model, loader, build_loss(tcfg, readout), dev, amp, recipe.model.channels_last, readout)
+    with observe(model):
+        return evaluate(model, loader, build_loss(tcfg, readout), dev, amp, recipe.model.channels_last, readout)
