@@ -200,7 +200,7 @@ def lif_triton(
     """Triton backend (CUDA), same contract as :func:`lif_stepwise`; what the kernel lacks goes to :func:`lif_fused`."""
     from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
 
-    backend = triton_lif.lif_triton if triton_lif.supports(current, spec.surrogate) else lif_fused
+    backend = triton_lif.lif_triton if triton_lif.supports(current, gamma, theta, k, mask, spec) else lif_fused
     return backend(current, gamma, theta, k, mask, spec)
 
 
