@@ -4,12 +4,14 @@ Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuro
 keeps the membrane state in registers, writes the output and u [T, N] and saves u plus the bool mask; the
 backward runs the reverse recurrence over T in registers and reduces the decay, threshold and width
 gradients inside the kernel (block sums + atomic adds). Tensors are viewed as [T, N], N = B·prod(features);
-a per-neuron or per-channel width is expanded to the feature shape and indexed with n mod F.
+a per-neuron or per-channel width is expanded to the feature shape and indexed with n mod F (F = 1 for a
+per-layer width). Offsets are int64, so T·N may pass 2³¹.
 
 Runs on CUDA, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before importing
-triton), which is how the tests check it without a GPU. float32 only (the LIF layer casts half precision
-to float32); :func:`asgl.neuron.lif_triton` sends other dtypes and the arctan surrogate (no arctan in
-Triton's core) to the PyTorch fused path.
+triton), which is how the tests check the maths without a GPU; tests/test_triton_compile.py compiles every
+variant for real GPU targets. float32 only (the LIF layer casts half precision to float32);
+:func:`asgl.neuron.lif_triton` sends other operands (see :func:`supports`) and the arctan surrogate (no
+arctan in Triton's core) to the PyTorch fused path.
 """
 
 from __future__ import annotations
