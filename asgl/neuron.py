@@ -200,13 +200,19 @@ def lif_triton(
     """Triton backend (CUDA), same contract as :func:`lif_stepwise`; what the kernel lacks goes to :func:`lif_fused`."""
     from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
 
-    backend = triton_lif.lif_triton if triton_lif.supports(current, spec.surrogate) else lif_fused
+    backend = triton_lif.lif_triton if triton_lif.supports(current, gamma, theta, k, mask, spec) else lif_fused
     return backend(current, gamma, theta, k, mask, spec)
 
 
 BACKENDS: dict[str, Backend] = {"stepwise": lif_stepwise, "fused": lif_fused, "compiled": lif_compiled}
 if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
     BACKENDS["triton"] = lif_triton
+
+
+def auto_backend(on_cuda: bool, deterministic: bool) -> str:
+    """The backend ``auto`` runs: triton on CUDA where registered, else fused; fused too where the run must be
+    deterministic, since the triton backward adds its parameter gradients up across programs in no fixed order."""
+    return "triton" if on_cuda and "triton" in BACKENDS and not deterministic else "fused"
 
 
 def _register(module: nn.Module, name: str, value: Tensor, learnable: bool) -> None:
@@ -250,6 +256,7 @@ class LIF(nn.Module):
         self.backend = neuron.backend
         self.noise_prob = noise_prob
         self.generator: torch.Generator | None = None
+        self.deterministic = False  # set for run.deterministic (see use_deterministic_backends)
 
     def decay(self) -> Tensor:
         return torch.sigmoid(self.decay_logit)
@@ -279,7 +286,7 @@ class LIF(nn.Module):
     def resolve_backend(self, x: Tensor) -> Backend:
         name = self.backend
         if name == "auto":
-            name = "triton" if x.is_cuda and "triton" in BACKENDS else "fused"
+            name = auto_backend(x.is_cuda, self.deterministic)
         if name not in BACKENDS:
             raise RuntimeError(f"LIF backend {name!r} is not available here (have: {', '.join(BACKENDS)})")
         return BACKENDS[name]
@@ -312,6 +319,17 @@ def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
     """Set p (probability of the analog mode) on every LIF layer."""
     for _, layer in lif_layers(model):
         layer.noise_prob = noise_prob
+
+
+def use_deterministic_backends(model: nn.Module, device: torch.device) -> str | None:
+    """Make ``auto`` resolve deterministically in every LIF layer; returns the one-line note to show when that
+    changes a layer's backend on ``device`` (triton -> fused), else None."""
+    layers = [layer for _, layer in lif_layers(model)]
+    for layer in layers:
+        layer.deterministic = True
+    if any(layer.backend == "auto" for layer in layers) and auto_backend(device.type == "cuda", False) == "triton":
+        return "run.deterministic: LIF backend 'auto' runs 'fused', not 'triton'"
+    return None
 
 
 def set_spike_mode(model: nn.Module, mode: SpikeMode) -> None:
