@@ -52,7 +52,7 @@ def tiny_snn(spike: str = "asgl") -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
         TimeFold(nn.Linear(6, 12)),
-        LIF(recipe.neuron, recipe.surrogate, (12,), 0.2),
+        LIF.from_config(recipe.neuron, recipe.surrogate, (12,), 0.2),
         TimeFold(nn.Linear(12, 3)),
     ).double()
 
@@ -104,11 +104,11 @@ def test_diagnosis_leaves_model_and_rng_alone():
     rng = torch.get_rng_state()
     surrogate = validate_recipe({"surrogate": {"width": 3.0}}).surrogate
     diagnose_gradients(model, data, mean_ce, surrogate, 0.2, GradientSettings(batches=1, directions=2))
-    with spike_regime(model, "sg", noise_prob=0.7, fixed_width=surrogate):
+    with spike_regime(model, "sg", noise_prob=0.7, fixed_width=surrogate.width):
         ((_, layer),) = lif_layers(model)
-        assert layer.mode == "sg" and layer.training and not model[0].training
+        assert layer.spike == "sg" and layer.training and not model[0].training
         assert torch.allclose(layer.width.width(), torch.tensor(3.0, dtype=torch.float64))
-    assert layer.mode == "asgl" and layer.noise_prob == 0.2 and model[0].training
+    assert layer.spike == "asgl" and layer.noise_prob == 0.2 and model[0].training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
 

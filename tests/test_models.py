@@ -128,7 +128,7 @@ def test_lif_layers_follow_the_recipe():
         DVS,
     )
     layer = next(m for m in model.modules() if isinstance(m, LIF))
-    assert layer.mode == "sg"
+    assert layer.spike == "sg"
     assert "param" in dict(layer.width.named_buffers()) and not list(layer.width.parameters())
 
 

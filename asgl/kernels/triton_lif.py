@@ -158,9 +158,9 @@ class _TritonLIF(torch.autograd.Function):
     def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
         family, mode, hard_reset, amplitude_threshold = (
             spec.surrogate.name,
-            spec.mode,
-            spec.hard_reset,
-            spec.amplitude_threshold,
+            spec.spike,
+            spec.reset == "hard",
+            spec.amplitude == "threshold",
         )
         current = current.contiguous()
         steps = current.shape[0]
@@ -185,11 +185,11 @@ class _TritonLIF(torch.autograd.Function):
         spec: SpikeSpec = ctx.spec
         family, mode, hard_reset, amplitude_threshold = (
             spec.surrogate.name,
-            spec.mode,
-            spec.hard_reset,
-            spec.amplitude_threshold,
+            spec.spike,
+            spec.reset == "hard",
+            spec.amplitude == "threshold",
         )
-        width_analog = spec.width_analog
+        width_analog = spec.width_grad == "analog"
         grad_out = grad_out.contiguous()
         steps, n = u_all.shape[0], u_all[0].numel()
         k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
