@@ -1,20 +1,40 @@
 """The recipe schema: one pydantic model per TOML section, defaults documented in place.
 
 A recipe is a TOML file with the sections ``[run] [data] [model] [neuron] [surrogate] [noise]
-[optim] [train]``. Unknown keys, wrong types and out-of-range values are errors that name the key,
-the value and what was expected (see :func:`format_validation_error`). ``--set a.b=value``
-overrides are applied to the raw mapping before validation, so they are typed by the schema too.
+[optim] [train]``. ``[data]`` and ``[model]`` are chosen by their ``name``: each dataset family and
+each model family has its own section model with only the keys it uses. Unknown keys, keys the chosen
+component does not use, wrong types and out-of-range values are errors that name the key, the value
+and what was expected, with a "did you mean" for typos (see :func:`format_validation_error`).
+``--set a.b=value`` overrides are applied to the raw mapping before validation, so they are typed by
+the schema too, and an override that fails is reported as that ``--set`` flag.
+
+Adding a dataset or a model: its module and registry entry (asgl.data.DATASETS, asgl.models.MODELS)
+and its section here, listed in DATA_SECTIONS or MODEL_SECTIONS; tests/test_registries.py checks that
+every registry and the schema name the same things.
 
 This module imports no torch: the CLI validates a recipe before any heavy import.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from asgl.errors import RecipeError  # re-exported here
 
@@ -22,9 +42,35 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 class Section(BaseModel):
-    """Base of every section: unknown keys are errors, assignments are validated."""
+    """Base of every section: unknown keys are errors, assignments are validated.
+
+    ``used_only_by`` lists keys that only some values of another key use: key -> (that key, what its
+    values are called, the values that use it). Setting such a key otherwise is an error; the key is
+    left out of the section's dump when unused, so a dumped recipe validates again.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    used_only_by: ClassVar[dict[str, tuple[str, str, tuple[str, ...]]]] = {}
+
+    @model_validator(mode="after")
+    def _keys_in_use(self) -> Section:
+        for key, (chooser, kind, values) in self.used_only_by.items():
+            chosen = getattr(self, chooser)
+            if key in self.model_fields_set and chosen not in values:
+                raise PydanticCustomError(
+                    "unused_key",
+                    "{key}: not a key of {kind} {chosen!r} (only of {values})",
+                    {"key": key, "kind": kind, "chosen": chosen, "values": ", ".join(map(repr, values))},
+                )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_keys_in_use(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key, (chooser, _, values) in self.used_only_by.items():
+            if getattr(self, chooser) not in values:
+                data.pop(key, None)
+        return data
 
 
 class RunConfig(Section):
@@ -51,47 +97,141 @@ class AudioAugmentConfig(Section):
     prob: float = Field(0.5, ge=0, le=1, description="Probability of applying each transform.")
 
 
-class DataConfig(Section):
-    name: Literal[
-        "digits", "cifar10", "cifar100", "tiny_imagenet", "dvs_cifar10", "dvs_gesture", "shd", "audio_folder"
-    ] = "digits"
-    root: str = Field("data", description="Dataset folder; `asgl data check` says what must be inside.")
+# ---------------------------------------------------------------- data: one section per dataset family
+
+
+class DataSection(Section):
+    """Keys of every dataset: how the loader reads it. ``name`` picks the dataset and so its section."""
+
+    name: str
     num_workers: int = Field(0, ge=0, description="DataLoader workers (0 = main process).")
     pin_memory: bool | None = Field(None, description="None = on when training on CUDA.")
     persistent_workers: bool = True
     subset: int | None = Field(None, ge=1, description="Use only the first N samples of every split (smoke runs).")
-    # static images
+
+
+class DigitsData(DataSection):
+    """scikit-learn's 8x8 digits: embedded, no files, no augmentation."""
+
+    name: Literal["digits"] = "digits"
+
+
+class FileData(DataSection):
+    """A dataset read from files under ``root``."""
+
+    root: str = Field("data", description="Dataset folder; `asgl data check` says what must be inside.")
+
+
+class ImageData(FileData):
+    """Static images: CIFAR-10/100 (python version), Tiny-ImageNet (JPEG folders)."""
+
+    name: Literal["cifar10", "cifar100", "tiny_imagenet"] = "cifar10"
     autoaugment: bool = Field(False, description="torchvision AutoAugment, CIFAR-10 policy.")
     cutout: int = Field(0, ge=0, description="Cutout hole size in pixels (one hole), 0 = off.")
     random_crop: bool = True
     hflip: bool = True
-    # event streams
+
+
+class EventData(FileData):
+    """DVS Gesture event streams, framed into T frames and cached."""
+
+    name: Literal["dvs_gesture"] = "dvs_gesture"
     frame_size: int = Field(48, ge=4, description="Event frames are resized to frame_size x frame_size.")
-    roll_pixels: int = Field(5, ge=0, description="DVS train augmentation: random roll of both axes by +-N px.")
-    split: Literal["ratio", "reference"] = Field(
-        "ratio", description="DVS-CIFAR10 split: per-class 70/30 or the reference's."
-    )
+    roll_pixels: int = Field(5, ge=0, description="Train augmentation: random roll of both axes by +-N px.")
     cache_dir: str | None = Field(None, description="Frame cache folder; None = <root>/cache.")
-    # audio / SHD
+
+
+class DvsCifar10Data(EventData):
+    """CIFAR10-DVS event streams: the DVS Gesture keys and a choice of split."""
+
+    name: Literal["dvs_cifar10"] = "dvs_cifar10"  # type: ignore[assignment]
+    split: Literal["ratio", "reference"] = Field("ratio", description="Per-class 70/30, or the reference's split.")
+
+
+class ShdData(FileData):
+    """Spiking Heidelberg Digits (HDF5 files), binned into T steps."""
+
+    name: Literal["shd"] = "shd"
+
+
+class AudioFolderData(FileData):
+    """WAV files in one folder per class, turned into log-mel features."""
+
+    name: Literal["audio_folder"] = "audio_folder"
     sample_rate: int = Field(16000, ge=1000)
     n_mels: int = Field(64, ge=1)
     audio_seconds: float = Field(2.0, gt=0, description="Audio clips are cut or padded to this length.")
     audio_augment: AudioAugmentConfig = Field(default_factory=AudioAugmentConfig)
 
 
-class ModelConfig(Section):
-    name: str = Field("digits_convnet", description="A name of asgl.models.MODELS.")
+DATA_SECTIONS: tuple[type[DataSection], ...] = (
+    DigitsData, ImageData, EventData, DvsCifar10Data, ShdData, AudioFolderData
+)  # fmt: skip
+DataConfig = Annotated[Union[DATA_SECTIONS], Field(discriminator="name")]  # noqa: UP007
+
+
+# ---------------------------------------------------------------- model: one section per model family
+
+
+class ModelSection(Section):
+    """Keys of every model. ``name`` picks the model and so its section."""
+
+    name: str
     num_classes: int | None = Field(None, ge=2, description="None = taken from the dataset.")
     in_channels: int | None = Field(None, ge=1, description="None = taken from the dataset.")
-    hidden: int = Field(240, ge=1, description="Hidden units of recurrent/MLP models.")
-    recurrent: bool = Field(True, description="Recurrent hidden layer (SHD net).")
     readout: Literal["mean", "last", "max"] = Field("mean", description="How per-step logits become a prediction.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier (training only).")
+
+
+class ConvModel(ModelSection):
+    """Convolutional models, on images or event frames."""
+
+    channels_last: bool = Field(False, description="NHWC memory layout of the weights and inputs.")
+
+
+class DigitsConvNetConfig(ConvModel):
+    name: Literal["digits_convnet"] = "digits_convnet"
+    hidden: int = Field(240, ge=1, description="Units of the hidden fully connected LIF layer.")
+
+
+class ResNetConfig(ConvModel):
+    name: Literal["resnet18", "resnet19", "resnet34"] = "resnet18"
+    init: Literal["kaiming"] = Field("kaiming", description="He-normal conv weights (the ResNets' only init).")
+
+
+class VGGConfig(ConvModel):
+    name: Literal["vggsnn2", "vgg11", "vgg13"] = "vggsnn2"
     init: Literal["kaiming", "reference"] = Field("kaiming", description="reference = N(0, 0.5^2) VGG init.")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    channels_last: bool = False
+
+
+class RecurrentSNNConfig(ModelSection):
+    name: Literal["recurrent_snn"] = "recurrent_snn"
+    hidden: int = Field(240, ge=1, description="Hidden LIF units.")
+    recurrent: bool = Field(True, description="Hidden units also receive their own previous output.")
+    channels_last: ClassVar[bool] = False  # sequences [B, T, F] have no memory layout to choose
+
+
+MODEL_SECTIONS: tuple[type[ModelSection], ...] = (DigitsConvNetConfig, ResNetConfig, VGGConfig, RecurrentSNNConfig)
+ModelConfig = Annotated[Union[MODEL_SECTIONS], Field(discriminator="name")]  # noqa: UP007
+
+
+def section_names(sections: tuple[type[Section], ...]) -> dict[str, type[Section]]:
+    """Every ``name`` the sections accept -> its section model."""
+    return {name: cls for cls in sections for name in get_args(cls.model_fields["name"].annotation)}
+
+
+DATASET_SECTIONS = section_names(DATA_SECTIONS)
+MODEL_NAME_SECTIONS = section_names(MODEL_SECTIONS)
+# recipe sections chosen by their ``name``: section -> (what a name names, name -> section model, default)
+CHOSEN_BY_NAME: dict[str, tuple[str, dict[str, type[Section]], str]] = {
+    "data": ("dataset", DATASET_SECTIONS, "digits"),
+    "model": ("model", MODEL_NAME_SECTIONS, "digits_convnet"),
+}
 
 
 class NeuronConfig(Section):
+    """The LIF layers' keys (asgl.neuron.LIF takes the same names), and the norm before each."""
+
     spike: Literal["asgl", "sg", "heaviside"] = Field("asgl", description="Spike function in training.")
     decay: float = Field(0.5, gt=0, lt=1, description="Initial leak gamma = sigmoid(d); d is learned.")
     learn_decay: bool = True
@@ -109,6 +249,8 @@ class NeuronConfig(Section):
 
 
 class SurrogateConfig(Section):
+    """The surrogate of every LIF layer (asgl.surrogates.SurrogateWidth takes the same names)."""
+
     family: Literal["sigmoid", "rectangle", "tanh", "arctan", "triangle"] = "sigmoid"
     width: float = Field(5.0, gt=0, description="alpha; slope k = 1/alpha.")
     learnable: bool = True
@@ -149,6 +291,14 @@ class NoiseConfig(Section):
 
 
 class OptimConfig(Section):
+    used_only_by = {
+        "momentum": ("name", "optimiser", ("sgd",)),
+        "nesterov": ("name", "optimiser", ("sgd",)),
+        "restart_epochs": ("schedule", "schedule", ("cosine_restarts",)),
+        "step_epochs": ("schedule", "schedule", ("step",)),
+        "step_gamma": ("schedule", "schedule", ("step",)),
+    }
+
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -163,15 +313,15 @@ class OptimConfig(Section):
     grad_clip: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _nesterov_needs_sgd_momentum(self) -> OptimConfig:
-        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
-            raise ValueError(
-                f"nesterov = true needs name = 'sgd' and momentum > 0 (got {self.name!r}, {self.momentum})"
-            )
+    def _nesterov_needs_momentum(self) -> OptimConfig:
+        if self.nesterov and self.name == "sgd" and self.momentum == 0:
+            raise ValueError("nesterov = true needs momentum > 0")
         return self
 
 
 class TrainConfig(Section):
+    used_only_by = {"tet_lambda": ("loss", "loss", ("tet",)), "tet_phi": ("loss", "loss", ("tet",))}
+
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int | None = Field(None, ge=1, description="None = batch_size.")
@@ -195,28 +345,117 @@ class TrainConfig(Section):
 
 class Recipe(Section):
     run: RunConfig = Field(default_factory=RunConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DigitsData)
+    model: ModelConfig = Field(default_factory=DigitsConvNetConfig)
     neuron: NeuronConfig = Field(default_factory=NeuronConfig)
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @field_validator("data", "model", mode="before")
+    @classmethod
+    def _default_name(cls, value: Any, info: ValidationInfo) -> Any:
+        """A ``[data]`` or ``[model]`` table without ``name`` is the default dataset or model."""
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": CHOSEN_BY_NAME[info.field_name][2], **value}
+        return value
+
 
 # ---------------------------------------------------------------- loading
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem: ``key = value: what was expected``."""
-    lines = [f"invalid recipe {source}:"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (value {e['input']!r})")
+def did_you_mean(word: str, choices: Sequence[str], prefix: str = "", quote: bool = False) -> str:
+    """`` (did you mean <prefix><closest>?)`` when one of ``choices`` is close to ``word``, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
+    if not close:
+        return ""
+    return f" (did you mean {prefix}{close[0]!r}?)" if quote else f" (did you mean {prefix}{close[0]}?)"
+
+
+def _key_path(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """A pydantic error location as recipe keys: the union tag is dropped (data.cifar100.cutout -> data.cutout)."""
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] in CHOSEN_BY_NAME:
+        del parts[1]
+    return tuple(parts)
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The section model holding the last key of ``loc`` (a location from the Recipe down)."""
+    section: type[BaseModel] = Recipe
+    parts = [str(p) for p in loc[:-1]]
+    while parts:
+        key = parts.pop(0)
+        if section is Recipe and key in CHOSEN_BY_NAME:
+            section = CHOSEN_BY_NAME[key][1][parts.pop(0)]
         else:
-            lines.append(f"  {key} = {e['input']!r}: {e['msg']}")
-    return "\n".join(lines)
+            section = section.model_fields[key].annotation
+    return section
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """The message of a key that the section at ``loc`` does not have."""
+    path = _key_path(loc)
+    dotted, known = ".".join(path), list(_section_at(loc).model_fields)
+    if len(path) == 1:
+        return f"unknown section {dotted}{did_you_mean(path[0], known)}; sections: {', '.join(known)}"
+    hint = did_you_mean(path[-1], known, ".".join(path[:-1]) + ".")
+    if len(loc) == 3 and path[0] in CHOSEN_BY_NAME:
+        what, sections, _ = CHOSEN_BY_NAME[path[0]]
+        owners = [name for name, section in sections.items() if path[-1] in section.model_fields]
+        where = f" (a key of {what} {', '.join(owners)})" if owners else hint
+        return f"{dotted}: not a key of {what} {loc[1]!r}{where}"
+    return f"unknown key {dotted}{hint}"
+
+
+def describe_error(e: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """One validation problem as (recipe key path, one-line message naming key, value and expectation)."""
+    loc, kind, ctx = e["loc"], e["type"], e.get("ctx", {})
+    path = _key_path(loc)
+    dotted = ".".join(path) or "(top level)"
+    msg = e["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return path, _unknown_key(loc)
+    if kind == "unused_key":
+        path = (*path, ctx["key"])
+        return path, f"{'.'.join(path)}: not a key of {ctx['kind']} {ctx['chosen']!r} (only of {ctx['values']})"
+    if kind == "union_tag_invalid":
+        what, names, _ = CHOSEN_BY_NAME[path[0]]
+        hint = did_you_mean(ctx["tag"], names, quote=True)
+        return (*path, "name"), f"{dotted}.name = {ctx['tag']!r}: unknown {what}{hint}; known: {', '.join(names)}"
+    if kind == "literal_error":
+        hint = did_you_mean(str(e["input"]), re.findall(r"'([^']*)'", ctx["expected"]), quote=True)
+        return path, f"{dotted} = {e['input']!r}: {msg}{hint}"
+    if isinstance(e["input"], dict):  # a rule across the keys of a section
+        return path, f"{dotted}: {msg}"
+    return path, f"{dotted} = {e['input']!r}: {msg}"
+
+
+def _flag_of(path: tuple[str, ...], kind: str, message: str, overrides: Sequence[str]) -> str | None:
+    """The ``--set`` item a problem comes from, if any (the last one that sets its key)."""
+    for item in reversed(overrides):
+        keys = tuple(parse_override(item)[0])
+        if keys == path:
+            return item
+        inside = keys[: len(path)] == path
+        if inside and (kind == "extra_forbidden" or re.search(rf"\b{re.escape(keys[-1])}\b", message)):
+            return item
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str, overrides: Sequence[str] = ()) -> str:
+    """One line per problem: ``key = value: what was expected``; a problem of an override names its flag."""
+    in_file, in_flags = [], []
+    for e in err.errors():
+        path, message = describe_error(e)
+        flag = _flag_of(path, e["type"], message, overrides)
+        if flag is None:
+            in_file.append(f"  {message}")
+        else:
+            in_flags.append(f"--set {flag}: {message}")
+    head = [f"invalid recipe {source}:", *in_file] if in_file else []
+    return "\n".join(head + in_flags)
 
 
 def resolve_recipe_path(name_or_path: str) -> Path:
@@ -229,8 +468,12 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     bundled = RECIPES_DIR / f"{Path(name_or_path).stem}.toml"
     if path.suffix in ("", ".toml") and bundled.exists() and path.parent == Path("."):
         return bundled
-    names = ", ".join(bundled_recipes()) or "none"
-    raise RecipeError(f"recipe not found: {name_or_path!r} is neither a file nor a bundled recipe ({names})")
+    names = bundled_recipes()
+    hint = did_you_mean(path.stem, names) if path.parent == Path(".") else ""
+    raise RecipeError(
+        f"recipe not found: {name_or_path!r} is neither a file nor a bundled recipe{hint}; "
+        f"bundled: {', '.join(names) or 'none'}"
+    )
 
 
 def bundled_recipes() -> list[str]:
@@ -238,14 +481,21 @@ def bundled_recipes() -> list[str]:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML mapping of a recipe file; an empty recipe (no section at all) is refused."""
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise RecipeError(f"recipe {path} is not a text TOML file") from None
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"TOML syntax error in {path}: {e}") from None
+    if not raw:
+        raise RecipeError(
+            f"recipe {path} is empty: a recipe needs at least one section, e.g. [data] and [model] "
+            "(`asgl recipes cp digits_quick my.toml` gives a complete one to edit)"
+        )
+    return raw
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -263,11 +513,24 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with every ``a.b=value`` override set; unknown keys fail later in validation."""
+def _switch_component(raw: dict[str, Any], section: str, set_keys: set[str]) -> dict[str, Any]:
+    """``raw[section]`` for the component its overridden ``name`` picks: keys of the recipe's former
+    component that the new one does not take are dropped; keys set by overrides are kept (and checked)."""
+    fields = CHOSEN_BY_NAME[section][1].get(str(raw[section].get("name")))
+    if fields is None:  # an unknown name: validation reports it
+        return raw[section]
+    return {k: v for k, v in raw[section].items() if k in fields.model_fields or k in set_keys}
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with every ``a.b=value`` override set; unknown keys fail later in validation.
+
+    Overriding ``data.name`` or ``model.name`` switches the component: the recipe's keys of that section
+    that the new dataset or model does not take are dropped.
+    """
     out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    for item in overrides:
-        parts, value = parse_override(item)
+    set_paths = [parse_override(item) for item in overrides]
+    for parts, value in set_paths:
         node = out
         for p in parts[:-1]:
             child = node.get(p)
@@ -276,21 +539,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node[p] = child = dict(child)
             node = child
         node[parts[-1]] = value
+    for section in CHOSEN_BY_NAME:
+        if any(parts == [section, "name"] for parts, _ in set_paths):
+            set_keys = {parts[1] for parts, _ in set_paths if parts[0] == section}
+            out[section] = _switch_component(out, section, set_keys)
     return out
 
 
-def validate_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
+def validate_recipe(raw: dict[str, Any], source: str = "<recipe>", overrides: Sequence[str] = ()) -> Recipe:
+    """The recipe of a raw mapping; ``overrides`` (already applied to it) are named in the errors they cause."""
     try:
         return Recipe.model_validate(raw)
     except ValidationError as e:
-        raise RecipeError(format_validation_error(e, source)) from None
+        raise RecipeError(format_validation_error(e, source, overrides)) from None
 
 
-def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(name_or_path: str, overrides: Sequence[str] | None = None) -> Recipe:
     """Read, override and validate a recipe; raises :class:`RecipeError` with a user-facing message."""
     path = resolve_recipe_path(name_or_path)
-    raw = apply_overrides(read_toml(path), overrides or [])
-    return validate_recipe(raw, str(path))
+    overrides = list(overrides or [])
+    return validate_recipe(apply_overrides(read_toml(path), overrides), str(path), overrides)
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
