@@ -21,7 +21,8 @@ def check(recipe: str = typer.Argument(..., help="Recipe file or bundled recipe 
     from asgl.data import check_data
 
     problems = check_data(cfg)
-    table = Table(title=f"data {cfg.data.name} in {cfg.data.root}")
+    where = f" in {cfg.data.root}" if hasattr(cfg.data, "root") else ""  # digits are embedded: no folder
+    table = Table(title=f"data {cfg.data.name}{where}")
     table.add_column("")
     table.add_column("path", overflow="fold")  # paths are never truncated: the user must see them whole
     table.add_column("size", no_wrap=True)

@@ -103,7 +103,7 @@ def recipe_for_resume(checkpoint: str | Path, overrides: list[str] | None = None
                 f"changeable: {', '.join(RESUME_SAFE_KEYS)}"
             )
     raw = apply_overrides(tomllib.loads(ckpt["recipe"]), overrides or [])
-    return validate_recipe(raw, f"stored in {path}")
+    return validate_recipe(raw, f"stored in {path}", overrides or [])
 
 
 def recipe_differences(a: Recipe, b: Recipe) -> list[str]:

@@ -1,4 +1,4 @@
-"""Spiking VGG nets (SPEC §3): VGGSNN2 for DVS frames, VGG-11 and VGG-13 for static images.
+"""Spiking VGG nets: VGGSNN2 for DVS frames, VGG-11 and VGG-13 for static images.
 
 Every conv is 3x3, no bias, + norm + LIF; ``A`` is a 2x2 average pool. VGGSNN2 flattens the last
 feature map into Linear(flat, classes, no bias) (2x48x48 input: 512x3x3 = 4608 features); VGG-11/13
