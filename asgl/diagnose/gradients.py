@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from asgl.config import SurrogateConfig
 from asgl.neuron import lif_layers
 from asgl.spike import Spike
 from asgl.surrogates import SurrogateWidth
@@ -202,14 +201,14 @@ def method_gradient(
     params: Sequence[Tensor],
     batches: Sequence[Batch],
     loss_fn: LossFn,
-    surrogate: SurrogateConfig,
+    sg_width: float,
     noise_prob: float,
     mask_draws: int = 1,
     seed: int = 0,
 ) -> list[Tensor]:
     """The training gradient of ``method`` (sg, asgl or analog, see the module docstring)."""
     if method == "sg":
-        with spike_regime(model, "sg", fixed_width=surrogate.width):
+        with spike_regime(model, "sg", fixed_width=sg_width):
             return mean_gradient(model, params, batches, loss_fn)
     if method == "analog":
         with spike_regime(model, "analog"):
@@ -251,21 +250,21 @@ def diagnose_gradients(
     model: nn.Module,
     batches: Iterable[Batch],
     loss_fn: LossFn,
-    surrogate: SurrogateConfig,
+    sg_width: float,
     noise_prob: float,
     settings: GradientSettings = GradientSettings(),
     methods: Sequence[str] = METHODS,
 ) -> GradientReport:
     """Compare the training gradients of ``methods`` with the finite-difference gradient of the pure SNN.
 
-    ``batches`` yields (input, target); the first ``settings.batches`` are used. ``surrogate`` is the recipe's
-    surrogate section (its ``width`` is the fixed SG width); ``noise_prob`` the current p.
+    ``batches`` yields (input, target); the first ``settings.batches`` are used. ``sg_width`` is the fixed width α
+    of the SG gradient (the recipe's ``surrogate.width``); ``noise_prob`` the current p.
     """
     work, fixed = prepare(model, batches, settings)
     weights = weight_layers(work, settings.layers)
     params = list(weights.values())
     grads = {
-        m: method_gradient(work, m, params, fixed, loss_fn, surrogate, noise_prob, settings.mask_draws, settings.seed)
+        m: method_gradient(work, m, params, fixed, loss_fn, sg_width, noise_prob, settings.mask_draws, settings.seed)
         for m in methods
     }
     generator = torch.Generator().manual_seed(settings.seed)

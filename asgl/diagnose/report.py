@@ -83,7 +83,9 @@ def diagnose(subject: Subject, settings: GradientSettings) -> Diagnosis:
     """Gradients against the finite-difference reference, per-layer dynamics and the hybrid-vs-SNN gap."""
     recipe = subject.recipe
     loss_fn = build_loss(recipe.train, recipe.model.readout)
-    grads = diagnose_gradients(subject.model, subject.batches, loss_fn, recipe.surrogate, subject.noise_prob, settings)
+    grads = diagnose_gradients(
+        subject.model, subject.batches, loss_fn, recipe.surrogate.width, subject.noise_prob, settings
+    )
     work, fixed = prepare(subject.model, subject.batches, settings)
     dyn = layer_dynamics(work, fixed)
     hybrid, snn = accuracy_gap(work, fixed, subject.noise_prob, settings.seed, recipe.model.readout)
@@ -101,7 +103,7 @@ def epoch_record(model: nn.Module, recipe: Recipe, batches: Iterable[Batch], noi
         batches=t.diagnose_batches, directions=t.diagnose_directions, eps=t.diagnose_eps, seed=recipe.run.seed
     )
     loss_fn = build_loss(t, recipe.model.readout)
-    report = diagnose_gradients(model, batches, loss_fn, recipe.surrogate, noise_prob, settings)
+    report = diagnose_gradients(model, batches, loss_fn, recipe.surrogate.width, noise_prob, settings)
     overall = [c for c in report.comparisons if c.layer == "overall"]
     return {
         "grad_cosine": {c.method: c.cosine for c in overall},
