@@ -265,7 +265,7 @@ class SurrogateConfig(Section):
 
 
 class NoiseConfig(Section):
-    prob: float = Field(0.2, ge=0, le=1, description="p, probability of the analog mode in training.")
+    prob: float = Field(0.2, ge=0, le=1, description="p, probability of the analog value in training.")
     factor: float | None = Field(None, gt=0, description="zeta: p *= factor at each milestone; None = constant p.")
     milestones: list[float] = Field(
         [0.0, 0.2, 0.4, 0.6, 0.8, 0.95], description="Fractions of the run in [0, 1): epoch int(f*epochs)."

@@ -84,6 +84,13 @@ def test_missing_recipe(tmp_path: Path) -> None:
     assert_user_error(train(tmp_path, tmp_path / "nowhere.toml"), "recipe not found")
 
 
+def test_empty_recipe_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text("# nothing but a comment\n")
+    assert_user_error(train(tmp_path, path), str(path), "is empty")
+    assert no_run_folder(tmp_path)
+
+
 # ---------------------------------------------------------------- schema: types, keys, ranges
 
 
@@ -118,7 +125,8 @@ def test_schema_errors(tmp_path: Path, changes: dict, expected: tuple[str, ...])
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("train.epoch=3", ("train.epoch", "unknown key")),
+        ("train.epoch=3", ("--set train.epoch=3: unknown key train.epoch (did you mean train.epochs?)",)),
+        ("neuron.spike=asgll", ("--set neuron.spike=asgll", "(did you mean 'asgl'?)")),
         ("nosuch.key=1", ("--set nosuch.key=1", "unknown section nosuch")),
         ("surrogate.width=0", ("surrogate.width", "greater than 0")),
         ("noise.prob=2", ("noise.prob",)),
