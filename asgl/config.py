@@ -59,8 +59,8 @@ class Section(BaseModel):
             if key in self.model_fields_set and chosen not in values:
                 raise PydanticCustomError(
                     "unused_key",
-                    "{key}: not a key of {kind} {chosen!r} (only of {values})",
-                    {"key": key, "kind": kind, "chosen": chosen, "values": ", ".join(map(repr, values))},
+                    "{key}: not a key of {kind} {chosen} (only of {values})",
+                    {"key": key, "kind": kind, "chosen": repr(chosen), "values": ", ".join(map(repr, values))},
                 )
         return self
 
@@ -133,18 +133,19 @@ class ImageData(FileData):
 
 
 class EventData(FileData):
-    """DVS Gesture event streams, framed into T frames and cached."""
+    """Event streams of a DVS camera, framed into T frames and cached."""
 
-    name: Literal["dvs_gesture"] = "dvs_gesture"
     frame_size: int = Field(48, ge=4, description="Event frames are resized to frame_size x frame_size.")
     roll_pixels: int = Field(5, ge=0, description="Train augmentation: random roll of both axes by +-N px.")
     cache_dir: str | None = Field(None, description="Frame cache folder; None = <root>/cache.")
 
 
-class DvsCifar10Data(EventData):
-    """CIFAR10-DVS event streams: the DVS Gesture keys and a choice of split."""
+class DvsGestureData(EventData):
+    name: Literal["dvs_gesture"] = "dvs_gesture"
 
-    name: Literal["dvs_cifar10"] = "dvs_cifar10"  # type: ignore[assignment]
+
+class DvsCifar10Data(EventData):
+    name: Literal["dvs_cifar10"] = "dvs_cifar10"
     split: Literal["ratio", "reference"] = Field("ratio", description="Per-class 70/30, or the reference's split.")
 
 
@@ -165,7 +166,7 @@ class AudioFolderData(FileData):
 
 
 DATA_SECTIONS: tuple[type[DataSection], ...] = (
-    DigitsData, ImageData, EventData, DvsCifar10Data, ShdData, AudioFolderData
+    DigitsData, ImageData, DvsGestureData, DvsCifar10Data, ShdData, AudioFolderData
 )  # fmt: skip
 DataConfig = Annotated[Union[DATA_SECTIONS], Field(discriminator="name")]  # noqa: UP007
 
@@ -418,8 +419,7 @@ def describe_error(e: dict[str, Any]) -> tuple[tuple[str, ...], str]:
     if kind == "extra_forbidden":
         return path, _unknown_key(loc)
     if kind == "unused_key":
-        path = (*path, ctx["key"])
-        return path, f"{'.'.join(path)}: not a key of {ctx['kind']} {ctx['chosen']!r} (only of {ctx['values']})"
+        return (*path, ctx["key"]), f"{dotted}.{msg}"
     if kind == "union_tag_invalid":
         what, names, _ = CHOSEN_BY_NAME[path[0]]
         hint = did_you_mean(ctx["tag"], names, quote=True)
