@@ -546,6 +546,32 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return out
 
 
+def _unused_by_choice(section: type[Section], table: dict[str, Any], key: str) -> bool:
+    """Whether ``key`` of a raw ``table`` of ``section`` goes unused by the value its chooser key has there."""
+    if key not in section.used_only_by:
+        return False
+    chooser, _, values = section.used_only_by[key]
+    return table.get(chooser, section.model_fields[chooser].default) not in values
+
+
+def read_stored_recipe(text: str) -> dict[str, Any]:
+    """The raw mapping of a recipe that asgl stored (checkpoint, ``config.resolved.toml``).
+
+    Recipes stored before ``[data]``, ``[model]`` and the keys of optimisers, schedules and losses were
+    checked per component carry every key; the keys their components do not take had no effect and are
+    dropped here, so old runs still load. User recipes are never read this way.
+    """
+    raw = tomllib.loads(text)
+    for section in CHOSEN_BY_NAME:
+        if isinstance(raw.get(section), dict):
+            raw[section] = _switch_component(raw, section, set())
+    for name, section in (("optim", OptimConfig), ("train", TrainConfig)):
+        table = raw.get(name)
+        if isinstance(table, dict):
+            raw[name] = {k: v for k, v in table.items() if not _unused_by_choice(section, table, k)}
+    return raw
+
+
 def validate_recipe(raw: dict[str, Any], source: str = "<recipe>", overrides: Sequence[str] = ()) -> Recipe:
     """The recipe of a raw mapping; ``overrides`` (already applied to it) are named in the errors they cause."""
     try:

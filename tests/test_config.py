@@ -181,3 +181,21 @@ def test_a_local_file_wins_over_a_bundled_name(tmp_path, monkeypatch):
     (tmp_path / "digits_quick.toml").write_text("[train]\nepochs = 1\n")
     assert load_recipe("digits_quick.toml").train.epochs == 1
     assert resolve_recipe_path("digits_quick").parent == RECIPES_DIR  # no such file here: the bundled recipe
+
+
+def test_recipes_stored_with_every_key_still_load():
+    """Runs saved before per-component sections stored every key; the unused ones are dropped on reading."""
+    import tomli_w
+
+    from asgl.config import read_stored_recipe
+
+    current = recipe_to_dict(load_recipe("digits_quick"))
+    old = {section: dict(table) for section, table in current.items()}
+    old["data"] |= {"root": "data", "n_mels": 64, "cutout": 0, "split": "ratio"}
+    old["model"] |= {"recurrent": True, "init": "kaiming"}
+    old["optim"] |= {"momentum": 0.9, "nesterov": False, "step_gamma": 0.1, "restart_epochs": 10}
+    old["train"] |= {"tet_lambda": 0.001, "tet_phi": 1.0}
+    text = tomli_w.dumps(old)
+    with pytest.raises(RecipeError, match="data.root: not a key of dataset 'digits'"):
+        validate_recipe(tomllib.loads(text))  # a user recipe with these keys is refused
+    assert validate_recipe(read_stored_recipe(text)) == load_recipe("digits_quick")

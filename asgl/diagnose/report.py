@@ -14,12 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from asgl.config import Recipe, validate_recipe
+from asgl.config import Recipe, read_stored_recipe, validate_recipe
 from asgl.diagnose.dynamics import LayerDynamics, accuracy_gap, layer_dynamics
 from asgl.diagnose.gradients import Batch, GradientReport, GradientSettings, diagnose_gradients, prepare
 from asgl.losses import build_loss
@@ -59,7 +58,7 @@ def load_subject(
     if checkpoint is not None:
         path = resolve_checkpoint_path(checkpoint)
         ckpt = load_checkpoint(path)
-        recipe = validate_recipe(tomllib.loads(ckpt["recipe"]), f"stored in {path}")
+        recipe = validate_recipe(read_stored_recipe(ckpt["recipe"]), f"stored in {path}")
         source = str(path)
     else:
         source = f"recipe {recipe.run.name} (initial weights, seed {recipe.run.seed})"
