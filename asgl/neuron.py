@@ -265,9 +265,8 @@ class LIF(nn.Module):
         noise_prob: float = 0.0,
     ) -> LIF:
         """A LIF layer from a recipe's ``neuron`` and ``surrogate`` sections (``neuron.norm`` is the model's)."""
-        keys = ("spike", "decay", "learn_decay", "threshold", "learn_threshold", "reset", "amplitude", "width_grad")
         width = SurrogateWidth.from_config(surrogate, feature_shape)
-        return cls(width, **{k: getattr(neuron, k) for k in keys}, backend=neuron.backend, noise_prob=noise_prob)
+        return cls(width, **neuron.model_dump(exclude={"norm"}), noise_prob=noise_prob)  # same key names
 
     def decay(self) -> Tensor:
         return torch.sigmoid(self.decay_logit)

@@ -155,7 +155,7 @@ class SurrogateWidth(nn.Module):
     @classmethod
     def from_config(cls, cfg: SurrogateConfig, feature_shape: tuple[int, ...]) -> SurrogateWidth:
         """The width of a recipe's ``surrogate`` section."""
-        return cls(feature_shape, cfg.family, cfg.width, cfg.learnable, cfg.granularity, cfg.storage)
+        return cls(feature_shape, **cfg.model_dump())  # same key names
 
     def slope(self) -> Tensor:
         """k, shape of the width parameter."""
