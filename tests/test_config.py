@@ -127,6 +127,10 @@ def test_an_empty_recipe_is_refused(tmp_path, text):
         (["model.name=resnt18"], "unknown model (did you mean 'resnet18'?)"),
         (["surrogate.family=sigmod"], "(did you mean 'sigmoid'?)"),
         (["train.epochs=2", "data.n_mels=4"], "--set data.n_mels=4: data.n_mels: not a key of dataset 'digits'"),
+        (
+            ["surrogate.storage=raw_slope", "surrogate.family=tanh"],
+            "--set surrogate.family=tanh: surrogate: storage='raw_slope' is only defined for family='sigmoid'",
+        ),
     ],
 )
 def test_a_failing_override_names_its_flag_not_the_file(overrides, expected):
