@@ -513,20 +513,38 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def _switch_component(raw: dict[str, Any], section: str, set_keys: set[str]) -> dict[str, Any]:
-    """``raw[section]`` for the component its overridden ``name`` picks: keys of the recipe's former
-    component that the new one does not take are dropped; keys set by overrides are kept (and checked)."""
-    fields = CHOSEN_BY_NAME[section][1].get(str(raw[section].get("name")))
-    if fields is None:  # an unknown name: validation reports it
-        return raw[section]
-    return {k: v for k, v in raw[section].items() if k in fields.model_fields or k in set_keys}
+def _choosers(section: str) -> set[str]:
+    """The keys of a recipe section whose value decides which of its other keys are used."""
+    if section in CHOSEN_BY_NAME:
+        return {"name"}
+    field = Recipe.model_fields.get(section)
+    return {chooser for chooser, _, _ in field.annotation.used_only_by.values()} if field else set()
+
+
+def _in_use(section: str, table: dict[str, Any], key: str) -> bool:
+    """Whether the component (or choice) that the raw ``table`` of ``section`` picks takes ``key``."""
+    if section in CHOSEN_BY_NAME:
+        chosen = CHOSEN_BY_NAME[section][1].get(str(table.get("name")))
+        return chosen is None or key in chosen.model_fields  # an unknown name: validation reports it
+    cls = Recipe.model_fields[section].annotation
+    if key not in cls.used_only_by:
+        return True
+    chooser, _, values = cls.used_only_by[key]
+    return table.get(chooser, cls.model_fields[chooser].default) in values
+
+
+def _keys_in_use(raw: dict[str, Any], section: str, keep: set[str]) -> dict[str, Any]:
+    """``raw[section]`` without the keys its chosen component does not take (the keys in ``keep`` stay)."""
+    table = raw[section]
+    return {k: v for k, v in table.items() if k in keep or _in_use(section, table, k)}
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with every ``a.b=value`` override set; unknown keys fail later in validation.
 
-    Overriding ``data.name`` or ``model.name`` switches the component: the recipe's keys of that section
-    that the new dataset or model does not take are dropped.
+    Overriding a key that chooses a component (``data.name``, ``model.name``, ``optim.name``,
+    ``optim.schedule``, ``train.loss``) switches it: the recipe's keys of that section that the new choice
+    does not take are dropped; keys set by overrides are kept, and checked.
     """
     out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     set_paths = [parse_override(item) for item in overrides]
@@ -539,19 +557,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
             node[p] = child = dict(child)
             node = child
         node[parts[-1]] = value
-    for section in CHOSEN_BY_NAME:
-        if any(parts == [section, "name"] for parts, _ in set_paths):
-            set_keys = {parts[1] for parts, _ in set_paths if parts[0] == section}
-            out[section] = _switch_component(out, section, set_keys)
+    for section in {parts[0] for parts, _ in set_paths if len(parts) == 2 and parts[1] in _choosers(parts[0])}:
+        set_keys = {parts[1] for parts, _ in set_paths if parts[0] == section}
+        out[section] = _keys_in_use(out, section, set_keys)
     return out
-
-
-def _unused_by_choice(section: type[Section], table: dict[str, Any], key: str) -> bool:
-    """Whether ``key`` of a raw ``table`` of ``section`` goes unused by the value its chooser key has there."""
-    if key not in section.used_only_by:
-        return False
-    chooser, _, values = section.used_only_by[key]
-    return table.get(chooser, section.model_fields[chooser].default) not in values
 
 
 def read_stored_recipe(text: str) -> dict[str, Any]:
@@ -562,13 +571,9 @@ def read_stored_recipe(text: str) -> dict[str, Any]:
     dropped here, so old runs still load. User recipes are never read this way.
     """
     raw = tomllib.loads(text)
-    for section in CHOSEN_BY_NAME:
-        if isinstance(raw.get(section), dict):
-            raw[section] = _switch_component(raw, section, set())
-    for name, section in (("optim", OptimConfig), ("train", TrainConfig)):
-        table = raw.get(name)
-        if isinstance(table, dict):
-            raw[name] = {k: v for k, v in table.items() if not _unused_by_choice(section, table, k)}
+    for section in raw:
+        if isinstance(raw[section], dict) and _choosers(section):
+            raw[section] = _keys_in_use(raw, section, set())
     return raw
 
 

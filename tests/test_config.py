@@ -178,6 +178,10 @@ def test_overriding_a_name_switches_the_component():
         load_recipe("digits_quick", ["model.name=resnet18", "model.hidden=8"])
     images = load_recipe("cifar10_resnet18", ["data.name=cifar100"]).data
     assert (images.name, images.cutout, images.root) == ("cifar100", 16, "data")
+    adam = load_recipe("cifar10_resnet18", ["optim.name=adam"]).optim  # the recipe sets SGD's momentum
+    assert (adam.name, adam.lr, adam.weight_decay) == ("adam", 0.1, 0.0005) and "momentum" not in adam.model_fields_set
+    with pytest.raises(RecipeError, match="--set optim.momentum=0.5: optim.momentum: not a key of optimiser 'adam'"):
+        load_recipe("cifar10_resnet18", ["optim.name=adam", "optim.momentum=0.5"])
 
 
 def test_a_local_file_wins_over_a_bundled_name(tmp_path, monkeypatch):
