@@ -1,29 +1,75 @@
 """The recipe schema: one pydantic model per TOML section, defaults documented in place.
 
 A recipe is a TOML file with the sections ``[run] [data] [model] [neuron] [surrogate] [noise]
-[optim] [train]``. Unknown keys, wrong types and out-of-range values are errors that name the key,
-the value and what was expected (see :func:`format_validation_error`). ``--set a.b=value``
-overrides are applied to the raw mapping before validation, so they are typed by the schema too.
+[optim] [train]``. ``[data]`` and ``[model]`` are chosen by their ``name``: each dataset family and
+each model family has its own section model with only the keys it uses. Unknown keys, keys the chosen
+component does not use, wrong types and out-of-range values are errors that name the key, the value
+and what was expected, with a "did you mean" for typos (see :func:`format_validation_error`).
+``--set a.b=value`` overrides are applied to the raw mapping before validation, so they are typed by
+the schema too, and an override that fails is reported as that ``--set`` flag.
+
+Adding a dataset or a model: its module and registry entry (asgl.data.DATASETS, asgl.models.MODELS)
+and its section here, listed in DATA_SECTIONS or MODEL_SECTIONS; tests/test_registries.py checks that
+every registry and the schema name the same things.
 
 This module imports no torch: the CLI validates a recipe before any heavy import.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from asgl.errors import RecipeError  # re-exported here
 
 
 class Section(BaseModel):
-    """Base of every section: unknown keys are errors, assignments are validated."""
+    """Base of every section: unknown keys are errors, assignments are validated.
+
+    ``used_only_by`` lists keys that only some values of another key use: key -> (that key, what its
+    values are called, the values that use it). Setting such a key otherwise is an error; the key is
+    left out of the section's dump when unused, so a dumped recipe validates again.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    used_only_by: ClassVar[dict[str, tuple[str, str, tuple[str, ...]]]] = {}
+
+    @model_validator(mode="after")
+    def _keys_in_use(self) -> Section:
+        for key, (chooser, kind, values) in self.used_only_by.items():
+            chosen = getattr(self, chooser)
+            if key in self.model_fields_set and chosen not in values:
+                raise PydanticCustomError(
+                    "unused_key",
+                    "{key}: not a key of {kind} {chosen} (only of {values})",
+                    {"key": key, "kind": kind, "chosen": repr(chosen), "values": ", ".join(map(repr, values))},
+                )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_keys_in_use(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key, (chooser, _, values) in self.used_only_by.items():
+            if getattr(self, chooser) not in values:
+                data.pop(key, None)
+        return data
 
 
 class RunConfig(Section):
@@ -52,47 +98,142 @@ class AudioAugmentConfig(Section):
     prob: float = Field(0.5, ge=0, le=1, description="Probability of applying each transform.")
 
 
-class DataConfig(Section):
-    name: Literal[
-        "digits", "cifar10", "cifar100", "tiny_imagenet", "dvs_cifar10", "dvs_gesture", "shd", "audio_folder"
-    ] = "digits"
-    root: str = Field("data", description="Dataset folder; `asgl data check` says what must be inside.")
+# ---------------------------------------------------------------- data: one section per dataset family
+
+
+class DataSection(Section):
+    """Keys of every dataset: how the loader reads it. ``name`` picks the dataset and so its section."""
+
+    name: str
     num_workers: int = Field(0, ge=0, description="DataLoader workers (0 = main process).")
     pin_memory: bool | None = Field(None, description="None = on when training on CUDA.")
     persistent_workers: bool = True
     subset: int | None = Field(None, ge=1, description="Use only the first N samples of every split (smoke runs).")
-    # static images
+
+
+class DigitsData(DataSection):
+    """scikit-learn's 8x8 digits: embedded, no files, no augmentation."""
+
+    name: Literal["digits"] = "digits"
+
+
+class FileData(DataSection):
+    """A dataset read from files under ``root``."""
+
+    root: str = Field("data", description="Dataset folder; `asgl data check` says what must be inside.")
+
+
+class ImageData(FileData):
+    """Static images: CIFAR-10/100 (python version), Tiny-ImageNet (JPEG folders)."""
+
+    name: Literal["cifar10", "cifar100", "tiny_imagenet"] = "cifar10"
     autoaugment: bool = Field(False, description="torchvision AutoAugment, CIFAR-10 policy.")
     cutout: int = Field(0, ge=0, description="Cutout hole size in pixels (one hole), 0 = off.")
     random_crop: bool = True
     hflip: bool = True
-    # event streams
+
+
+class EventData(FileData):
+    """Event streams of a DVS camera, framed into T frames and cached."""
+
     frame_size: int = Field(48, ge=4, description="Event frames are resized to frame_size x frame_size.")
-    roll_pixels: int = Field(5, ge=0, description="DVS train augmentation: random roll of both axes by +-N px.")
-    split: Literal["ratio", "reference"] = Field(
-        "ratio", description="DVS-CIFAR10 split: per-class 70/30 or the reference's."
-    )
+    roll_pixels: int = Field(5, ge=0, description="Train augmentation: random roll of both axes by +-N px.")
     cache_dir: str | None = Field(None, description="Frame cache folder; None = <root>/cache.")
-    # audio / SHD
+
+
+class DvsGestureData(EventData):
+    name: Literal["dvs_gesture"] = "dvs_gesture"
+
+
+class DvsCifar10Data(EventData):
+    name: Literal["dvs_cifar10"] = "dvs_cifar10"
+    split: Literal["ratio", "reference"] = Field("ratio", description="Per-class 70/30, or the reference's split.")
+
+
+class ShdData(FileData):
+    """Spiking Heidelberg Digits (HDF5 files), binned into T steps."""
+
+    name: Literal["shd"] = "shd"
+
+
+class AudioFolderData(FileData):
+    """WAV files in one folder per class, turned into log-mel features."""
+
+    name: Literal["audio_folder"] = "audio_folder"
     sample_rate: int = Field(16000, ge=1000)
     n_mels: int = Field(64, ge=1)
     audio_seconds: float = Field(2.0, gt=0, description="Audio clips are cut or padded to this length.")
     audio_augment: AudioAugmentConfig = Field(default_factory=AudioAugmentConfig)
 
 
-class ModelConfig(Section):
-    name: str = Field("digits_convnet", description="A name of asgl.models.MODELS.")
+DATA_SECTIONS: tuple[type[DataSection], ...] = (
+    DigitsData, ImageData, DvsGestureData, DvsCifar10Data, ShdData, AudioFolderData
+)  # fmt: skip
+DataConfig = Annotated[Union[DATA_SECTIONS], Field(discriminator="name")]  # noqa: UP007
+
+
+# ---------------------------------------------------------------- model: one section per model family
+
+
+class ModelSection(Section):
+    """Keys of every model. ``name`` picks the model and so its section."""
+
+    name: str
     num_classes: int | None = Field(None, ge=2, description="None = taken from the dataset.")
     in_channels: int | None = Field(None, ge=1, description="None = taken from the dataset.")
-    hidden: int = Field(240, ge=1, description="Hidden units of recurrent/MLP models.")
-    recurrent: bool = Field(True, description="Recurrent hidden layer (SHD net).")
     readout: Literal["mean", "last", "max"] = Field("mean", description="How per-step logits become a prediction.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier (training only).")
+
+
+class ConvModel(ModelSection):
+    """Convolutional models, on images or event frames."""
+
+    channels_last: bool = Field(False, description="NHWC memory layout of the weights and inputs.")
+
+
+class DigitsConvNetConfig(ConvModel):
+    name: Literal["digits_convnet"] = "digits_convnet"
+    hidden: int = Field(240, ge=1, description="Units of the hidden fully connected LIF layer.")
+
+
+class ResNetConfig(ConvModel):
+    name: Literal["resnet18", "resnet19", "resnet34"] = "resnet18"
+    init: Literal["kaiming"] = Field("kaiming", description="He-normal conv weights (the ResNets' only init).")
+
+
+class VGGConfig(ConvModel):
+    name: Literal["vggsnn2", "vgg11", "vgg13"] = "vggsnn2"
     init: Literal["kaiming", "reference"] = Field("kaiming", description="reference = N(0, 0.5^2) VGG init.")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    channels_last: bool = False
+
+
+class RecurrentSNNConfig(ModelSection):
+    name: Literal["recurrent_snn"] = "recurrent_snn"
+    hidden: int = Field(240, ge=1, description="Hidden LIF units.")
+    recurrent: bool = Field(True, description="Hidden units also receive their own previous output.")
+    channels_last: ClassVar[bool] = False  # sequences [B, T, F] have no memory layout to choose
+
+
+MODEL_SECTIONS: tuple[type[ModelSection], ...] = (DigitsConvNetConfig, ResNetConfig, VGGConfig, RecurrentSNNConfig)
+ModelConfig = Annotated[Union[MODEL_SECTIONS], Field(discriminator="name")]  # noqa: UP007
+
+
+def section_names(sections: tuple[type[Section], ...]) -> dict[str, type[Section]]:
+    """Every ``name`` the sections accept -> its section model."""
+    return {name: cls for cls in sections for name in get_args(cls.model_fields["name"].annotation)}
+
+
+DATASET_SECTIONS = section_names(DATA_SECTIONS)
+MODEL_NAME_SECTIONS = section_names(MODEL_SECTIONS)
+# recipe sections chosen by their ``name``: section -> (what a name names, name -> section model, default)
+CHOSEN_BY_NAME: dict[str, tuple[str, dict[str, type[Section]], str]] = {
+    "data": ("dataset", DATASET_SECTIONS, "digits"),
+    "model": ("model", MODEL_NAME_SECTIONS, "digits_convnet"),
+}
 
 
 class NeuronConfig(Section):
+    """The LIF layers' keys (asgl.neuron.LIF takes the same names), and the norm before each."""
+
     spike: Literal["asgl", "sg", "heaviside"] = Field("asgl", description="Spike function in training.")
     decay: float = Field(0.5, gt=0, lt=1, description="Initial leak gamma = sigmoid(d); d is learned.")
     learn_decay: bool = True
@@ -110,6 +251,8 @@ class NeuronConfig(Section):
 
 
 class SurrogateConfig(Section):
+    """The surrogate of every LIF layer (asgl.surrogates.SurrogateWidth takes the same names)."""
+
     family: Literal["sigmoid", "rectangle", "tanh", "arctan", "triangle"] = "sigmoid"
     width: float = Field(5.0, gt=0, description="alpha; slope k = 1/alpha.")
     learnable: bool = True
@@ -124,7 +267,7 @@ class SurrogateConfig(Section):
 
 
 class NoiseConfig(Section):
-    prob: float = Field(0.2, ge=0, le=1, description="p, probability of the analog mode in training.")
+    prob: float = Field(0.2, ge=0, le=1, description="p, probability of the analog value in training.")
     factor: float | None = Field(None, gt=0, description="zeta: p *= factor at each milestone; None = constant p.")
     milestones: list[float] = Field(
         [0.0, 0.2, 0.4, 0.6, 0.8, 0.95], description="Fractions of the run in [0, 1): epoch int(f*epochs)."
@@ -150,6 +293,14 @@ class NoiseConfig(Section):
 
 
 class OptimConfig(Section):
+    used_only_by = {
+        "momentum": ("name", "optimiser", ("sgd",)),
+        "nesterov": ("name", "optimiser", ("sgd",)),
+        "restart_epochs": ("schedule", "schedule", ("cosine_restarts",)),
+        "step_epochs": ("schedule", "schedule", ("step",)),
+        "step_gamma": ("schedule", "schedule", ("step",)),
+    }
+
     name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -164,15 +315,15 @@ class OptimConfig(Section):
     grad_clip: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _nesterov_needs_sgd_momentum(self) -> OptimConfig:
-        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
-            raise ValueError(
-                f"nesterov = true needs name = 'sgd' and momentum > 0 (got {self.name!r}, {self.momentum})"
-            )
+    def _nesterov_needs_momentum(self) -> OptimConfig:
+        if self.nesterov and self.name == "sgd" and self.momentum == 0:
+            raise ValueError("nesterov = true needs momentum > 0")
         return self
 
 
 class TrainConfig(Section):
+    used_only_by = {"tet_lambda": ("loss", "loss", ("tet",)), "tet_phi": ("loss", "loss", ("tet",))}
+
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int | None = Field(None, ge=1, description="None = batch_size.")
@@ -196,28 +347,116 @@ class TrainConfig(Section):
 
 class Recipe(Section):
     run: RunConfig = Field(default_factory=RunConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DigitsData)
+    model: ModelConfig = Field(default_factory=DigitsConvNetConfig)
     neuron: NeuronConfig = Field(default_factory=NeuronConfig)
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @field_validator("data", "model", mode="before")
+    @classmethod
+    def _default_name(cls, value: Any, info: ValidationInfo) -> Any:
+        """A ``[data]`` or ``[model]`` table without ``name`` is the default dataset or model."""
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": CHOSEN_BY_NAME[info.field_name][2], **value}
+        return value
+
 
 # ---------------------------------------------------------------- loading
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem: ``key = value: what was expected``."""
-    lines = [f"invalid recipe {source}:"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (value {e['input']!r})")
+def did_you_mean(word: str, choices: Sequence[str], prefix: str = "", quote: bool = False) -> str:
+    """`` (did you mean <prefix><closest>?)`` when one of ``choices`` is close to ``word``, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
+    if not close:
+        return ""
+    return f" (did you mean {prefix}{close[0]!r}?)" if quote else f" (did you mean {prefix}{close[0]}?)"
+
+
+def _key_path(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """A pydantic error location as recipe keys: the union tag is dropped (data.cifar100.cutout -> data.cutout)."""
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] in CHOSEN_BY_NAME:
+        del parts[1]
+    return tuple(parts)
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The section model holding the last key of ``loc`` (a location from the Recipe down)."""
+    section: type[BaseModel] = Recipe
+    parts = [str(p) for p in loc[:-1]]
+    while parts:
+        key = parts.pop(0)
+        if section is Recipe and key in CHOSEN_BY_NAME:
+            section = CHOSEN_BY_NAME[key][1][parts.pop(0)]
         else:
-            lines.append(f"  {key} = {e['input']!r}: {e['msg']}")
-    return "\n".join(lines)
+            section = section.model_fields[key].annotation
+    return section
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """The message of a key that the section at ``loc`` does not have."""
+    path = _key_path(loc)
+    dotted, known = ".".join(path), list(_section_at(loc).model_fields)
+    if len(path) == 1:
+        return f"unknown section {dotted}{did_you_mean(path[0], known)}; sections: {', '.join(known)}"
+    hint = did_you_mean(path[-1], known, ".".join(path[:-1]) + ".")
+    if len(loc) == 3 and path[0] in CHOSEN_BY_NAME:
+        what, sections, _ = CHOSEN_BY_NAME[path[0]]
+        owners = [name for name, section in sections.items() if path[-1] in section.model_fields]
+        where = f" (a key of {what} {', '.join(owners)})" if owners else hint
+        return f"{dotted}: not a key of {what} {loc[1]!r}{where}"
+    return f"unknown key {dotted}{hint}"
+
+
+def describe_error(e: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """One validation problem as (recipe key path, one-line message naming key, value and expectation)."""
+    loc, kind, ctx = e["loc"], e["type"], e.get("ctx", {})
+    path = _key_path(loc)
+    dotted = ".".join(path) or "(top level)"
+    msg = e["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return path, _unknown_key(loc)
+    if kind == "unused_key":
+        return (*path, ctx["key"]), f"{dotted}.{msg}"
+    if kind == "union_tag_invalid":
+        what, names, _ = CHOSEN_BY_NAME[path[0]]
+        hint = did_you_mean(ctx["tag"], names, quote=True)
+        return (*path, "name"), f"{dotted}.name = {ctx['tag']!r}: unknown {what}{hint}; known: {', '.join(names)}"
+    if kind == "literal_error":
+        hint = did_you_mean(str(e["input"]), re.findall(r"'([^']*)'", ctx["expected"]), quote=True)
+        return path, f"{dotted} = {e['input']!r}: {msg}{hint}"
+    if isinstance(e["input"], dict):  # a rule across the keys of a section
+        return path, f"{dotted}: {msg}"
+    return path, f"{dotted} = {e['input']!r}: {msg}"
+
+
+def _flag_of(path: tuple[str, ...], kind: str, message: str, overrides: Sequence[str]) -> str | None:
+    """The ``--set`` item a problem comes from, if any (the last one that sets its key)."""
+    for item in reversed(overrides):
+        keys = tuple(parse_override(item)[0])
+        if keys == path:
+            return item
+        inside = keys[: len(path)] == path
+        if inside and (kind == "extra_forbidden" or re.search(rf"\b{re.escape(keys[-1])}\b", message)):
+            return item
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str, overrides: Sequence[str] = ()) -> str:
+    """One line per problem: ``key = value: what was expected``; a problem of an override names its flag."""
+    in_file, in_flags = [], []
+    for e in err.errors():
+        path, message = describe_error(e)
+        flag = _flag_of(path, e["type"], message, overrides)
+        if flag is None:
+            in_file.append(f"  {message}")
+        else:
+            in_flags.append(f"--set {flag}: {message}")
+    head = [f"invalid recipe {source}:", *in_file] if in_file else []
+    return "\n".join(head + in_flags)
 
 
 def resolve_recipe_path(name_or_path: str) -> Path:
@@ -230,8 +469,12 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     bundled = recipes_folder() / f"{Path(name_or_path).stem}.toml"
     if path.suffix in ("", ".toml") and bundled.exists() and path.parent == Path("."):
         return bundled
-    names = ", ".join(bundled_recipes()) or "none"
-    raise RecipeError(f"recipe not found: {name_or_path!r} is neither a file nor a bundled recipe ({names})")
+    names = bundled_recipes()
+    hint = did_you_mean(path.stem, names) if path.parent == Path(".") else ""
+    raise RecipeError(
+        f"recipe not found: {name_or_path!r} is neither a file nor a bundled recipe{hint}; "
+        f"bundled: {', '.join(names) or 'none'}"
+    )
 
 
 def recipes_folder() -> Path:
@@ -245,14 +488,21 @@ def bundled_recipes() -> list[str]:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML mapping of a recipe file; an empty recipe (no section at all) is refused."""
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise RecipeError(f"recipe {path} is not a text TOML file") from None
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"TOML syntax error in {path}: {e}") from None
+    if not raw:
+        raise RecipeError(
+            f"recipe {path} is empty: a recipe needs at least one section, e.g. [data] and [model] "
+            "(`asgl recipes cp digits_quick my.toml` gives a complete one to edit)"
+        )
+    return raw
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -270,11 +520,42 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with every ``a.b=value`` override set; unknown keys fail later in validation."""
+def _choosers(section: str) -> set[str]:
+    """The keys of a recipe section whose value decides which of its other keys are used."""
+    if section in CHOSEN_BY_NAME:
+        return {"name"}
+    field = Recipe.model_fields.get(section)
+    return {chooser for chooser, _, _ in field.annotation.used_only_by.values()} if field else set()
+
+
+def _in_use(section: str, table: dict[str, Any], key: str) -> bool:
+    """Whether the component (or choice) that the raw ``table`` of ``section`` picks takes ``key``."""
+    if section in CHOSEN_BY_NAME:
+        chosen = CHOSEN_BY_NAME[section][1].get(str(table.get("name")))
+        return chosen is None or key in chosen.model_fields  # an unknown name: validation reports it
+    cls = Recipe.model_fields[section].annotation
+    if key not in cls.used_only_by:
+        return True
+    chooser, _, values = cls.used_only_by[key]
+    return table.get(chooser, cls.model_fields[chooser].default) in values
+
+
+def _keys_in_use(raw: dict[str, Any], section: str, keep: set[str]) -> dict[str, Any]:
+    """``raw[section]`` without the keys its chosen component does not take (the keys in ``keep`` stay)."""
+    table = raw[section]
+    return {k: v for k, v in table.items() if k in keep or _in_use(section, table, k)}
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with every ``a.b=value`` override set; unknown keys fail later in validation.
+
+    Overriding a key that chooses a component (``data.name``, ``model.name``, ``optim.name``,
+    ``optim.schedule``, ``train.loss``) switches it: the recipe's keys of that section that the new choice
+    does not take are dropped; keys set by overrides are kept, and checked.
+    """
     out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    for item in overrides:
-        parts, value = parse_override(item)
+    set_paths = [parse_override(item) for item in overrides]
+    for parts, value in set_paths:
         node = out
         for p in parts[:-1]:
             child = node.get(p)
@@ -283,21 +564,39 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node[p] = child = dict(child)
             node = child
         node[parts[-1]] = value
+    for section in {parts[0] for parts, _ in set_paths if len(parts) == 2 and parts[1] in _choosers(parts[0])}:
+        set_keys = {parts[1] for parts, _ in set_paths if parts[0] == section}
+        out[section] = _keys_in_use(out, section, set_keys)
     return out
 
 
-def validate_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
+def read_stored_recipe(text: str) -> dict[str, Any]:
+    """The raw mapping of a recipe that asgl stored (checkpoint, ``config.resolved.toml``).
+
+    Recipes stored before ``[data]``, ``[model]`` and the keys of optimisers, schedules and losses were
+    checked per component carry every key; the keys their components do not take had no effect and are
+    dropped here, so old runs still load. User recipes are never read this way.
+    """
+    raw = tomllib.loads(text)
+    for section in raw:
+        if isinstance(raw[section], dict) and _choosers(section):
+            raw[section] = _keys_in_use(raw, section, set())
+    return raw
+
+
+def validate_recipe(raw: dict[str, Any], source: str = "<recipe>", overrides: Sequence[str] = ()) -> Recipe:
+    """The recipe of a raw mapping; ``overrides`` (already applied to it) are named in the errors they cause."""
     try:
         return Recipe.model_validate(raw)
     except ValidationError as e:
-        raise RecipeError(format_validation_error(e, source)) from None
+        raise RecipeError(format_validation_error(e, source, overrides)) from None
 
 
-def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(name_or_path: str, overrides: Sequence[str] | None = None) -> Recipe:
     """Read, override and validate a recipe; raises :class:`RecipeError` with a user-facing message."""
     path = resolve_recipe_path(name_or_path)
-    raw = apply_overrides(read_toml(path), overrides or [])
-    return validate_recipe(raw, str(path))
+    overrides = list(overrides or [])
+    return validate_recipe(apply_overrides(read_toml(path), overrides), str(path), overrides)
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

@@ -21,15 +21,17 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, get_args
 
 import torch
 from torch import Tensor, nn
 
-from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.kernels.compiled_lif import lif_compiled
-from asgl.spike import SpikeMode, SpikeSpec, draw_mask, heaviside, hybrid_spike, sg_spike
-from asgl.surrogates import SURROGATES, Surrogate, SurrogateWidth
+from asgl.spike import Amplitude, Reset, Spike, SpikeSpec, WidthGrad, draw_mask, heaviside, hybrid_spike, sg_spike
+from asgl.surrogates import Surrogate, SurrogateWidth, check_choice
+
+if TYPE_CHECKING:
+    from asgl.config import NeuronConfig, SurrogateConfig
 
 # A backend runs a LIF layer over a whole sequence:
 # (current [T, B, ...], gamma, theta, k, mask [T, B, ...] bool or None, spec) -> output [T, B, ...]
@@ -42,28 +44,28 @@ def lif_step(
     gamma: Tensor,
     theta: Tensor,
     spike: Callable[[Tensor], Tensor],
-    reset: Literal["hard", "soft"] = "hard",
+    reset: Reset = "hard",
     amplitude: Tensor | float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """One LIF step. current, state [B, ...]; returns (output a·s [B, ...], new state ũ [B, ...])."""
     u = torch.addcmul(current, state, gamma)
     s = spike(u - theta)
-    return amplitude * s, reset_state(u, s, theta, reset == "hard")
+    return amplitude * s, reset_state(u, s, theta, reset)
 
 
-def reset_state(u: Tensor, s: Tensor, theta: Tensor, hard_reset: bool) -> Tensor:
+def reset_state(u: Tensor, s: Tensor, theta: Tensor, reset: Reset) -> Tensor:
     """ũ = u − u·s (hard) or u − θ·s (soft); one op, shared by every backend so their values agree exactly."""
-    return torch.addcmul(u, u, s, value=-1) if hard_reset else torch.addcmul(u, s, theta, value=-1)
+    return torch.addcmul(u, u, s, value=-1) if reset == "hard" else torch.addcmul(u, s, theta, value=-1)
 
 
 def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> Callable[[Tensor], Tensor]:
-    """The spike function x -> s of ``spec.mode``; ``mask`` [B, ...] bool is used by ``asgl`` only."""
-    surrogate, width_grad = spec.surrogate, "analog" if spec.width_analog else "all"
-    if spec.mode == "heaviside":
+    """The spike function x -> s of ``spec.spike``; ``mask`` [B, ...] bool is used by ``asgl`` only."""
+    surrogate, width_grad = spec.surrogate, spec.width_grad
+    if spec.spike == "heaviside":
         return heaviside
-    if spec.mode == "sg":  # no analog elements, so width_analog means no width gradient
-        return lambda x: sg_spike(x, k.detach() if spec.width_analog else k, surrogate)
-    if spec.mode == "analog":
+    if spec.spike == "sg":  # no analog elements, so width_grad = "analog" means no width gradient
+        return lambda x: sg_spike(x, k.detach() if width_grad == "analog" else k, surrogate)
+    if spec.spike == "analog":
         return lambda x: surrogate.H(x, k)
     return lambda x: hybrid_spike(x, k, surrogate, mask, width_grad)
 
@@ -73,23 +75,20 @@ def lif_stepwise(
 ) -> Tensor:
     """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...]."""
     state = torch.zeros_like(current[0])
-    amplitude = theta if spec.amplitude_threshold else 1.0
-    reset = "hard" if spec.hard_reset else "soft"
+    amplitude = theta if spec.amplitude == "threshold" else 1.0
     outs = []
     for t in range(current.shape[0]):
         spike = make_spike(spec, k, None if mask is None else mask[t])
-        out, state = lif_step(current[t], state, gamma, theta, spike, reset, amplitude)
+        out, state = lif_step(current[t], state, gamma, theta, spike, spec.reset, amplitude)
         outs.append(out)
     return torch.stack(outs)
 
 
-def _spike_values(
-    x: Tensor, y: Tensor, surrogate: Surrogate, mode: SpikeMode, mask: Tensor | None, out: Tensor
-) -> Tensor:
+def _spike_values(x: Tensor, y: Tensor, surrogate: Surrogate, spike: Spike, mask: Tensor | None, out: Tensor) -> Tensor:
     """Forward spike values for x = u − θ and y = k x (any shape), written into ``out``."""
-    if mode in ("heaviside", "sg"):
+    if spike in ("heaviside", "sg"):
         return torch.ge(x, 0, out=out)
-    if mode == "analog":
+    if spike == "analog":
         return out.copy_(surrogate.step(y))
     # where(mask, Θ(x), H) as lerp(H, Θ, m), exact for m in {0, 1} (lerp returns end − (end − start)·(1 − w)
     # for w >= ½ and start + w·(end − start) below): torch.where is ~6x slower than a mul on CPU
@@ -113,35 +112,26 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
-        surrogate, mode, hard_reset, amplitude_threshold = (
-            spec.surrogate,
-            spec.mode,
-            spec.hard_reset,
-            spec.amplitude_threshold,
-        )
+        surrogate, spike, reset = spec.surrogate, spec.spike, spec.reset
         u_all = torch.empty_like(current)
         spikes = torch.empty_like(current)
         state = torch.zeros_like(current[0])
         for t in range(current.shape[0]):
             u = torch.addcmul(current[t], state, gamma, out=u_all[t])
             x = u - theta
-            s = _spike_values(x, k * x, surrogate, mode, None if mask is None else mask[t], spikes[t])
-            state = reset_state(u, s, theta, hard_reset)
+            s = _spike_values(x, k * x, surrogate, spike, None if mask is None else mask[t], spikes[t])
+            state = reset_state(u, s, theta, reset)
         ctx.save_for_backward(u_all, gamma, theta, k, mask)
         ctx.spec = spec
-        return spikes.mul_(theta) if amplitude_threshold else spikes
+        return spikes.mul_(theta) if spec.amplitude == "threshold" else spikes
 
     @staticmethod
     def backward(ctx, grad_out):
         u_all, gamma, theta, k, mask = ctx.saved_tensors
         spec: SpikeSpec = ctx.spec
-        surrogate, mode, hard_reset, amplitude_threshold = (
-            spec.surrogate,
-            spec.mode,
-            spec.hard_reset,
-            spec.amplitude_threshold,
-        )
-        width_analog = spec.width_analog
+        surrogate, spike, reset = spec.surrogate, spec.spike, spec.reset
+        hard_reset, amplitude_threshold = reset == "hard", spec.amplitude == "threshold"
+        width_analog = spec.width_grad == "analog"
         need_gamma, need_theta, need_k = ctx.needs_input_grad[1:4]
         grad_out = grad_out.contiguous()
         grad_u = torch.empty_like(u_all)  # = gradient w.r.t. current
@@ -150,12 +140,12 @@ class _FusedLIF(torch.autograd.Function):
         sum_k = torch.zeros_like(k)
         sum_theta = torch.zeros_like(theta)  # amplitude and soft-reset threshold terms
         grad_state = None  # dL/dũ[t], None = 0 (after the last step)
-        spike = torch.empty_like(u_all[0])
+        s_buffer = torch.empty_like(u_all[0])
         for t in range(u_all.shape[0] - 1, -1, -1):
             u, g_out = u_all[t], grad_out[t]
             x = u - theta
             y = k * x
-            s = _spike_values(x, y, surrogate, mode, None if mask is None else mask[t], spike)
+            s = _spike_values(x, y, surrogate, spike, None if mask is None else mask[t], s_buffer)
             grad_s = g_out * theta if amplitude_threshold else g_out
             if grad_state is not None:
                 grad_s = torch.addcmul(grad_s, grad_state, u if hard_reset else theta, value=-1)
@@ -163,7 +153,7 @@ class _FusedLIF(torch.autograd.Function):
                 carried = None
             else:
                 carried = torch.addcmul(grad_state, grad_state, s, value=-1) if hard_reset else grad_state
-            if mode == "heaviside":
+            if spike == "heaviside":
                 g = grad_u[t].zero_() if carried is None else grad_u[t].copy_(carried)
             else:
                 gd = grad_s * surrogate.density(y)
@@ -173,9 +163,9 @@ class _FusedLIF(torch.autograd.Function):
                     g = torch.addcmul(carried, gd, k, out=grad_u[t])
                 if need_theta:
                     sum_gd += gd.sum_to_size(k.shape)
-                if need_k and width_analog and mode == "asgl":
+                if need_k and width_analog and spike == "asgl":
                     sum_k += (gd * x).masked_fill_(mask[t], 0).sum_to_size(k.shape)
-                elif need_k and not (width_analog and mode == "sg"):
+                elif need_k and not (width_analog and spike == "sg"):
                     sum_k += _sum_product(gd, x, k.shape)
             if need_theta:
                 if amplitude_threshold:
@@ -183,7 +173,7 @@ class _FusedLIF(torch.autograd.Function):
                 if not hard_reset and grad_state is not None:
                     sum_theta -= _sum_product(grad_state, s, theta.shape)
             if need_gamma and grad_state is not None:
-                sum_gamma += _sum_product(grad_u[t + 1], reset_state(u, s, theta, hard_reset), gamma.shape)
+                sum_gamma += _sum_product(grad_u[t + 1], reset_state(u, s, theta, reset), gamma.shape)
             grad_state = g * gamma
         grad_theta = (sum_theta - (sum_gd * k).sum_to_size(theta.shape)) if need_theta else None
         return grad_u, sum_gamma if need_gamma else None, grad_theta, sum_k if need_k else None, None, None
@@ -230,33 +220,60 @@ def _logit(p: float) -> float:
 class LIF(nn.Module):
     """Multi-step LIF layer over [T, B, *feature_shape] with its own decay, threshold and surrogate width.
 
-    ``feature_shape`` is the per-sample shape ((C,) for linear, (C, H, W) for conv); it only fixes the shape
-    of the width parameter (granularity). In training the spike follows ``mode`` with analog probability
-    ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator`` (None = global RNG).
+    ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
+    arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog
+    probability ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator``
+    (None = global RNG). Build one from a recipe with :meth:`from_config`.
     """
 
     def __init__(
         self,
+        width: SurrogateWidth,
+        spike: Spike = "asgl",
+        decay: float = 0.5,
+        learn_decay: bool = True,
+        threshold: float = 1.0,
+        learn_threshold: bool = False,
+        reset: Reset = "hard",
+        amplitude: Amplitude = "threshold",
+        width_grad: WidthGrad = "all",
+        backend: str = "auto",
+        noise_prob: float = 0.0,
+    ):
+        super().__init__()
+        for key, value, choices in (
+            ("spike", spike, get_args(Spike)),
+            ("reset", reset, get_args(Reset)),
+            ("amplitude", amplitude, get_args(Amplitude)),
+            ("width_grad", width_grad, get_args(WidthGrad)),
+        ):
+            check_choice(key, value, choices)
+        if not 0 < decay < 1:
+            raise ValueError(f"decay = {decay}: the initial leak must be in (0, 1)")
+        self.width = width
+        self.surrogate = width.surrogate
+        _register(self, "decay_logit", torch.tensor(_logit(decay)), learn_decay)
+        _register(self, "threshold", torch.tensor(float(threshold)), learn_threshold)
+        self.spike: Spike = spike
+        self.reset: Reset = reset
+        self.amplitude: Amplitude = amplitude
+        self.width_grad: WidthGrad = width_grad
+        self.backend = backend
+        self.noise_prob = noise_prob
+        self.generator: torch.Generator | None = None
+        self.deterministic = False  # set for run.deterministic (see use_deterministic_backends)
+
+    @classmethod
+    def from_config(
+        cls,
         neuron: NeuronConfig,
         surrogate: SurrogateConfig,
         feature_shape: tuple[int, ...],
         noise_prob: float = 0.0,
-    ):
-        super().__init__()
-        self.width = SurrogateWidth(surrogate, feature_shape)
-        self.surrogate = SURROGATES[surrogate.family]
-        decay = torch.tensor(_logit(neuron.decay))
-        threshold = torch.tensor(float(neuron.threshold))
-        _register(self, "decay_logit", decay, neuron.learn_decay)
-        _register(self, "threshold", threshold, neuron.learn_threshold)
-        self.mode: SpikeMode = neuron.spike
-        self.reset = neuron.reset
-        self.amplitude_threshold = neuron.amplitude == "threshold"
-        self.width_grad = neuron.width_grad
-        self.backend = neuron.backend
-        self.noise_prob = noise_prob
-        self.generator: torch.Generator | None = None
-        self.deterministic = False  # set for run.deterministic (see use_deterministic_backends)
+    ) -> LIF:
+        """A LIF layer from a recipe's ``neuron`` and ``surrogate`` sections (``neuron.norm`` is the model's)."""
+        width = SurrogateWidth.from_config(surrogate, feature_shape)
+        return cls(width, **neuron.model_dump(exclude={"norm"}), noise_prob=noise_prob)  # same key names
 
     def decay(self) -> Tensor:
         return torch.sigmoid(self.decay_logit)
@@ -264,24 +281,19 @@ class LIF(nn.Module):
     def theta(self) -> Tensor:
         return self.threshold.clamp(min=0)
 
-    def active_mode(self) -> SpikeMode:
-        return self.mode if self.training else "heaviside"
+    def active_spike(self) -> Spike:
+        """The spike in use: ``spike`` in training, binary Θ in eval mode."""
+        return self.spike if self.training else "heaviside"
 
     def draw_mask(self, shape: torch.Size, device: torch.device) -> Tensor | None:
-        """Bool mask [T, B, ...] for the ASGL mode in training, else None."""
-        if self.active_mode() != "asgl":
+        """Bool mask [T, B, ...] for the ASGL spike in training, else None."""
+        if self.active_spike() != "asgl":
             return None
         return draw_mask(shape, self.noise_prob, self.generator, device)
 
     def spec(self) -> SpikeSpec:
-        """The spike of the current mode (binary Θ in eval mode) with this layer's reset and output."""
-        return SpikeSpec(
-            self.surrogate,
-            self.active_mode(),
-            self.reset == "hard",
-            self.amplitude_threshold,
-            self.width_grad == "analog",
-        )
+        """The active spike with this layer's surrogate, reset, amplitude and width-gradient rule."""
+        return SpikeSpec(self.surrogate, self.active_spike(), self.reset, self.amplitude, self.width_grad)
 
     def resolve_backend(self, x: Tensor) -> Backend:
         name = self.backend
@@ -307,7 +319,7 @@ class LIF(nn.Module):
         return out.to(dtype)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"
+        return f"spike={self.spike}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"
 
 
 def lif_layers(model: nn.Module) -> list[tuple[str, LIF]]:
@@ -316,7 +328,7 @@ def lif_layers(model: nn.Module) -> list[tuple[str, LIF]]:
 
 
 def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
-    """Set p (probability of the analog mode) on every LIF layer."""
+    """Set p (probability of the analog value) on every LIF layer."""
     for _, layer in lif_layers(model):
         layer.noise_prob = noise_prob
 
@@ -332,10 +344,10 @@ def use_deterministic_backends(model: nn.Module, device: torch.device) -> str | 
     return None
 
 
-def set_spike_mode(model: nn.Module, mode: SpikeMode) -> None:
-    """Set the training spike mode (asgl, sg, heaviside, analog) on every LIF layer."""
+def set_spike(model: nn.Module, spike: Spike) -> None:
+    """Set the training spike (asgl, sg, heaviside, analog) on every LIF layer."""
     for _, layer in lif_layers(model):
-        layer.mode = mode
+        layer.spike = spike
 
 
 def set_mask_generator(model: nn.Module, generator: torch.Generator | None) -> None:

@@ -10,14 +10,25 @@ The main optimiser's LR follows ``asgl.schedules.build_lr_scheduler``, stepped o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from asgl.config import OptimConfig
 from asgl.neuron import LIF
 from asgl.schedules import build_lr_scheduler
+
+if TYPE_CHECKING:
+    from asgl.config import OptimConfig
+
+# optim.name -> the main optimiser over parameter groups
+OPTIMIZERS: dict[str, Callable[[list[dict], OptimConfig], torch.optim.Optimizer]] = {
+    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov),
+    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr),
+    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr),
+}
 
 
 @dataclass
@@ -78,11 +89,6 @@ def build_optimizers(model: nn.Module, cfg: OptimConfig, epochs: int) -> Optimiz
     main_groups = [g for g in main_groups if g["params"]]
     if not main_groups:
         raise ValueError("the model has no trainable weights outside its LIF layers")
-    if cfg.name == "sgd":
-        main = torch.optim.SGD(main_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    elif cfg.name == "adam":
-        main = torch.optim.Adam(main_groups, lr=cfg.lr)
-    else:
-        main = torch.optim.AdamW(main_groups, lr=cfg.lr)
+    main = OPTIMIZERS[cfg.name](main_groups, cfg)
     neuron = torch.optim.Adam(groups.neuron, lr=cfg.neuron_lr, weight_decay=0.0) if groups.neuron else None
     return Optimizers(main, neuron, build_lr_scheduler(main, cfg, epochs))

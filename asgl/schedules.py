@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 from torch.optim.lr_scheduler import (
     ConstantLR,
@@ -13,7 +16,8 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
-from asgl.config import NoiseConfig, OptimConfig
+if TYPE_CHECKING:
+    from asgl.config import NoiseConfig, OptimConfig
 
 
 def noise_milestones(noise: NoiseConfig, epochs: int) -> list[int]:
@@ -35,18 +39,19 @@ def noise_prob_at(epoch: int, noise: NoiseConfig, epochs: int) -> float:
     return min(1.0, max(0.0, noise.prob * noise.factor**passed))
 
 
+# optim.schedule -> (optimizer, optim section, epochs after the warm-up) -> per-epoch scheduler
+LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, OptimConfig, int], LRScheduler]] = {
+    "cosine": lambda opt, cfg, span: CosineAnnealingLR(opt, T_max=span, eta_min=0.0),
+    "cosine_restarts": lambda opt, cfg, span: CosineAnnealingWarmRestarts(opt, T_0=cfg.restart_epochs),
+    "step": lambda opt, cfg, span: StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.step_gamma),
+    "none": lambda opt, cfg, span: ConstantLR(opt, factor=1.0, total_iters=0),
+}
+
+
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, epochs: int) -> LRScheduler:
     """Per-epoch LR schedule of the main optimiser (optionally after a linear warm-up)."""
     warmup = min(optim.warmup_epochs, epochs - 1)
-    span = max(1, epochs - warmup)
-    if optim.schedule == "cosine":
-        main: LRScheduler = CosineAnnealingLR(optimizer, T_max=span, eta_min=0.0)
-    elif optim.schedule == "cosine_restarts":
-        main = CosineAnnealingWarmRestarts(optimizer, T_0=optim.restart_epochs)
-    elif optim.schedule == "step":
-        main = StepLR(optimizer, step_size=optim.step_epochs, gamma=optim.step_gamma)
-    else:
-        main = ConstantLR(optimizer, factor=1.0, total_iters=0)
+    main = LR_SCHEDULES[optim.schedule](optimizer, optim, max(1, epochs - warmup))
     if warmup == 0:
         return main
     ramp = LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)

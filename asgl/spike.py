@@ -22,23 +22,26 @@ from torch import Tensor
 
 from asgl.surrogates import Surrogate
 
-SpikeMode = Literal["asgl", "sg", "heaviside", "analog"]
+# the spike function: asgl (mixed by a mask), sg (Θ forward, h_α backward), analog (H_α, p = 1), heaviside (Θ)
+Spike = Literal["asgl", "sg", "heaviside", "analog"]
+Reset = Literal["hard", "soft"]  # ũ = u (1 − s), or ũ = u − θ s
+Amplitude = Literal["threshold", "unit"]  # spike output θ s (reference) or s
+WidthGrad = Literal["all", "analog"]  # width gradient from every element, or analog elements only
 
 
 @dataclass(frozen=True)
 class SpikeSpec:
     """The static part of a LIF backend call: which spike, and how reset, output and gradients use it.
 
-    mode: ``asgl`` (mixed by a mask), ``sg`` (Θ forward, h_α backward), ``analog`` (H_α, p = 1) or
-    ``heaviside`` (Θ, no surrogate gradient). ``width_analog``: the width gradient comes from analog
-    elements only (extension; none at all in ``sg`` mode).
+    Field names and values are those of the recipe's ``neuron`` keys. ``width_grad = "analog"``: the width
+    gradient comes from analog elements only (extension; none at all with the ``sg`` spike).
     """
 
     surrogate: Surrogate
-    mode: SpikeMode
-    hard_reset: bool = True
-    amplitude_threshold: bool = True
-    width_analog: bool = False
+    spike: Spike
+    reset: Reset = "hard"
+    amplitude: Amplitude = "threshold"
+    width_grad: WidthGrad = "all"
 
 
 def heaviside(x: Tensor) -> Tensor:
@@ -62,9 +65,7 @@ def _straight_through(value: Tensor, smooth: Tensor) -> Tensor:
     return value.detach() + (smooth - smooth.detach())
 
 
-def hybrid_spike(
-    x: Tensor, k: Tensor, surrogate: Surrogate, mask: Tensor, width_grad: Literal["all", "analog"] = "all"
-) -> Tensor:
+def hybrid_spike(x: Tensor, k: Tensor, surrogate: Surrogate, mask: Tensor, width_grad: WidthGrad = "all") -> Tensor:
     """ASGL spike for a given mask (True = spike). x [...], k broadcastable, mask bool like x."""
     smooth = surrogate.H(x, k)
     value = torch.where(mask, heaviside(x), smooth)
@@ -86,7 +87,7 @@ def asgl_spike(
     surrogate: Surrogate,
     noise_prob: float,
     generator: torch.Generator | None = None,
-    width_grad: Literal["all", "analog"] = "all",
+    width_grad: WidthGrad = "all",
 ) -> Tensor:
     """ASGL spike with a fresh mask drawn per element from ``generator`` (p = analog probability)."""
     mask = draw_mask(x.shape, noise_prob, generator, x.device)

@@ -17,12 +17,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from asgl.config import SurrogateConfig
+if TYPE_CHECKING:
+    from asgl.config import SurrogateConfig
+
+Granularity = Literal["layer", "channel", "neuron"]
+Storage = Literal["log_slope", "raw_slope"]
 
 
 def _sigmoid_step(y: Tensor) -> Tensor:
@@ -94,7 +98,13 @@ SURROGATES: dict[str, Surrogate] = {
 }
 
 
-def width_shape(granularity: Literal["layer", "channel", "neuron"], feature_shape: tuple[int, ...]) -> tuple[int, ...]:
+def check_choice(key: str, value: str, choices: tuple[str, ...] | dict) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices`` (a tuple or a registry's names)."""
+    if value not in choices:
+        raise ValueError(f"{key} = {value!r}: expected one of {', '.join(choices)}")
+
+
+def width_shape(granularity: Granularity, feature_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Shape of the width parameter for per-sample features ``feature_shape`` ((C,), (C, H, W), ...).
 
     layer -> () ; channel -> (C, 1, ..., 1) for conv features, () for linear features ; neuron -> feature_shape.
@@ -108,22 +118,44 @@ def width_shape(granularity: Literal["layer", "channel", "neuron"], feature_shap
 
 
 class SurrogateWidth(nn.Module):
-    """Owns one LIF layer's surrogate width and returns its slope k = 1/α.
+    """Owns one LIF layer's surrogate: its family and its width α, returning the slope k = 1/α.
 
-    storage ``log_slope`` keeps log k (k > 0 always); ``raw_slope`` keeps k itself (reference sigmoid parity,
-    may cross zero). Fixed widths (``learnable = False``) are buffers.
+    Arguments are the recipe's ``surrogate`` keys. ``granularity`` sets the width's shape for per-sample
+    features ``feature_shape`` (see :func:`width_shape`). ``storage = "log_slope"`` keeps log k (k > 0
+    always); ``raw_slope`` keeps k itself (reference sigmoid parity, may cross zero). A fixed width
+    (``learnable = False``, the SG baseline) is a buffer.
     """
 
-    def __init__(self, cfg: SurrogateConfig, feature_shape: tuple[int, ...]):
+    def __init__(
+        self,
+        feature_shape: tuple[int, ...],
+        family: str = "sigmoid",
+        width: float = 5.0,
+        learnable: bool = True,
+        granularity: Granularity = "layer",
+        storage: Storage = "log_slope",
+    ):
         super().__init__()
-        self.family = SURROGATES[cfg.family]
-        self.storage = cfg.storage
-        init = 1.0 / cfg.width if cfg.storage == "raw_slope" else math.log(1.0 / cfg.width)
-        value = torch.full(width_shape(cfg.granularity, feature_shape), init)
-        if cfg.learnable:
+        check_choice("family", family, SURROGATES)
+        check_choice("granularity", granularity, get_args(Granularity))
+        check_choice("storage", storage, get_args(Storage))
+        if storage == "raw_slope" and family != "sigmoid":
+            raise ValueError(f"storage = 'raw_slope' is only defined for the sigmoid family, not {family!r}")
+        if width <= 0:
+            raise ValueError(f"width = {width}: must be > 0")
+        self.surrogate = SURROGATES[family]
+        self.storage = storage
+        init = 1.0 / width if storage == "raw_slope" else math.log(1.0 / width)
+        value = torch.full(width_shape(granularity, feature_shape), init)
+        if learnable:
             self.param = nn.Parameter(value)
         else:
-            self.register_buffer("param", value)  # fixed width (SG baseline)
+            self.register_buffer("param", value)
+
+    @classmethod
+    def from_config(cls, cfg: SurrogateConfig, feature_shape: tuple[int, ...]) -> SurrogateWidth:
+        """The width of a recipe's ``surrogate`` section."""
+        return cls(feature_shape, **cfg.model_dump())  # same key names
 
     def slope(self) -> Tensor:
         """k, shape of the width parameter."""

@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.neuron import BACKENDS, LIF
+from asgl.surrogates import SurrogateWidth
 
 
 def saved_bytes(layer: LIF, x: torch.Tensor) -> int:
@@ -51,7 +51,7 @@ def bench(
 
     Process CPU time is reported beside wall time: on a shared machine it is the steadier measure of work.
     """
-    layer = LIF(NeuronConfig(spike=mode), SurrogateConfig(family="sigmoid", width=2.0), shape[1:], 0.2).to(device)
+    layer = LIF(SurrogateWidth(shape[1:], "sigmoid", width=2.0), spike=mode, noise_prob=0.2).to(device)
     x = torch.randn(steps, *shape, device=device, requires_grad=True)
     backends = ["stepwise", "fused", "compiled"]
     backends += ["triton"] if device.startswith("cuda") and "triton" in BACKENDS else []

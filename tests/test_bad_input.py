@@ -84,6 +84,13 @@ def test_missing_recipe(tmp_path: Path) -> None:
     assert_user_error(train(tmp_path, tmp_path / "nowhere.toml"), "recipe not found")
 
 
+def test_empty_recipe_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text("# nothing but a comment\n")
+    assert_user_error(train(tmp_path, path), str(path), "is empty")
+    assert no_run_folder(tmp_path)
+
+
 # ---------------------------------------------------------------- schema: types, keys, ranges
 
 
@@ -94,7 +101,7 @@ def test_missing_recipe(tmp_path: Path) -> None:
         ({"train": {"time_steps": 1.5}}, ("train.time_steps",)),
         ({"surrogate": {"learnable": "maybe"}}, ("surrogate.learnable",)),
         ({"surrogate": {"widht": 5.0}}, ("surrogate.widht", "unknown key")),
-        ({"optimiser": {"lr": 0.1}}, ("optimiser", "unknown key")),
+        ({"optimiser": {"lr": 0.1}}, ("unknown section optimiser", "did you mean optim?")),
         ({"surrogate": {"width": -1.0}}, ("surrogate.width", "-1.0", "greater than 0")),
         ({"surrogate": {"width": 0.0}}, ("surrogate.width", "greater than 0")),
         ({"noise": {"prob": 1.5}}, ("noise.prob", "1.5", "less than or equal to 1")),
@@ -118,8 +125,9 @@ def test_schema_errors(tmp_path: Path, changes: dict, expected: tuple[str, ...])
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("train.epoch=3", ("train.epoch", "unknown key")),
-        ("nosuch.key=1", ("nosuch", "unknown key")),
+        ("train.epoch=3", ("--set train.epoch=3: unknown key train.epoch (did you mean train.epochs?)",)),
+        ("neuron.spike=asgll", ("--set neuron.spike=asgll", "(did you mean 'asgl'?)")),
+        ("nosuch.key=1", ("--set nosuch.key=1", "unknown section nosuch")),
         ("surrogate.width=0", ("surrogate.width", "greater than 0")),
         ("noise.prob=2", ("noise.prob",)),
         ("train.epochs=abc", ("train.epochs", "'abc'")),
@@ -155,15 +163,15 @@ def test_last_batch_of_one_sample_with_one_time_step(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("model", "expected"),
     [
-        ({"num_classes": 5}, ("model.num_classes = 5", "10 classes")),
-        ({"in_channels": 3}, ("model.in_channels = 3", "1 channels")),
+        ({"hidden": 8, "num_classes": 5}, ("model.num_classes = 5", "10 classes")),
+        ({"hidden": 8, "in_channels": 3}, ("model.in_channels = 3", "1 channels")),
         ({"name": "vgg13"}, ("vgg13", "too small")),  # five 2x2 pools do not fit a digits image
-        ({"name": "recurrent_snn"}, ("recurrent_snn", "static")),  # sequences model on images
+        ({"name": "recurrent_snn", "hidden": 8}, ("recurrent_snn", "static")),  # sequences model on images
     ],
     ids=["classes", "channels", "input-size", "input-kind"],
 )
 def test_model_dataset_mismatch(tmp_path: Path, model: dict, expected: tuple[str, ...]) -> None:
     path = tmp_path / "r.toml"
-    path.write_text(toml_text(merged(model=model)))
+    path.write_text(toml_text({**BASE, "model": model}))  # the whole [model] table: keys depend on the model
     assert_user_error(train(tmp_path, path), *expected)
     assert no_run_folder(tmp_path)

@@ -7,11 +7,10 @@ cases are few and share one input shape; the saved-tensor and layer tests reuse 
 import pytest
 import torch
 
-from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.kernels import compiled_lif
 from asgl.neuron import BACKENDS, LIF, lif_compiled, lif_stepwise, set_mask_generator
 from asgl.spike import SpikeSpec, draw_mask
-from asgl.surrogates import SURROGATES
+from asgl.surrogates import SURROGATES, SurrogateWidth
 
 THETA = 0.8
 
@@ -28,7 +27,9 @@ def run(backend, family, mode, reset, amplitude, k_shape, width_grad="all"):
     """Output and gradients (current, gamma, theta, k) of a weighted sum of the output."""
     args = inputs(k_shape)
     mask = draw_mask(args[0].shape, 0.3, torch.Generator().manual_seed(1), "cpu") if mode == "asgl" else None
-    out = backend(*args, mask, SpikeSpec(SURROGATES[family], mode, reset == "hard", amplitude, width_grad == "analog"))
+    out = backend(
+        *args, mask, SpikeSpec(SURROGATES[family], mode, reset, "threshold" if amplitude else "unit", width_grad)
+    )
     weights = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
     grads = torch.autograd.grad((out * weights).sum(), args, allow_unused=True)
     return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(args, grads)]
@@ -69,8 +70,8 @@ def test_saves_one_float_tensor_and_the_bool_mask():
 
 
 def test_layer_backend_is_opt_in():
-    neuron = NeuronConfig(spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True)
-    layer = LIF(neuron, SurrogateConfig(family="sigmoid", width=2.0), (4, 3, 3), noise_prob=0.3)
+    width = SurrogateWidth((4, 3, 3), "sigmoid", width=2.0)
+    layer = LIF(width, spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True, noise_prob=0.3)
     x = inputs(())[0]
     assert layer.resolve_backend(x) is BACKENDS["fused"]  # auto never compiles
     outs = []

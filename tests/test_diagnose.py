@@ -52,7 +52,7 @@ def tiny_snn(spike: str = "asgl") -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
         TimeFold(nn.Linear(6, 12)),
-        LIF(recipe.neuron, recipe.surrogate, (12,), 0.2),
+        LIF.from_config(recipe.neuron, recipe.surrogate, (12,), 0.2),
         TimeFold(nn.Linear(12, 3)),
     ).double()
 
@@ -67,10 +67,10 @@ def batches(n: int = 2) -> list:
 
 def test_analog_gradient_matches_finite_differences():
     model, data = tiny_snn(), batches()
-    surrogate = validate_recipe({"surrogate": {"width": 1.0}}).surrogate
+    sg_width = 1.0
     params = list(weight_layers(model).values())
-    analog = method_gradient(model, "analog", params, data, mean_ce, surrogate, 0.2)
-    full_noise = method_gradient(model, "asgl", params, data, mean_ce, surrogate, 1.0)
+    analog = method_gradient(model, "analog", params, data, mean_ce, sg_width, 0.2)
+    full_noise = method_gradient(model, "asgl", params, data, mean_ce, sg_width, 1.0)
     for a, b in zip(analog, full_noise):
         assert torch.allclose(a, b)  # p = 1 is the analog network
 
@@ -88,9 +88,9 @@ def test_readout_gradient_of_sg_equals_reference():
     """The head sees binary spikes in both the pure SNN and the SG forward: its FD and SG gradients agree,
     which only holds when the reference and the training gradient use the same function."""
     model, data = tiny_snn(), batches()
-    surrogate = validate_recipe({"surrogate": {"width": 1.0}}).surrogate
+    sg_width = 1.0
     settings = GradientSettings(batches=2, directions=8, eps=1e-4, float64=True)
-    report = diagnose_gradients(model, data, mean_ce, surrogate, 0.2, settings)
+    report = diagnose_gradients(model, data, mean_ce, sg_width, 0.2, settings)
     head = {c.method: c for c in report.comparisons if c.layer == "2.0"}
     assert head["sg"].cosine > 0.999 and abs(head["sg"].norm_ratio - 1) < 1e-3
     assert report.zero_fraction["2.0"] == 0
@@ -102,13 +102,13 @@ def test_diagnosis_leaves_model_and_rng_alone():
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    surrogate = validate_recipe({"surrogate": {"width": 3.0}}).surrogate
-    diagnose_gradients(model, data, mean_ce, surrogate, 0.2, GradientSettings(batches=1, directions=2))
-    with spike_regime(model, "sg", noise_prob=0.7, fixed_width=surrogate):
+    sg_width = 3.0
+    diagnose_gradients(model, data, mean_ce, sg_width, 0.2, GradientSettings(batches=1, directions=2))
+    with spike_regime(model, "sg", noise_prob=0.7, fixed_width=sg_width):
         ((_, layer),) = lif_layers(model)
-        assert layer.mode == "sg" and layer.training and not model[0].training
+        assert layer.spike == "sg" and layer.training and not model[0].training
         assert torch.allclose(layer.width.width(), torch.tensor(3.0, dtype=torch.float64))
-    assert layer.mode == "asgl" and layer.noise_prob == 0.2 and model[0].training
+    assert layer.spike == "asgl" and layer.noise_prob == 0.2 and model[0].training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
 

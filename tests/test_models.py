@@ -128,7 +128,7 @@ def test_lif_layers_follow_the_recipe():
         DVS,
     )
     layer = next(m for m in model.modules() if isinstance(m, LIF))
-    assert layer.mode == "sg"
+    assert layer.spike == "sg"
     assert "param" in dict(layer.width.named_buffers()) and not list(layer.width.parameters())
 
 
@@ -149,3 +149,39 @@ def test_convolutional_models_refuse_sequence_data(name):
 
     with pytest.raises(ModelDataMismatch, match="sequences"):
         build_model(Recipe(model={"name": name}), DataInfo("sequence", 1, (700,), 20, 4))
+
+
+@pytest.mark.parametrize(
+    ("name", "info", "shape"),
+    [
+        ("digits_convnet", DataInfo("static", 1, (8, 8), 10, 2), (6, 1, 8, 8)),
+        ("recurrent_snn", DataInfo("sequence", 5, (5,), 4, 2), (6, 2, 5)),
+    ],
+)
+def test_dropout_acts_in_training_and_is_identity_in_eval(name, info, shape):
+    """The classifier's input is the twin's (same weights, no dropout) with each entry dropped or scaled by 2."""
+    spec = {"model": {"name": name, "hidden": 32, "dropout": 0.5}, "noise": {"prob": 0.0}, "train": {"time_steps": 2}}
+    torch.manual_seed(0)
+    model = build_model(validate_recipe(spec), info)
+    spec["model"]["dropout"] = 0.0
+    twin = build_model(validate_recipe(spec), info)
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 3
+
+    def head_input(net: nn.Module) -> torch.Tensor:
+        seen = []
+        last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+        handle = last.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach()))
+        net(x)
+        handle.remove()
+        return seen[0]
+
+    model.eval(), twin.eval()
+    assert torch.equal(head_input(model), head_input(twin))
+    model.train(), twin.train()
+    dropped, plain = head_input(model), head_input(twin)
+    active = plain != 0
+    assert active.sum() > 20
+    assert ((dropped[active] == 0) | torch.isclose(dropped[active], 2 * plain[active])).all()
+    kept = (dropped[active] != 0).float().mean().item()
+    assert 0.2 < kept < 0.8  # about half of the entries survive p = 0.5

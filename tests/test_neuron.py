@@ -6,18 +6,17 @@ import math
 import pytest
 import torch
 
-from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.neuron import LIF, lif_fused, lif_stepwise, set_mask_generator, set_noise_prob
 from asgl.spike import SpikeSpec
-from asgl.surrogates import SURROGATES
+from asgl.surrogates import SURROGATES, SurrogateWidth
 
 SIG = SURROGATES["sigmoid"]
 
 
-def run_lif(inputs, mode, theta=1.0, gamma=0.5, reset="hard", amplitude=True, k=1.0, backend=lif_stepwise):
+def run_lif(inputs, spike, theta=1.0, gamma=0.5, reset="hard", amplitude="threshold", k=1.0, backend=lif_stepwise):
     current = torch.tensor(inputs, dtype=torch.float64).reshape(-1, 1)
     t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    spec = SpikeSpec(SIG, mode, reset == "hard", amplitude)
+    spec = SpikeSpec(SIG, spike, reset, amplitude)
     return backend(current, t(gamma), t(theta), t(k), None, spec).flatten().tolist()
 
 
@@ -31,19 +30,22 @@ def test_three_steps_by_hand(backend):
     # soft reset subtracts theta: t0 u 1.5 -> state 0.5; t1 u 0.45; t2 u 0.225 + 1 = 1.225
     assert run_lif([1.5, 0.2, 1.0], "sg", reset="soft", backend=backend) == [1.0, 0.0, 1.0]
     # unit amplitude
-    assert run_lif([1.5, 1.5, 0.2], "sg", theta=2.0, amplitude=False, backend=backend) == [0.0, 1.0, 0.0]
+    assert run_lif([1.5, 1.5, 0.2], "sg", theta=2.0, amplitude="unit", backend=backend) == [0.0, 1.0, 0.0]
     # analog elements are partly reset with the mixed s: t0 u = 1, s = σ(0) = ½, state ½;
     # t1 u = 0.25 + 0.75 = 1, s = ½, state ½; t2 u = 0.25 + 2 = 2.25, s = σ(1.25)
     sig = 1 / (1 + math.exp(-1.25))
     assert run_lif([1.0, 0.75, 2.0], "analog", backend=backend) == pytest.approx([0.5, 0.5, sig])
 
 
+SURROGATE_KEYS = {"family", "width", "learnable", "granularity", "storage"}
+
+
 def make_lif(**overrides):
-    neuron = dict(spike="asgl", decay=0.6, threshold=0.8, learn_threshold=True)
-    surrogate = dict(family="sigmoid", width=2.0)
-    for key, value in overrides.items():
-        (neuron if key in NeuronConfig.model_fields else surrogate)[key] = value
-    return LIF(NeuronConfig(**neuron), SurrogateConfig(**surrogate), (4, 3, 3), noise_prob=0.3)
+    """A LIF layer over features (4, 3, 3); surrogate keys go to its width, the others to the layer."""
+    settings = dict(spike="asgl", decay=0.6, threshold=0.8, learn_threshold=True, family="sigmoid", width=2.0)
+    settings |= overrides
+    width = SurrogateWidth((4, 3, 3), **{k: settings.pop(k) for k in SURROGATE_KEYS & settings.keys()})
+    return LIF(width, **settings, noise_prob=0.3)
 
 
 def test_eval_output_is_binary():
@@ -76,10 +78,10 @@ CASES = list(
 )
 
 
-@pytest.mark.parametrize("mode,reset,amplitude,granularity,family", CASES)
-def test_fused_matches_stepwise(mode, reset, amplitude, granularity, family):
+@pytest.mark.parametrize("spike,reset,amplitude,granularity,family", CASES)
+def test_fused_matches_stepwise(spike, reset, amplitude, granularity, family):
     layer = make_lif(reset=reset, amplitude=amplitude, granularity=granularity, family=family).double()
-    layer.mode = mode
+    layer.spike = spike
     current = torch.randn(5, 3, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 1.5
     results = {}
     for backend in ("stepwise", "fused"):
@@ -92,7 +94,7 @@ def test_fused_matches_stepwise(mode, reset, amplitude, granularity, family):
     assert p1.keys() == p2.keys() == {"width.param", "decay_logit", "threshold"}
     for name in p1:
         torch.testing.assert_close(p2[name], p1[name], msg=name)
-    if mode != "heaviside":
+    if spike != "heaviside":
         assert p1["width.param"].abs().sum() > 0
 
 
@@ -108,7 +110,7 @@ def test_fused_width_grad_analog_only_matches_stepwise():
 
 
 @pytest.mark.parametrize("family", ["sigmoid", "tanh", "arctan", "rectangle", "triangle"])
-@pytest.mark.parametrize("reset,amplitude", [("hard", True), ("soft", False)])
+@pytest.mark.parametrize("reset,amplitude", [("hard", "threshold"), ("soft", "unit")])
 def test_fused_gradcheck_analog(family, reset, amplitude):
     """At p = 1 the forward is smooth, so finite differences check the whole fused backward."""
     g = torch.Generator().manual_seed(0)
@@ -116,7 +118,7 @@ def test_fused_gradcheck_analog(family, reset, amplitude):
     gamma = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
     theta = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     k = torch.full((3,), 0.9, dtype=torch.float64, requires_grad=True)
-    spec = SpikeSpec(SURROGATES[family], "analog", reset == "hard", amplitude)
+    spec = SpikeSpec(SURROGATES[family], "analog", reset, amplitude)
     fn = lambda c, gm, th, kk: lif_fused(c, gm, th, kk, None, spec)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (current, gamma, theta, k), eps=1e-6, atol=1e-5)
 
@@ -154,7 +156,7 @@ def test_seeded_masks_reproduce_and_p_changes_them():
 def test_granularity_shapes_and_parameters():
     assert make_lif(granularity="channel").width.param.shape == (4, 1, 1)
     assert make_lif(granularity="neuron").width.param.shape == (4, 3, 3)
-    fixed = LIF(NeuronConfig(learn_decay=False), SurrogateConfig(learnable=False), (4,))
+    fixed = LIF(SurrogateWidth((4,), learnable=False), learn_decay=False)
     assert list(fixed.parameters()) == []
     assert fixed.decay().item() == pytest.approx(0.5)
     assert set(dict(fixed.named_buffers())) == {"width.param", "decay_logit", "threshold"}
@@ -173,3 +175,34 @@ def test_learnable_threshold_is_clamped_non_negative():
     with torch.no_grad():
         layer.threshold.fill_(-1.0)
     assert layer.theta().item() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [({"reset": "hardd"}, "reset"), ({"spike": "asgll"}, "spike"), ({"width_grad": "some"}, "width_grad")],
+)
+def test_unknown_settings_are_refused_with_their_name(settings, key):
+    with pytest.raises(ValueError, match=f"{key} = "):
+        make_lif(**settings)
+
+
+def test_from_config_gives_the_same_layer_as_the_plain_arguments():
+    """The recipe keys and the constructor arguments are one set of names with the same defaults."""
+    from asgl.config import NeuronConfig, SurrogateConfig
+
+    neuron = NeuronConfig(spike="sg", decay=0.7, reset="soft", amplitude="unit", width_grad="analog")
+    surrogate = SurrogateConfig(family="triangle", width=3.0, granularity="channel")
+    built = LIF.from_config(neuron, surrogate, (4, 3, 3), noise_prob=0.1)
+    plain = LIF(
+        SurrogateWidth((4, 3, 3), "triangle", 3.0, granularity="channel"),
+        spike="sg", decay=0.7, reset="soft", amplitude="unit", width_grad="analog", noise_prob=0.1,
+    )  # fmt: skip
+    assert built.spec() == plain.spec() and (built.backend, built.noise_prob) == (plain.backend, plain.noise_prob)
+    assert built.state_dict().keys() == plain.state_dict().keys()
+    for key, value in built.state_dict().items():
+        assert torch.equal(value, plain.state_dict()[key]), key
+    defaults = LIF.from_config(NeuronConfig(), SurrogateConfig(), (4,)), LIF(SurrogateWidth((4,)))
+    assert defaults[0].spec() == defaults[1].spec() and defaults[0].backend == defaults[1].backend
+    assert {k: v.item() for k, v in defaults[0].state_dict().items()} == {
+        k: v.item() for k, v in defaults[1].state_dict().items()
+    }

@@ -1,4 +1,7 @@
-"""p milestones (docs/method.md#the-noise-schedule), losses against their formulas, norms and the time fold."""
+"""p milestones (docs/method.md#the-noise-schedule), LR schedules and losses against their formulas, readouts by hand,
+norms and the time fold."""
+
+import math
 
 import pytest
 import torch
@@ -6,7 +9,7 @@ import torch.nn.functional as F
 
 from asgl.config import NoiseConfig, OptimConfig, TrainConfig
 from asgl.layers import PerStepNorm, TimeFold, make_norm, to_time_major
-from asgl.losses import build_loss, predict, tet_loss
+from asgl.losses import build_loss, mean_ce, predict, reduce_time, tet_loss
 from asgl.schedules import build_lr_scheduler, noise_milestones, noise_prob_at
 
 
@@ -90,3 +93,55 @@ def test_to_time_major():
     assert torch.equal(to_time_major(ev, 5)[4, 1], ev[1, 4])
     with pytest.raises(ValueError, match="T=4"):
         to_time_major(ev, 4)
+
+
+def lrs_per_epoch(optim: OptimConfig, epochs: int) -> list[float]:
+    """The main optimiser's LR during each 0-based epoch (the scheduler is stepped once per epoch)."""
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=optim.lr)
+    sched = build_lr_scheduler(opt, optim, epochs)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_cosine_restarts_lr_follows_the_closed_form():
+    optim = OptimConfig(lr=0.2, schedule="cosine_restarts", restart_epochs=4)
+    expected = [0.2 * (1 + math.cos(math.pi * (e % 4) / 4)) / 2 for e in range(12)]
+    assert lrs_per_epoch(optim, 12) == pytest.approx(expected, abs=1e-12)
+    assert expected[4] == expected[8] == 0.2  # the restarts
+
+
+def test_step_lr_follows_the_closed_form():
+    optim = OptimConfig(lr=0.2, schedule="step", step_epochs=3, step_gamma=0.5)
+    expected = [0.2 * 0.5 ** (e // 3) for e in range(10)]
+    assert lrs_per_epoch(optim, 10) == pytest.approx(expected, abs=1e-12)
+
+
+# logits [T=3, B=2, K=3], written out so that the readouts can be read off by hand
+LOGITS = torch.tensor(
+    [
+        [[1.0, 5.0, 0.0], [9.0, 0.0, 0.0]],
+        [[3.0, 1.0, 0.0], [0.0, 4.0, 0.0]],
+        [[0.0, 2.0, 6.0], [1.0, 3.0, 1.0]],
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("readout", "reduced", "prediction"),
+    [
+        ("mean", [[4 / 3, 8 / 3, 2.0], [10 / 3, 7 / 3, 1 / 3]], [1, 0]),
+        ("last", [[0.0, 2.0, 6.0], [1.0, 3.0, 1.0]], [2, 1]),
+        ("max", [[3.0, 5.0, 6.0], [9.0, 4.0, 1.0]], [2, 0]),
+    ],
+)
+def test_readouts_by_hand(readout, reduced, prediction):
+    target = torch.tensor([0, 2])
+    torch.testing.assert_close(reduce_time(LOGITS, readout), torch.tensor(reduced))
+    assert predict(LOGITS, readout).tolist() == prediction
+    torch.testing.assert_close(mean_ce(LOGITS, target, readout), F.cross_entropy(torch.tensor(reduced), target))
+    loss = build_loss(TrainConfig(loss="ce"), readout)(LOGITS, target)
+    torch.testing.assert_close(loss, F.cross_entropy(torch.tensor(reduced), target))

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from asgl.config import SurrogateConfig
 from asgl.surrogates import SURROGATES, SurrogateWidth, width_shape
 
 FAMILIES = sorted(SURROGATES)
@@ -68,19 +67,18 @@ def test_window_holds_90_percent_of_mass(family):
 
 
 def test_width_storage_and_granularity():
-    cfg = SurrogateConfig(family="rectangle", width=4.0)
-    w = SurrogateWidth(cfg, (8, 5, 5))
+    w = SurrogateWidth((8, 5, 5), "rectangle", width=4.0)
     assert w.param.shape == () and w.param.item() == pytest.approx(math.log(0.25))
     assert w.slope().item() == pytest.approx(0.25) and w.width().item() == pytest.approx(4.0)
     assert width_shape("channel", (8, 5, 5)) == (8, 1, 1)
     assert width_shape("channel", (16,)) == ()
     assert width_shape("neuron", (8, 5, 5)) == (8, 5, 5)
-    raw = SurrogateWidth(SurrogateConfig(family="sigmoid", width=5.0, storage="raw_slope"), (3,))
+    raw = SurrogateWidth((3,), "sigmoid", width=5.0, storage="raw_slope")
     assert raw.param.item() == pytest.approx(0.2) and isinstance(raw.param, torch.nn.Parameter)
-    fixed = SurrogateWidth(SurrogateConfig(learnable=False), (3,))
+    fixed = SurrogateWidth((3,), learnable=False)
     assert not isinstance(fixed.param, torch.nn.Parameter) and "param" in dict(fixed.named_buffers())
 
 
 def test_raw_slope_only_for_sigmoid():
     with pytest.raises(ValueError, match="raw_slope"):
-        SurrogateConfig(family="rectangle", storage="raw_slope")
+        SurrogateWidth((3,), "rectangle", storage="raw_slope")

@@ -10,12 +10,11 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed")
 
-from asgl.config import NeuronConfig, SurrogateConfig  # noqa: E402
 from asgl.kernels import triton_lif  # noqa: E402
 from asgl.kernels.triton_lif import BLOCK  # noqa: E402
 from asgl.neuron import BACKENDS, LIF, lif_stepwise, lif_triton, set_mask_generator  # noqa: E402
 from asgl.spike import SpikeSpec, draw_mask  # noqa: E402
-from asgl.surrogates import SURROGATES  # noqa: E402
+from asgl.surrogates import SURROGATES, SurrogateWidth  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -31,7 +30,7 @@ def run(backend, current, family, mode, reset, amplitude, k_shape, width_grad="a
         if mode == "asgl"
         else None
     )
-    spec = SpikeSpec(SURROGATES[family], mode, reset == "hard", amplitude, width_grad == "analog")
+    spec = SpikeSpec(SURROGATES[family], mode, reset, "threshold" if amplitude else "unit", width_grad)
     out = backend(current, gamma, theta, k, mask, spec)
     weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
     inputs = (current, gamma, theta, k)
@@ -153,7 +152,7 @@ def test_asgl_without_mask_is_refused():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: 'auto' picks Triton only on CUDA tensors")
 def test_auto_backend_picks_triton_on_cuda():
     assert "triton" in BACKENDS
-    layer = LIF(NeuronConfig(spike="asgl"), SurrogateConfig(width=2.0), (4, 3, 3), noise_prob=0.3).cuda()
+    layer = LIF(SurrogateWidth((4, 3, 3), width=2.0), spike="asgl", noise_prob=0.3).cuda()
     x = torch.randn(5, 2, 4, 3, 3, device="cuda") * 2
     assert layer.resolve_backend(x) is BACKENDS["triton"]
     outs = {}

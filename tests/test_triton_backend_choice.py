@@ -26,7 +26,7 @@ def with_triton(monkeypatch):
 
 
 def model(backend: str = "auto") -> nn.Module:
-    layer = lambda: LIF(NeuronConfig(backend=backend), SurrogateConfig(), (4,))  # noqa: E731
+    layer = lambda: LIF.from_config(NeuronConfig(backend=backend), SurrogateConfig(), (4,))  # noqa: E731
     return nn.Sequential(nn.Linear(3, 4), layer(), nn.Linear(4, 4), layer())
 
 

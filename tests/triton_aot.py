@@ -34,8 +34,8 @@ from asgl.surrogates import SURROGATES
 
 def spike_specs() -> list[SpikeSpec]:
     """Every spike the LIF layer can hand to the kernels."""
-    grid = itertools.product(FAMILIES, MODES, (False, True), (False, True), (False, True))
-    return [SpikeSpec(SURROGATES[f], mode, hard, amp, analog) for f, mode, hard, amp, analog in grid]
+    grid = itertools.product(FAMILIES, MODES, ("hard", "soft"), ("threshold", "unit"), ("all", "analog"))
+    return [SpikeSpec(SURROGATES[f], spike, reset, amp, width_grad) for f, spike, reset, amp, width_grad in grid]
 
 
 Variant = tuple[triton.JITFunction, dict, dict]  # kernel, constexprs, argument types other than the default
@@ -52,7 +52,7 @@ def variants() -> list[Variant]:
         ):
             consts = flags | width
             found[(fn.__name__, tuple(sorted(consts.items())))] = (fn, consts, {})
-    spec = SpikeSpec(SURROGATES["sigmoid"], "asgl", True, True)
+    spec = SpikeSpec(SURROGATES["sigmoid"], "asgl", "hard", "threshold")
     kernels = ((_lif_forward_kernel, forward_flags(spec)), (_lif_backward_kernel, backward_flags(spec, True)))
     sizes = [({"F": 1}, {"N": "i64"}), ({"F": 1, "T": 1, "N": 1}, {})]
     return list(found.values()) + [(fn, flags | consts, types) for fn, flags in kernels for consts, types in sizes]

@@ -20,7 +20,7 @@ from asgl.errors import DataMissingError  # re-exported here
 if TYPE_CHECKING:
     from asgl.config import Recipe
 
-# recipe data.name -> module implementing build/check
+# recipe data.name -> module implementing build/check; its [data] keys: a section of asgl.config.DATA_SECTIONS
 DATASETS: dict[str, str] = {
     "digits": "asgl.data.digits",
     "cifar10": "asgl.data.images",

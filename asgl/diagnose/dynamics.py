@@ -44,7 +44,7 @@ def membrane(layer: LIF, current: Tensor) -> Tensor:
         return heaviside(x)
 
     state = torch.zeros_like(current[0])
-    amplitude = layer.theta() if layer.amplitude_threshold else 1.0
+    amplitude = layer.theta() if layer.amplitude == "threshold" else 1.0
     for t in range(current.shape[0]):
         _, state = lif_step(current[t], state, layer.decay(), layer.theta(), spike, layer.reset, amplitude)
     return torch.stack(xs)

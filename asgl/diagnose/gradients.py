@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from asgl.config import SurrogateConfig
-from asgl.neuron import SpikeMode, lif_layers
+from asgl.neuron import lif_layers
+from asgl.spike import Spike
 from asgl.surrogates import SurrogateWidth
 
 Batch = tuple[Tensor, Tensor]
@@ -138,35 +138,35 @@ def cosine_and_ratio(estimate: Tensor, reference: Tensor) -> tuple[float, float]
 @contextmanager
 def spike_regime(
     model: nn.Module,
-    mode: SpikeMode,
+    spike: Spike,
     noise_prob: float | None = None,
-    fixed_width: SurrogateConfig | None = None,
+    fixed_width: float | None = None,
     generator: torch.Generator | None = None,
 ) -> Iterator[nn.Module]:
-    """Norms and dropout in eval mode, LIF layers in training behaviour with spike ``mode``.
+    """Norms and dropout in eval mode, LIF layers in training behaviour with ``spike``.
 
-    ``noise_prob`` sets p (``asgl`` mode); ``fixed_width`` replaces every layer's width by the fixed width of
-    that surrogate config; masks are drawn from ``generator``. Everything is restored on exit.
+    ``noise_prob`` sets p (``asgl`` spike); ``fixed_width`` replaces every layer's width by that fixed width α;
+    masks are drawn from ``generator``. Everything is restored on exit.
     """
     was_training = {m: m.training for m in model.modules()}
     layers = [layer for _, layer in lif_layers(model)]
-    saved = [(layer.mode, layer.noise_prob, layer.generator, layer.width) for layer in layers]
+    saved = [(layer.spike, layer.noise_prob, layer.generator, layer.width) for layer in layers]
     model.eval()
     try:
         for layer in layers:
             layer.train()
-            layer.mode = mode
+            layer.spike = spike
             layer.generator = generator
             if noise_prob is not None:
                 layer.noise_prob = noise_prob
             if fixed_width is not None:
                 ref = layer.width.param
-                fixed = fixed_width.model_copy(update={"learnable": False, "granularity": "layer"})
-                layer.width = SurrogateWidth(fixed, ()).to(ref.device, ref.dtype)
+                fixed = SurrogateWidth((), layer.surrogate.name, fixed_width, learnable=False)
+                layer.width = fixed.to(ref.device, ref.dtype)
         yield model
     finally:
-        for layer, (mode_, p, gen, width) in zip(layers, saved):
-            layer.mode, layer.noise_prob, layer.generator, layer.width = mode_, p, gen, width
+        for layer, (spike_, p, gen, width) in zip(layers, saved):
+            layer.spike, layer.noise_prob, layer.generator, layer.width = spike_, p, gen, width
         for m, flag in was_training.items():
             m.training = flag
 
@@ -201,14 +201,14 @@ def method_gradient(
     params: Sequence[Tensor],
     batches: Sequence[Batch],
     loss_fn: LossFn,
-    surrogate: SurrogateConfig,
+    sg_width: float,
     noise_prob: float,
     mask_draws: int = 1,
     seed: int = 0,
 ) -> list[Tensor]:
     """The training gradient of ``method`` (sg, asgl or analog, see the module docstring)."""
     if method == "sg":
-        with spike_regime(model, "sg", fixed_width=surrogate):
+        with spike_regime(model, "sg", fixed_width=sg_width):
             return mean_gradient(model, params, batches, loss_fn)
     if method == "analog":
         with spike_regime(model, "analog"):
@@ -250,21 +250,21 @@ def diagnose_gradients(
     model: nn.Module,
     batches: Iterable[Batch],
     loss_fn: LossFn,
-    surrogate: SurrogateConfig,
+    sg_width: float,
     noise_prob: float,
     settings: GradientSettings = GradientSettings(),
     methods: Sequence[str] = METHODS,
 ) -> GradientReport:
     """Compare the training gradients of ``methods`` with the finite-difference gradient of the pure SNN.
 
-    ``batches`` yields (input, target); the first ``settings.batches`` are used. ``surrogate`` is the recipe's
-    surrogate section (its ``width`` is the fixed SG width); ``noise_prob`` the current p.
+    ``batches`` yields (input, target); the first ``settings.batches`` are used. ``sg_width`` is the fixed width α
+    of the SG gradient (the recipe's ``surrogate.width``); ``noise_prob`` the current p.
     """
     work, fixed = prepare(model, batches, settings)
     weights = weight_layers(work, settings.layers)
     params = list(weights.values())
     grads = {
-        m: method_gradient(work, m, params, fixed, loss_fn, surrogate, noise_prob, settings.mask_draws, settings.seed)
+        m: method_gradient(work, m, params, fixed, loss_fn, sg_width, noise_prob, settings.mask_draws, settings.seed)
         for m in methods
     }
     generator = torch.Generator().manual_seed(settings.seed)

@@ -14,12 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from asgl.config import Recipe, validate_recipe
+from asgl.config import Recipe, read_stored_recipe, validate_recipe
 from asgl.diagnose.dynamics import LayerDynamics, accuracy_gap, layer_dynamics
 from asgl.diagnose.gradients import Batch, GradientReport, GradientSettings, diagnose_gradients, prepare
 from asgl.losses import build_loss
@@ -59,7 +58,7 @@ def load_subject(
     if checkpoint is not None:
         path = resolve_checkpoint_path(checkpoint)
         ckpt = load_checkpoint(path)
-        recipe = validate_recipe(tomllib.loads(ckpt["recipe"]), f"stored in {path}")
+        recipe = validate_recipe(read_stored_recipe(ckpt["recipe"]), f"stored in {path}")
         source = str(path)
     else:
         source = f"recipe {recipe.run.name} (initial weights, seed {recipe.run.seed})"
@@ -83,7 +82,9 @@ def diagnose(subject: Subject, settings: GradientSettings) -> Diagnosis:
     """Gradients against the finite-difference reference, per-layer dynamics and the hybrid-vs-SNN gap."""
     recipe = subject.recipe
     loss_fn = build_loss(recipe.train, recipe.model.readout)
-    grads = diagnose_gradients(subject.model, subject.batches, loss_fn, recipe.surrogate, subject.noise_prob, settings)
+    grads = diagnose_gradients(
+        subject.model, subject.batches, loss_fn, recipe.surrogate.width, subject.noise_prob, settings
+    )
     work, fixed = prepare(subject.model, subject.batches, settings)
     dyn = layer_dynamics(work, fixed)
     hybrid, snn = accuracy_gap(work, fixed, subject.noise_prob, settings.seed, recipe.model.readout)
@@ -101,7 +102,7 @@ def epoch_record(model: nn.Module, recipe: Recipe, batches: Iterable[Batch], noi
         batches=t.diagnose_batches, directions=t.diagnose_directions, eps=t.diagnose_eps, seed=recipe.run.seed
     )
     loss_fn = build_loss(t, recipe.model.readout)
-    report = diagnose_gradients(model, batches, loss_fn, recipe.surrogate, noise_prob, settings)
+    report = diagnose_gradients(model, batches, loss_fn, recipe.surrogate.width, noise_prob, settings)
     overall = [c for c in report.comparisons if c.layer == "overall"]
     return {
         "grad_cosine": {c.method: c.cosine for c in overall},

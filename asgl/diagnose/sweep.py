@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
 from rich.console import Console
 
-from asgl.config import Recipe, RecipeError, apply_overrides, recipe_to_dict, validate_recipe
+from asgl.config import Recipe, RecipeError, apply_overrides, read_stored_recipe, recipe_to_dict, validate_recipe
 
 SWEEP_METHODS: tuple[str, ...] = ("sg", "asgl")
 DEFAULT_WIDTHS: tuple[float, ...] = (0.5, 1.0, 2.5, 5.0, 10.0)
@@ -57,7 +56,7 @@ def sweep_recipe(recipe: Recipe, method: str, width: float, seed_index: int) -> 
 
 def _stored_recipe(run_dir: Path) -> Recipe:
     path = run_dir / "config.resolved.toml"
-    return validate_recipe(tomllib.loads(path.read_text()), str(path))
+    return validate_recipe(read_stored_recipe(path.read_text()), str(path))
 
 
 def _check_same(run_dir: Path, expected: Recipe) -> None:

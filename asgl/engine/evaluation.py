@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import tomllib
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from asgl.config import validate_recipe
+from asgl.config import read_stored_recipe, validate_recipe
 from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
 from asgl.engine.device import autocast, resolve_device, to_device
 from asgl.losses import build_loss, predict
@@ -71,7 +70,7 @@ def evaluate_checkpoint(
 
     path = resolve_checkpoint_path(checkpoint)
     ckpt = load_checkpoint(path)
-    recipe = validate_recipe(tomllib.loads(ckpt["recipe"]), f"stored in {path}")
+    recipe = validate_recipe(read_stored_recipe(ckpt["recipe"]), f"stored in {path}")
     dev = resolve_device(device)
     data = build_data(recipe)
     model = build_model(recipe, data.info)

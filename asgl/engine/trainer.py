@@ -25,12 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from asgl.config import Recipe, RecipeError, apply_overrides, recipe_to_dict, recipe_to_toml, validate_recipe
+from asgl.config import (
+    Recipe,
+    RecipeError,
+    apply_overrides,
+    read_stored_recipe,
+    recipe_to_dict,
+    recipe_to_toml,
+    validate_recipe,
+)
 from asgl.data import build_data
 from asgl.diagnose.report import epoch_record
 from asgl.engine import distributed
@@ -102,8 +109,8 @@ def recipe_for_resume(checkpoint: str | Path, overrides: list[str] | None = None
                 f"--set {key} cannot change when resuming (the run would no longer match its checkpoint); "
                 f"changeable: {', '.join(RESUME_SAFE_KEYS)}"
             )
-    raw = apply_overrides(tomllib.loads(ckpt["recipe"]), overrides or [])
-    return validate_recipe(raw, f"stored in {path}")
+    raw = apply_overrides(read_stored_recipe(ckpt["recipe"]), overrides or [])
+    return validate_recipe(raw, f"stored in {path}", overrides or [])
 
 
 def recipe_differences(a: Recipe, b: Recipe) -> list[str]:

@@ -138,9 +138,9 @@ class _CompiledLIF(torch.autograd.Function):
             k,
             mask,
             spec.surrogate.step,
-            spec.mode,
-            spec.hard_reset,
-            spec.amplitude_threshold,
+            spec.spike,
+            spec.reset == "hard",
+            spec.amplitude == "threshold",
         )
         out, u_all = _run(lif_forward, *args)
         ctx.save_for_backward(u_all, gamma, theta, k, mask)
@@ -153,7 +153,8 @@ class _CompiledLIF(torch.autograd.Function):
         spec: SpikeSpec = ctx.spec
         grads = _run(
             lif_backward, u_all, grad_out.contiguous(), gamma, theta, k, mask, spec.surrogate.step,
-            spec.surrogate.density, spec.mode, spec.hard_reset, spec.amplitude_threshold, spec.width_analog,
+            spec.surrogate.density, spec.spike, spec.reset == "hard", spec.amplitude == "threshold",
+            spec.width_grad == "analog",
         )  # fmt: skip
         grads = [g if need else None for g, need in zip(grads, ctx.needs_input_grad)]
         return *grads, None, None

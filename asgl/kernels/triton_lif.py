@@ -160,18 +160,19 @@ def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bo
 def forward_flags(spec: SpikeSpec) -> dict[str, int | bool]:
     """The compile-time switches of :func:`_lif_forward_kernel` for this spike."""
     return {
-        "MODE": MODES[spec.mode],
+        "MODE": MODES[spec.spike],
         "FAMILY": FAMILIES[spec.surrogate.name],
-        "HARD": spec.hard_reset,
-        "AMP_THETA": spec.amplitude_threshold,
+        "HARD": spec.reset == "hard",
+        "AMP_THETA": spec.amplitude == "threshold",
         "BLOCK_N": BLOCK,
     }
 
 
 def backward_flags(spec: SpikeSpec, k_scalar: bool) -> dict[str, int | bool]:
     """The compile-time switches of :func:`_lif_backward_kernel` for this spike and width granularity."""
-    k_grad = spec.mode != "heaviside" and not (spec.width_analog and spec.mode == "sg")
-    analog_k_only = spec.width_analog and spec.mode == "asgl"
+    width_analog = spec.width_grad == "analog"
+    k_grad = spec.spike != "heaviside" and not (width_analog and spec.spike == "sg")
+    analog_k_only = width_analog and spec.spike == "asgl"
     return forward_flags(spec) | {"K_SCALAR": k_scalar, "K_GRAD": k_grad, "ANALOG_K_ONLY": analog_k_only}
 
 
@@ -237,7 +238,7 @@ def lif_triton(
     current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
 ) -> Tensor:
     """The kernels as an autograd function, same contract as :func:`asgl.neuron.lif_stepwise` (see :func:`supports`)."""
-    if spec.mode == "asgl" and mask is None:
+    if spec.spike == "asgl" and mask is None:
         raise ValueError("the asgl spike needs its bool mask [T, B, ...]; got None")
     if not supports(current, gamma, theta, k, mask, spec):
         operands = ", ".join(f"{x.dtype} on {x.device}" for x in (current, gamma, theta, k))

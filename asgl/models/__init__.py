@@ -1,7 +1,8 @@
 """Model registry: recipe ``model.name`` -> builder ``(recipe, info) -> nn.Module``.
 
 Every model takes the data loader's input (see asgl.layers.to_time_major) and returns per-step logits
-[T, B, K]. Its LIF layers are built from the recipe's ``neuron`` and ``surrogate`` sections.
+[T, B, K]. Its LIF layers are built from the recipe's ``neuron`` and ``surrogate`` sections; its own
+options (``model.hidden``, ``model.init``, ...) are the keys of its section in asgl.config.MODEL_SECTIONS.
 """
 
 from __future__ import annotations

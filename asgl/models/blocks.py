@@ -11,7 +11,7 @@ from asgl.neuron import LIF
 
 def lif(recipe: Recipe, feature_shape: tuple[int, ...]) -> LIF:
     """A LIF layer for per-sample features ``feature_shape`` from the recipe's neuron/surrogate/noise."""
-    return LIF(recipe.neuron, recipe.surrogate, feature_shape, recipe.noise.prob)
+    return LIF.from_config(recipe.neuron, recipe.surrogate, feature_shape, recipe.noise.prob)
 
 
 def norm(recipe: Recipe, channels: int, dims: int = 2) -> nn.Module:

@@ -26,7 +26,7 @@ def lif_recurrent(layer: LIF, current: Tensor, recurrent: nn.Linear) -> Tensor:
     mask = layer.draw_mask(current.shape, current.device)
     spec = layer.spec()
     gamma, theta, k = layer.decay(), layer.theta(), layer.width.slope()
-    amplitude = theta if layer.amplitude_threshold else 1.0
+    amplitude = theta if layer.amplitude == "threshold" else 1.0
     state = torch.zeros_like(current[0])
     out = torch.zeros_like(current[0])
     outs = []

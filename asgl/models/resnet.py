@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from asgl.config import Recipe, RecipeError
+from asgl.config import Recipe
 from asgl.data import DataInfo
 from asgl.layers import TimeFold, to_time_major
 from asgl.models.blocks import conv_norm_lif, init_weights, lif, norm
@@ -97,10 +97,6 @@ class SpikingResNet(nn.Module):
 
 def build_resnet(name: str, recipe: Recipe, info: DataInfo) -> nn.Module:
     """The ResNet ``name`` of :data:`RESNETS`, Kaiming-initialised, channels-last if the recipe asks."""
-    if recipe.model.init != "kaiming":
-        raise RecipeError(
-            f"model.init = {recipe.model.init!r} is the reference VGG initialisation; {name} supports 'kaiming'"
-        )
     model = SpikingResNet(recipe, info, RESNETS[name])
     init_weights(model, "kaiming")
     return model.to(memory_format=torch.channels_last) if recipe.model.channels_last else model
