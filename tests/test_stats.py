@@ -64,7 +64,9 @@ class TinyNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = TimeFold(nn.Conv2d(1, 2, 3, padding=1, bias=False))
-        self.lif = LIF(NeuronConfig(decay=0.5, threshold=1.0, learn_decay=False), SurrogateConfig(), (2, 4, 4))
+        self.lif = LIF.from_config(
+            NeuronConfig(decay=0.5, threshold=1.0, learn_decay=False), SurrogateConfig(), (2, 4, 4)
+        )
         self.fc = TimeFold(nn.Flatten(), nn.Linear(32, 3, bias=False))
         with torch.no_grad():
             self.conv[0].weight.copy_(torch.tensor([0.6, -0.2]).view(2, 1, 1, 1) * torch.ones(2, 1, 3, 3))

@@ -113,7 +113,7 @@ def _emit_lif(g: GraphBuilder, name: str, lif: LIF, ports: list[Port], dt: float
         v_reset=_full(shape, 0.0),
     )
     sources = [_current(g, name, port) for port in ports]
-    return Port(g.add(name, node, sources), shape, theta if lif.amplitude_threshold else 1.0)
+    return Port(g.add(name, node, sources), shape, theta if lif.amplitude == "threshold" else 1.0)
 
 
 def _emit_synapses(g: GraphBuilder, name: str, layer: nn.Module, norm: nn.Module | None, port: Port) -> Port:
