@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import tomllib
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -75,13 +74,12 @@ def gradients(
         raise RecipeError(str(e)) from None
     if out is None:
         if ckpt is not None:
-            from asgl.engine.checkpoint import resolve_checkpoint_path
             from asgl.engine.runfolder import run_folder_of
 
-            out = run_folder_of(resolve_checkpoint_path(ckpt)).root / f"diagnose-e{subject.epoch}"
+            out = run_folder_of(Path(subject.source)).root / f"diagnose-e{subject.epoch}"
         else:
             out = Path(subject.recipe.run.out_dir) / f"{subject.recipe.run.name}-diagnose"
-    files = write_diagnosis(result, out)
+    files = write_diagnosis(result, subject, out)
 
     console = Console()
     g = result.gradients
@@ -120,29 +118,23 @@ def gradients(
 @app.command("plot")
 @user_errors
 def plot(
-    runs: list[Path] = typer.Argument(..., help="Run folders trained with train.diagnose_every > 0."),
+    runs: list[Path] = typer.Argument(
+        ..., help="Run folders trained with train.diagnose_every > 0, or folders of `diagnose gradients`."
+    ),
     method: str = typer.Option("asgl", "--method", help="Which recorded gradient: sg, asgl or analog."),
     out: Path = typer.Option(Path("cosine.png"), "--out", help="PNG file to write."),
 ) -> None:
-    """Cosine to the true SNN gradient over epochs, one line per run (labelled learnable / fixed width)."""
-    from asgl.config import RecipeError
+    """Cosine to the true SNN gradient over epochs, one line per run (labelled learnable / fixed width).
+
+    A folder written by `asgl diagnose gradients` counts as a run of one point (its checkpoint's epoch)."""
     from asgl.diagnose.plots import plot_curves
-    from asgl.engine.logging import read_metrics
+    from asgl.diagnose.report import cosine_curve
 
     curves: dict[str, tuple[list[int], list[float]]] = {}
     for run in runs:
-        records = [r for r in read_metrics(run / "metrics.jsonl") if method in r.get("grad_cosine", {})]
-        if not records:
-            raise RecipeError(
-                f"{run} has no '{method}' gradient records in metrics.jsonl; train with --set train.diagnose_every=1"
-            )
-        config = run / "config.resolved.toml"
-        learnable = tomllib.loads(config.read_text())["surrogate"]["learnable"] if config.exists() else None
+        epochs, cosines, learnable = cosine_curve(run, method)
         kind = {True: "learnable α", False: "fixed α", None: "α ?"}[learnable]
-        curves[f"{run.name} ({kind})"] = (
-            [r["epoch"] + 1 for r in records],
-            [r["grad_cosine"][method] for r in records],
-        )
+        curves[f"{run.name} ({kind})"] = (epochs, cosines)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, out, f"cosine(g_{method}, FD reference)")
     table = Table(title=f"cosine(g_{method}, FD reference) per epoch")

@@ -36,9 +36,9 @@ def train(
     else:
         if out is not None:
             raise RecipeError("--out cannot be combined with --resume: a resumed run stays in its own folder")
-        from asgl.engine.trainer import recipe_differences, recipe_for_resume
+        from asgl.engine.restore import open_checkpoint, recipe_differences
 
-        cfg = recipe_for_resume(resume, overrides)
+        cfg = open_checkpoint(resume, overrides).recipe
         if recipe is not None:
             differing = recipe_differences(load_recipe(recipe, overrides), cfg)
             if differing:
@@ -52,12 +52,13 @@ def train(
             raise RecipeError("--nproc cannot be used inside torchrun: torchrun already started the processes")
         relaunch_with_torchrun(nproc, recipe, overrides, out, resume)
 
+    from asgl.diagnose.report import diagnosis_callbacks
     from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted
     from asgl.engine.trainer import train as run_training
 
     console = Console(stderr=True)
     try:
-        result = run_training(cfg, out_dir=out, resume=resume, console=console)
+        result = run_training(cfg, out_dir=out, resume=resume, console=console, callbacks=diagnosis_callbacks(cfg))
     except TrainingInterrupted as e:
         console.print(f"[yellow]interrupted:[/] {e}", soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
@@ -70,7 +71,7 @@ def train(
     for col in ("best epoch", "val acc (best)", "test acc (best ckpt)", "test loss", "test samples"):
         table.add_column(col, justify="right")
     table.add_row(
-        str(result.best_epoch + 1),
+        str(result.best_epoch),
         f"{result.best_val_acc:.2%}",
         f"{result.test.accuracy:.2%}",
         f"{result.test.loss:.4f}",

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import asgl.engine.trainer as trainer_module
+from asgl.engine.batches import EpochBatches
 from asgl.engine.checkpoint import (
     FORMAT_KEY,
     SCHEMA_VERSION,
@@ -19,7 +20,8 @@ from asgl.engine.checkpoint import (
     save_checkpoint,
 )
 from asgl.engine.logging import read_metrics
-from asgl.engine.trainer import EpochBatches, NonFiniteLossError, TrainingInterrupted, train
+from asgl.engine.restore import open_checkpoint
+from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted, train
 from asgl.neuron import LIF
 
 # ---------------------------------------------------------------- optimiser groups
@@ -190,7 +192,7 @@ def test_run_folder_contents(reference_run):
         assert (root / name).is_file(), name
     assert list(root.glob("events.out.tfevents.*"))
     records = read_metrics(root / "metrics.jsonl")
-    assert [r["epoch"] for r in records] == [0, 1]
+    assert [r["epoch"] for r in records] == [1, 2]  # 1-based, as on screen
     for r in records:
         assert set(r["widths"]) == set(r["decays"]) and len(r["widths"]) == 3
         assert r["p"] == 0.2 and 0 <= r["val_acc"] <= 1 and r["train_loss"] > 0
@@ -219,7 +221,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(reference_run, tmp_p
     assert (ckpt["epoch"], ckpt["step"]) == (1, 2)
     monkeypatch.undo()
 
-    result = train(trainer_module.recipe_for_resume(run_dir), resume=run_dir)
+    result = train(open_checkpoint(run_dir).recipe, resume=run_dir)
     assert_same_run(reference.run_dir, run_dir)
     assert result.test == reference.test
 
@@ -248,7 +250,7 @@ def test_kill_after_periodic_checkpoint_then_resume_equals_uninterrupted(referen
     (run_dir,) = (tmp_path / "late").iterdir()
     ckpt = load_checkpoint(run_dir)
     assert (ckpt["epoch"], ckpt["step"]) == (1, 0)
-    train(trainer_module.recipe_for_resume(run_dir), resume=run_dir)
+    train(open_checkpoint(run_dir).recipe, resume=run_dir)
     assert_same_run(reference.run_dir, run_dir)
 
 
@@ -296,8 +298,8 @@ def test_resume_refuses_changes_that_alter_the_run(reference_run):
 
     _, reference = reference_run
     with pytest.raises(RecipeError, match="surrogate.width cannot change"):
-        trainer_module.recipe_for_resume(reference.run_dir, ["surrogate.width=1"])
-    assert trainer_module.recipe_for_resume(reference.run_dir, ["run.device=cpu"]).run.device == "cpu"
+        open_checkpoint(reference.run_dir, ["surrogate.width=1"])
+    assert open_checkpoint(reference.run_dir, ["run.device=cpu"]).recipe.run.device == "cpu"
 
 
 def test_run_threads_applies_during_training_and_is_restored(tiny_recipe, tmp_path, monkeypatch):

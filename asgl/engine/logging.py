@@ -32,11 +32,11 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 class MetricsLog:
-    """Appends one JSON object per epoch; on resume keeps only the epochs before ``start_epoch``."""
+    """Appends one JSON object per epoch (``epoch`` 1-based); on resume keeps epochs 1..``finished_epochs``."""
 
-    def __init__(self, path: Path, start_epoch: int = 0):
+    def __init__(self, path: Path, finished_epochs: int = 0):
         self.path = path
-        kept = [r for r in read_metrics(path) if r["epoch"] < start_epoch]
+        kept = [r for r in read_metrics(path) if r["epoch"] <= finished_epochs]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict[str, Any]) -> None:
@@ -53,7 +53,7 @@ class TensorBoard:
         self.writer = SummaryWriter(log_dir=str(folder))
 
     def epoch(self, record: dict[str, Any]) -> None:
-        step = record["epoch"] + 1
+        step = record["epoch"]
         for key, value in record.items():
             if isinstance(value, dict):
                 for sub, v in value.items():
@@ -113,7 +113,7 @@ class TrainProgress:
     def end_epoch(self, r: dict[str, Any]) -> None:
         best = " [green]best[/]" if r["best"] else ""
         self.console.print(
-            f"epoch {r['epoch'] + 1}/{self.epochs}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.1%} (hybrid)"
+            f"epoch {r['epoch']}/{self.epochs}  train loss {r['train_loss']:.4f} acc {r['train_acc']:.1%} (hybrid)"
             f"  val loss {r['val_loss']:.4f} acc {r['val_acc']:.1%}  p {r['p']:.3g}  lr {r['lr']:.3g}"
             f"  {r['epoch_time']:.1f}s{best}"
         )
