@@ -71,12 +71,25 @@ def build_model_for(recipe: Recipe, info: DataInfo, stored: Stored | None = None
     torch.manual_seed(recipe.run.seed)  # the weights do not depend on what drew from the RNG before
     model = build_model(recipe, info)
     if stored is not None:
-        try:
-            model.load_state_dict(stored.state["model"])
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
-            raise CheckpointError(f"checkpoint {stored.path} does not fit the model of its recipe: {first}") from None
+        misfit = state_misfit(model.state_dict(), stored.state["model"])
+        if misfit:
+            raise CheckpointError(f"checkpoint {stored.path} does not fit the model of its recipe: {misfit}")
+        model.load_state_dict(stored.state["model"])
     return model
+
+
+def state_misfit(expected: dict[str, torch.Tensor], given: dict[str, Any]) -> str:
+    """What keeps ``given`` from loading into a model whose state dict is ``expected`` ("" when it fits)."""
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [k for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+    parts = [f"{what} {names(keys)}" for what, keys in
+             (("missing", missing), ("unexpected", unexpected), ("other shape:", shapes)) if keys]  # fmt: skip
+    return "; ".join(parts)
 
 
 def restore(checkpoint: str | Path) -> Restored:

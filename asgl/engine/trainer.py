@@ -38,7 +38,7 @@ from asgl.data import build_data
 from asgl.engine import distributed
 from asgl.engine.batches import EpochBatches, check_batches, make_loader
 from asgl.engine.callbacks import Callback, Checkpoints, MetricsFile, Progress, StopOnSignal, TensorBoardScalars
-from asgl.engine.checkpoint import load_checkpoint
+from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
 from asgl.engine.device import autocast, check_runtime, to_device
 from asgl.engine.evaluation import EvalResult, evaluate
 from asgl.engine.logging import neuron_state
@@ -152,9 +152,10 @@ class Trainer:
         self.dist, self.device = distributed.init(check_runtime(r))
         if not self.dist.is_main:
             self.console = Console(quiet=True)
-        stored = open_checkpoint(resume) if resume is not None else None
-        if stored is not None and self.dist.is_main:
-            self.lock = RunFolderLock(run_folder_of(stored.path).root).acquire()
+        path = resolve_checkpoint_path(resume) if resume is not None else None
+        if path is not None and self.dist.is_main:  # before reading: another process may be writing it
+            self.lock = RunFolderLock(run_folder_of(path).root).acquire()
+        stored = open_checkpoint(path) if path is not None else None
         torch.manual_seed(r.run.seed)
         self.data = build_data(r)
         check_batches(len(self.data.train), r)
