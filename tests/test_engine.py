@@ -113,6 +113,12 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
             load_checkpoint(target)
 
 
+def test_version_1_checkpoint_has_its_best_epoch_read_1_based(tmp_path):
+    path = tmp_path / "v1.pt"
+    torch.save({FORMAT_KEY: 1, **minimal_payload(3), "best": {"val_acc": 0.5, "epoch": 2}}, path)
+    assert load_checkpoint(path)["best"] == {"val_acc": 0.5, "epoch": 3}  # version 1 stored epoch index 2
+
+
 class RunsCode:
     def __init__(self, marker: Path):
         self.marker = marker
@@ -200,6 +206,11 @@ def test_run_folder_contents(reference_run):
     last = load_checkpoint(root)
     assert (last["epoch"], last["step"]) == (2, 0)
     assert result.best_val_acc == max(r["val_acc"] for r in records)
+    # the best epoch is 1-based everywhere: result, summary.json, best.pt, and the record that set it
+    best = next(r for r in records if r["val_acc"] == result.best_val_acc)
+    assert best["best"] and result.best_epoch == result.summary["best_epoch"] == best["epoch"]
+    best_ckpt = load_checkpoint(root / "checkpoints" / "best.pt")
+    assert best_ckpt["best"]["epoch"] == best_ckpt["epoch"] == best["epoch"]
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -313,3 +324,49 @@ def test_run_threads_applies_during_training_and_is_restored(tiny_recipe, tmp_pa
     train(tiny_recipe(f"run.threads={wanted}", "train.epochs=1"), out_dir=tmp_path)
     assert seen and set(seen) == {wanted}
     assert torch.get_num_threads() == before  # no global state left behind for the caller
+
+
+def test_grad_clip_rescales_the_gradient_to_the_clip_norm():
+    from asgl.config import validate_recipe
+    from asgl.optim import build_optimizers
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    params = list(model.parameters())
+    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), params)
+    norm = float(torch.sqrt(sum((g**2).sum() for g in grads)))
+    clip = norm / 4  # the gradient is 4 times too long
+    before = [p.detach().clone() for p in params]
+    optim = {"name": "sgd", "lr": 1.0, "momentum": 0.0, "weight_decay": 0.0, "grad_clip": clip, "schedule": "none"}
+    opt = build_optimizers(model, validate_recipe({"optim": optim}).optim, 1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    trainer_module.optimizer_step(torch.nn.functional.cross_entropy(model(x), y), model, opt, scaler, clip)
+    steps = [b - p.detach() for b, p in zip(before, params)]  # lr 1: the step is the gradient used
+    assert float(torch.sqrt(sum((s**2).sum() for s in steps))) == pytest.approx(clip, rel=1e-5)
+    for s, g in zip(steps, grads):
+        assert torch.allclose(s, g * clip / norm, atol=1e-7)
+
+
+def test_grad_clip_of_the_recipe_reaches_the_optimiser_step(tiny_recipe, tmp_path, monkeypatch):
+    clips = []
+    real = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, m, *a, **k: (clips.append(m), real(p, m))[1])
+    train(tiny_recipe("optim.grad_clip=0.5", "train.epochs=1"), out_dir=tmp_path)
+    assert clips == [0.5] * 3  # one per step
+
+
+def test_run_deterministic_two_runs_are_bit_identical_and_the_setting_is_restored(tiny_recipe, tmp_path, monkeypatch):
+    seen = []
+    real_step = trainer_module.optimizer_step
+    monkeypatch.setattr(
+        trainer_module,
+        "optimizer_step",
+        lambda *a, **k: (seen.append(torch.are_deterministic_algorithms_enabled()), real_step(*a, **k)),
+    )
+    recipe = tiny_recipe("run.deterministic=true", "train.epochs=1")
+    first, second = train(recipe, out_dir=tmp_path / "a"), train(recipe, out_dir=tmp_path / "b")
+    assert seen and all(seen), "deterministic algorithms were off while training"
+    assert not torch.are_deterministic_algorithms_enabled(), "the setting leaked out of the run"
+    assert_same_run(first.run_dir, second.run_dir)
+    assert first.test == second.test
