@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
@@ -11,6 +11,10 @@ from rich.table import Table
 
 from asgl_cli.errors import user_errors
 from asgl_cli.sweep import parse_list
+
+if TYPE_CHECKING:
+    from asgl.diagnose.gradients import GradientSettings
+    from asgl.diagnose.report import Diagnosis, Subject
 
 app = typer.Typer(help="Gradient and dynamics diagnosis of spiking networks.", no_args_is_help=True)
 
@@ -55,7 +59,7 @@ def gradients(
     cfg = load_recipe(recipe, overrides) if recipe is not None else None
 
     from asgl.diagnose.gradients import GradientSettings
-    from asgl.diagnose.report import diagnose, load_subject, write_diagnosis
+    from asgl.diagnose.report import diagnose, diagnosis_folder, load_subject, write_diagnosis
 
     settings = GradientSettings(
         batches,
@@ -72,16 +76,14 @@ def gradients(
         result = diagnose(subject, settings)
     except ValueError as e:  # unknown layer names, empty split
         raise RecipeError(str(e)) from None
-    if out is None:
-        if ckpt is not None:
-            from asgl.engine.runfolder import run_folder_of
+    files = write_diagnosis(result, subject, out or diagnosis_folder(subject))
+    print_diagnosis(subject, settings, result, files)
 
-            out = run_folder_of(Path(subject.source)).root / f"diagnose-e{subject.epoch}"
-        else:
-            out = Path(subject.recipe.run.out_dir) / f"{subject.recipe.run.name}-diagnose"
-    files = write_diagnosis(result, subject, out)
 
+def print_diagnosis(subject: Subject, settings: GradientSettings, result: Diagnosis, files: list[Path]) -> None:
+    """The gradient table, the dynamics table and the accuracy gap (stdout)."""
     console = Console()
+    eps = settings.eps
     g = result.gradients
     probe = f"{settings.coords} coordinates" if settings.coords else f"{settings.directions} directions"
     table = Table(

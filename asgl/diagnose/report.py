@@ -27,6 +27,7 @@ from asgl.engine.callbacks import Callback
 from asgl.engine.device import resolve_device
 from asgl.engine.logging import read_metrics
 from asgl.engine.restore import build_model_for, restore
+from asgl.engine.runfolder import run_folder_of
 from asgl.losses import build_loss
 from asgl.schedules import noise_prob_at
 
@@ -42,6 +43,7 @@ class Subject:
     batches: list[Batch]
     source: str
     epoch: int  # epochs trained: the 1-based epoch that produced the weights (0 for a fresh model)
+    checkpoint: Path | None  # None for a fresh model
 
 
 @dataclass
@@ -62,17 +64,27 @@ def load_subject(
     if checkpoint is not None:
         restored = restore(checkpoint)
         recipe, data, model = restored.stored.recipe, restored.data, restored.model
-        source, epoch = str(restored.stored.path), int(restored.stored.state["epoch"])
+        path, epoch = restored.stored.path, int(restored.stored.state["epoch"])
+        source = str(path)
     else:
         data = build_data(recipe)
         model = build_model_for(recipe, data.info)
-        source, epoch = f"recipe {recipe.run.name} (initial weights, seed {recipe.run.seed})", 0
+        path, epoch = None, 0
+        source = f"recipe {recipe.run.name} (initial weights, seed {recipe.run.seed})"
     model.to(dev)
     # p in force during the last finished epoch (the one that produced these weights)
     p = noise_prob_at(max(epoch - 1, 0), recipe.noise, recipe.train.epochs)
     loader = DataLoader(data.val, batch_size=recipe.train.eval_batch_size or recipe.train.batch_size)
     fixed = [b for _, b in zip(range(batches), loader)]
-    return Subject(model, recipe, p, fixed, source, epoch)
+    return Subject(model, recipe, p, fixed, source, epoch, path)
+
+
+def diagnosis_folder(subject: Subject) -> Path:
+    """Where a diagnosis goes by default: ``<run>/diagnose-e<epoch>`` (1-based) for a checkpoint,
+    ``<run.out_dir>/<name>-diagnose`` for a fresh model."""
+    if subject.checkpoint is not None:
+        return run_folder_of(subject.checkpoint).root / f"diagnose-e{subject.epoch}"
+    return Path(subject.recipe.run.out_dir) / f"{subject.recipe.run.name}-diagnose"
 
 
 def diagnose(subject: Subject, settings: GradientSettings) -> Diagnosis:
