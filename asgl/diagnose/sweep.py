@@ -25,7 +25,7 @@ from rich.console import Console
 from asgl.config import Recipe, RecipeError, apply_overrides, recipe_to_dict, validate_recipe
 from asgl.diagnose.report import diagnosis_callbacks
 from asgl.engine.device import check_runtime
-from asgl.engine.restore import RESUME_SAFE_KEYS, recipe_differences
+from asgl.engine.restore import RESUME_SAFE_KEYS, open_checkpoint, recipe_differences
 from asgl.engine.runfolder import RunFolderLock
 from asgl.engine.trainer import train
 
@@ -99,7 +99,7 @@ def run_one(recipe: Recipe, out: Path, console: Console) -> dict:
     callbacks = diagnosis_callbacks(recipe)
     resumable = [d for d in existing if (d / "checkpoints" / "last.pt").exists()]
     if resumable:
-        stored = _stored_recipe(resumable[-1])
+        stored = open_checkpoint(resumable[-1]).recipe
         return train(stored, resume=resumable[-1], console=console, callbacks=callbacks).summary
     return train(recipe, out_dir=out, console=console, callbacks=callbacks).summary
 
