@@ -43,7 +43,7 @@ from asgl.engine.device import autocast, check_runtime, to_device
 from asgl.engine.evaluation import EvalResult, evaluate
 from asgl.engine.logging import neuron_state
 from asgl.engine.restore import Stored, build_model_for, open_checkpoint
-from asgl.engine.runfolder import RunFolderLock, create_run_folder, run_folder_of
+from asgl.engine.runfolder import RunFolder, RunFolderLock, create_run_folder, run_folder_of
 from asgl.losses import build_loss, predict
 from asgl.models import count_parameters
 from asgl.neuron import set_noise_prob
@@ -200,14 +200,7 @@ class Trainer:
     def open_run(self, out_dir: str | Path | None, stored: Stored | None) -> None:
         """Create (or reopen, when resuming) the run folder, write the recipe, set up the callbacks."""
         r, main = self.recipe, self.dist.is_main
-        folder = None
-        if main and stored is not None:
-            folder = run_folder_of(stored.path)
-        elif main:
-            folder = create_run_folder(out_dir or r.run.out_dir, r.run.name)
-            self.lock = RunFolderLock(folder.root).acquire()
-        if main:
-            folder.config.write_text(recipe_to_toml(r))
+        folder = self._main_folder(out_dir, stored) if main else None
         self.folder = distributed.broadcast_object(folder, self.dist)
         writers = [MetricsFile(self.folder.metrics, self.start_epoch)] if main else []
         writers += [TensorBoardScalars(self.folder.root, r.train.log_every)] if main else []
@@ -226,7 +219,18 @@ class Trainer:
             f"device {self.device}"
         )
 
+    def _main_folder(self, out_dir: str | Path | None, stored: Stored | None) -> RunFolder:
+        """Rank 0: a new locked run folder (the resumed run's own, locked in :meth:`setup`) with the recipe."""
+        if stored is not None:
+            folder = run_folder_of(stored.path)
+        else:
+            folder = create_run_folder(out_dir or self.recipe.run.out_dir, self.recipe.run.name)
+            self.lock = RunFolderLock(folder.root).acquire()
+        folder.config.write_text(recipe_to_toml(self.recipe))
+        return folder
+
     def call(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` of every callback, in order."""
         for c in self.callbacks:
             getattr(c, hook)(self, *args)
 
