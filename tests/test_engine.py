@@ -370,3 +370,42 @@ def test_run_deterministic_two_runs_are_bit_identical_and_the_setting_is_restore
     assert not torch.are_deterministic_algorithms_enabled(), "the setting leaked out of the run"
     assert_same_run(first.run_dir, second.run_dir)
     assert first.test == second.test
+
+
+def test_callbacks_see_every_hook_in_order_and_extend_the_records(tiny_recipe, tmp_path):
+    from asgl.engine.callbacks import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_start(self, t):
+            self.calls.append("start")
+
+        def on_epoch_start(self, t, epoch, step):
+            self.calls.append(("epoch", epoch, step))
+
+        def on_step_end(self, t, epoch, step, loss):
+            self.calls.append(("step", epoch, step))
+
+        def on_epoch_end(self, t, record):
+            record["custom"] = 10 * record["epoch"]
+            self.calls.append(("end", record["epoch"]))
+
+        def on_loop_end(self, t):
+            self.calls.append("loop end")
+
+        def close(self):
+            self.calls.append("close")
+
+    recorder = Recorder()
+    result = train(tiny_recipe(), out_dir=tmp_path, callbacks=[recorder])
+    steps = [[("step", e, s) for s in (1, 2, 3)] for e in (0, 1)]
+    assert recorder.calls == [
+        "start",
+        ("epoch", 0, 0), *steps[0], ("end", 1),
+        ("epoch", 1, 0), *steps[1], ("end", 2),
+        "loop end",
+        "close",
+    ]  # fmt: skip
+    assert [r["custom"] for r in read_metrics(result.run_dir / "metrics.jsonl")] == [10, 20]
