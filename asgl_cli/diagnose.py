@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import tomllib
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from asgl.terminal import make_console, pack, words
 from asgl_cli.errors import user_errors
 from asgl_cli.sweep import parse_list
+
+if TYPE_CHECKING:
+    from asgl.diagnose.gradients import GradientSettings
+    from asgl.diagnose.report import Diagnosis, Subject
 
 app = typer.Typer(help="Gradient and dynamics diagnosis of spiking networks.", no_args_is_help=True)
 
@@ -57,7 +59,7 @@ def gradients(
     cfg = load_recipe(recipe, overrides) if recipe is not None else None
 
     from asgl.diagnose.gradients import GradientSettings
-    from asgl.diagnose.report import diagnose, load_subject, write_diagnosis
+    from asgl.diagnose.report import diagnose, diagnosis_folder, load_subject, write_diagnosis
 
     settings = GradientSettings(
         batches,
@@ -74,17 +76,14 @@ def gradients(
         result = diagnose(subject, settings)
     except ValueError as e:  # unknown layer names, empty split
         raise RecipeError(str(e)) from None
-    if out is None:
-        if ckpt is not None:
-            from asgl.engine.checkpoint import resolve_checkpoint_path
-            from asgl.engine.runfolder import run_folder_of
+    files = write_diagnosis(result, subject, out or diagnosis_folder(subject))
+    print_diagnosis(subject, settings, result, files)
 
-            out = run_folder_of(resolve_checkpoint_path(ckpt)).root / f"diagnose-e{subject.epoch}"
-        else:
-            out = Path(subject.recipe.run.out_dir) / f"{subject.recipe.run.name}-diagnose"
-    files = write_diagnosis(result, out)
 
+def print_diagnosis(subject: Subject, settings: GradientSettings, result: Diagnosis, files: list[Path]) -> None:
+    """The gradient table, the dynamics table and the accuracy gap (stdout)."""
     console = make_console()
+    eps = settings.eps
     g = result.gradients
     probe = f"{settings.coords} coordinates" if settings.coords else f"{settings.directions} directions"
     console.print(f"{subject.source}, epoch {subject.epoch}", markup=False)
@@ -123,29 +122,23 @@ def gradients(
 @app.command("plot")
 @user_errors
 def plot(
-    runs: list[Path] = typer.Argument(..., help="Run folders trained with train.diagnose_every > 0."),
+    runs: list[Path] = typer.Argument(
+        ..., help="Run folders trained with train.diagnose_every > 0, or folders of `diagnose gradients`."
+    ),
     method: str = typer.Option("asgl", "--method", help="Which recorded gradient: sg, asgl or analog."),
     out: Path = typer.Option(Path("cosine.png"), "--out", help="PNG file to write."),
 ) -> None:
-    """Cosine to the true SNN gradient over epochs, one line per run (labelled learnable / fixed width)."""
-    from asgl.config import RecipeError
+    """Cosine to the true SNN gradient over epochs, one line per run (labelled learnable / fixed width).
+
+    A folder written by `asgl diagnose gradients` counts as a run of one point (its checkpoint's epoch)."""
     from asgl.diagnose.plots import plot_curves
-    from asgl.engine.logging import read_metrics
+    from asgl.diagnose.report import cosine_curve
 
     curves: dict[str, tuple[list[int], list[float]]] = {}
     for run in runs:
-        records = [r for r in read_metrics(run / "metrics.jsonl") if method in r.get("grad_cosine", {})]
-        if not records:
-            raise RecipeError(
-                f"{run} has no '{method}' gradient records in metrics.jsonl; train with --set train.diagnose_every=1"
-            )
-        config = run / "config.resolved.toml"
-        learnable = tomllib.loads(config.read_text())["surrogate"]["learnable"] if config.exists() else None
+        epochs, cosines, learnable = cosine_curve(run, method)
         kind = {True: "learnable α", False: "fixed α", None: "α ?"}[learnable]
-        curves[f"{run.name} ({kind})"] = (
-            [r["epoch"] + 1 for r in records],
-            [r["grad_cosine"][method] for r in records],
-        )
+        curves[f"{run.name} ({kind})"] = (epochs, cosines)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, out, f"cosine(g_{method}, FD reference)")
     table = Table(title=f"cosine(g_{method}, FD reference) per epoch")
@@ -156,5 +149,6 @@ def plot(
     table.add_column("mean", justify="right")
     for label, (xs, ys) in curves.items():
         table.add_row(label, str(len(xs)), f"{ys[0]:.3f}", f"{ys[-1]:.3f}", f"{sum(ys) / len(ys):.3f}")
-    Console().print(table)
-    Console().print(f"wrote {out}")
+    console = make_console()
+    console.print(table)
+    console.print(f"wrote {out}", markup=False)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from asgl.terminal import make_console
 from asgl_cli.errors import fail, user_errors
+
+if TYPE_CHECKING:
+    from asgl.config import Recipe
+    from asgl.engine.trainer import TrainResult
 
 
 @user_errors
@@ -27,37 +31,24 @@ def train(
     ),
 ) -> None:
     """Train a recipe into a new run folder, or continue one with --resume."""
-    from asgl.config import RecipeError, load_recipe
+    from asgl.config import RecipeError
 
-    if resume is None:
-        if recipe is None:
-            raise RecipeError("give a RECIPE (file or bundled name), or --resume RUN_DIR to continue a run")
-        cfg = load_recipe(recipe, overrides)
-    else:
-        if out is not None:
-            raise RecipeError("--out cannot be combined with --resume: a resumed run stays in its own folder")
-        from asgl.engine.trainer import recipe_differences, recipe_for_resume
-
-        cfg = recipe_for_resume(resume, overrides)
-        if recipe is not None:
-            differing = recipe_differences(load_recipe(recipe, overrides), cfg)
-            if differing:
-                raise RecipeError(
-                    f"recipe {recipe} differs from the one stored in the checkpoint ({', '.join(differing)}); "
-                    "omit RECIPE to resume with the stored recipe"
-                )
-
+    cfg = recipe_to_run(recipe, overrides, out, resume)
     if nproc > 1:
         if "LOCAL_RANK" in os.environ:
             raise RecipeError("--nproc cannot be used inside torchrun: torchrun already started the processes")
+        from asgl.engine.device import check_runtime
+
+        check_runtime(cfg)  # before the processes start: one message, not one per rank
         relaunch_with_torchrun(nproc, recipe, overrides, out, resume)
 
+    from asgl.diagnose.report import diagnosis_callbacks
     from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted
     from asgl.engine.trainer import train as run_training
 
     console = make_console(stderr=True)
     try:
-        result = run_training(cfg, out_dir=out, resume=resume, console=console)
+        result = run_training(cfg, out_dir=out, resume=resume, console=console, callbacks=diagnosis_callbacks(cfg))
     except TrainingInterrupted as e:
         console.print(f"[yellow]interrupted:[/] {e}", soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
@@ -65,23 +56,50 @@ def train(
         raise fail(str(e), code=1) from None
     except KeyboardInterrupt:  # Ctrl-C before the loop took over the signal, or a second one
         raise fail("interrupted; checkpoints already written are intact", code=130) from None
+    from asgl.engine.distributed import from_env
 
+    if from_env().is_main:  # under torchrun every process returns here; rank 0 reports
+        print_result(cfg, result)
+
+
+def recipe_to_run(recipe: Optional[str], overrides: list[str], out: Optional[Path], resume: Optional[str]) -> Recipe:
+    """The recipe of a new run (RECIPE with --set), or the one stored in the --resume checkpoint."""
+    from asgl.config import RecipeError, load_recipe
+
+    if resume is None:
+        if recipe is None:
+            raise RecipeError("give a RECIPE (file or bundled name), or --resume RUN_DIR to continue a run")
+        return load_recipe(recipe, overrides)
+    if out is not None:
+        raise RecipeError("--out cannot be combined with --resume: a resumed run stays in its own folder")
+    from asgl.engine.restore import open_checkpoint, recipe_differences
+
+    cfg = open_checkpoint(resume, overrides).recipe
+    if recipe is not None:
+        differing = recipe_differences(load_recipe(recipe, overrides), cfg)
+        if differing:
+            raise RecipeError(
+                f"recipe {recipe} differs from the one stored in the checkpoint ({', '.join(differing)}); "
+                "omit RECIPE to resume with the stored recipe"
+            )
+    return cfg
+
+
+def print_result(cfg: Recipe, result: TrainResult) -> None:
+    """The result table of a finished run (stdout)."""
     table = Table()
     for col in ("best epoch", "val acc (best)", "test acc (best ckpt)", "test loss", "test samples"):
         table.add_column(col, justify="right")
     table.add_row(
-        str(result.best_epoch + 1),
+        str(result.best_epoch),
         f"{result.best_val_acc:.2%}",
         f"{result.test.accuracy:.2%}",
         f"{result.test.loss:.4f}",
         str(result.test.samples),
     )
-    from asgl.engine.distributed import from_env
-
-    if from_env().is_main:  # under torchrun every process returns here; rank 0 reports
-        report = make_console()
-        report.print(f"{cfg.run.name}: {result.run_dir}", markup=False)
-        report.print(table)
+    report = make_console()
+    report.print(f"{cfg.run.name}: {result.run_dir}", markup=False)  # a title line: the path is never squeezed
+    report.print(table)
 
 
 def relaunch_with_torchrun(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
+import pytest
 import torch
 from torch import nn
 from typer.testing import CliRunner
@@ -123,8 +125,11 @@ def test_membrane_reproduces_eval_spikes_and_dynamics():
     (row,) = layer_dynamics(model, data)
     assert abs(row.firing_rate - float((x >= 0).double().mean())) < 1e-12
     assert abs(row.width - 1.0) < 1e-6
-    inside = float(((x.abs()) <= layer.surrogate.window).double().mean())
-    assert abs(row.in_window - inside) < 1e-12 and 0 < row.smoothing_error < 0.5
+    # sigmoid at width 1 (k = 1): 90 % of its mass within |x| <= ln 19; H(x) = sigmoid(x)
+    inside = float((x.abs() <= math.log(19)).double().mean())
+    assert abs(row.in_window - inside) < 1e-12
+    error = float((torch.sigmoid(x) - (x >= 0).double()).abs().mean().detach())
+    assert 0.01 < error and abs(row.smoothing_error - error) < 1e-12
 
 
 def test_cli_diagnose_gradients_writes_files(tmp_path):
@@ -141,6 +146,34 @@ def test_cli_diagnose_gradients_writes_files(tmp_path):
     assert [d["layer"] for d in dyn] == ["features.0.2", "features.2.2", "hidden.2"]
     assert 0 <= json.loads((out / "diagnosis.json").read_text())["snn_acc"] <= 1
     assert (out / "gradients.png").stat().st_size > 0 and (out / "dynamics.png").stat().st_size > 0
+
+
+def test_cli_diagnose_gradients_of_a_checkpoint_then_plot_its_folder(tmp_path):
+    from conftest import set_args
+
+    runner = CliRunner()
+    # 18 steps: enough for the norms' running statistics to let spikes through in eval mode (finite cosines)
+    overrides = TINY + ["data.subset=160", "train.batch_size=8", "train.epochs=1"]
+    trained = runner.invoke(app, ["train", "digits_quick", *set_args(overrides), "--out", str(tmp_path)])
+    assert trained.exit_code == 0, trained.output
+    (run,) = tmp_path.iterdir()
+    args = ["diagnose", "gradients", "--ckpt", str(run), "--batches", "1", "--directions", "2"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = run / "diagnose-e1"  # the checkpoint holds 1 finished epoch: epochs are 1-based
+    summary = json.loads((out / "diagnosis.json").read_text())
+    assert summary["epoch"] == 1 and summary["source"] == str(run / "checkpoints" / "last.pt")
+    assert summary["learnable"] is True and summary["noise_prob"] == 0.2
+    overall = {r["method"]: float(r["cosine"]) for r in csv.DictReader((out / "gradients.csv").open())
+               if r["layer"] == "overall"}  # fmt: skip
+    assert set(overall) == {"sg", "asgl", "analog"} and all(math.isfinite(c) for c in overall.values())
+    assert summary["grad_cosine"] == pytest.approx(overall)
+
+    png = tmp_path / "cos.png"
+    plotted = runner.invoke(app, ["diagnose", "plot", str(out), "--out", str(png)], env={"COLUMNS": "200"})
+    assert plotted.exit_code == 0, plotted.output
+    assert f"{overall['asgl']:.3f}" in plotted.output and "learnable α" in plotted.output
+    assert png.stat().st_size > 0
 
 
 def test_cli_diagnose_rejects_bad_input(tmp_path):

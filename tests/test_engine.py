@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import asgl.engine.trainer as trainer_module
+from asgl.engine.batches import EpochBatches
 from asgl.engine.checkpoint import (
     FORMAT_KEY,
     SCHEMA_VERSION,
@@ -19,7 +20,8 @@ from asgl.engine.checkpoint import (
     save_checkpoint,
 )
 from asgl.engine.logging import read_metrics
-from asgl.engine.trainer import EpochBatches, NonFiniteLossError, TrainingInterrupted, train
+from asgl.engine.restore import open_checkpoint
+from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted, train
 from asgl.neuron import LIF
 
 # ---------------------------------------------------------------- optimiser groups
@@ -111,6 +113,12 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
             load_checkpoint(target)
 
 
+def test_version_1_checkpoint_has_its_best_epoch_read_1_based(tmp_path):
+    path = tmp_path / "v1.pt"
+    torch.save({FORMAT_KEY: 1, **minimal_payload(3), "best": {"val_acc": 0.5, "epoch": 2}}, path)
+    assert load_checkpoint(path)["best"] == {"val_acc": 0.5, "epoch": 3}  # version 1 stored epoch index 2
+
+
 class RunsCode:
     def __init__(self, marker: Path):
         self.marker = marker
@@ -190,7 +198,7 @@ def test_run_folder_contents(reference_run):
         assert (root / name).is_file(), name
     assert list(root.glob("events.out.tfevents.*"))
     records = read_metrics(root / "metrics.jsonl")
-    assert [r["epoch"] for r in records] == [0, 1]
+    assert [r["epoch"] for r in records] == [1, 2]  # 1-based, as on screen
     for r in records:
         assert set(r["widths"]) == set(r["decays"]) and len(r["widths"]) == 3
         assert r["p"] == 0.2 and 0 <= r["val_acc"] <= 1 and r["train_loss"] > 0
@@ -198,6 +206,11 @@ def test_run_folder_contents(reference_run):
     last = load_checkpoint(root)
     assert (last["epoch"], last["step"]) == (2, 0)
     assert result.best_val_acc == max(r["val_acc"] for r in records)
+    # the best epoch is 1-based everywhere: result, summary.json, best.pt, and the record that set it
+    best = next(r for r in records if r["val_acc"] == result.best_val_acc)
+    assert best["best"] and result.best_epoch == result.summary["best_epoch"] == best["epoch"]
+    best_ckpt = load_checkpoint(root / "checkpoints" / "best.pt")
+    assert best_ckpt["best"]["epoch"] == best_ckpt["epoch"] == best["epoch"]
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -219,7 +232,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(reference_run, tmp_p
     assert (ckpt["epoch"], ckpt["step"]) == (1, 2)
     monkeypatch.undo()
 
-    result = train(trainer_module.recipe_for_resume(run_dir), resume=run_dir)
+    result = train(open_checkpoint(run_dir).recipe, resume=run_dir)
     assert_same_run(reference.run_dir, run_dir)
     assert result.test == reference.test
 
@@ -248,7 +261,7 @@ def test_kill_after_periodic_checkpoint_then_resume_equals_uninterrupted(referen
     (run_dir,) = (tmp_path / "late").iterdir()
     ckpt = load_checkpoint(run_dir)
     assert (ckpt["epoch"], ckpt["step"]) == (1, 0)
-    train(trainer_module.recipe_for_resume(run_dir), resume=run_dir)
+    train(open_checkpoint(run_dir).recipe, resume=run_dir)
     assert_same_run(reference.run_dir, run_dir)
 
 
@@ -296,8 +309,8 @@ def test_resume_refuses_changes_that_alter_the_run(reference_run):
 
     _, reference = reference_run
     with pytest.raises(RecipeError, match="surrogate.width cannot change"):
-        trainer_module.recipe_for_resume(reference.run_dir, ["surrogate.width=1"])
-    assert trainer_module.recipe_for_resume(reference.run_dir, ["run.device=cpu"]).run.device == "cpu"
+        open_checkpoint(reference.run_dir, ["surrogate.width=1"])
+    assert open_checkpoint(reference.run_dir, ["run.device=cpu"]).recipe.run.device == "cpu"
 
 
 def test_run_threads_applies_during_training_and_is_restored(tiny_recipe, tmp_path, monkeypatch):
@@ -311,3 +324,88 @@ def test_run_threads_applies_during_training_and_is_restored(tiny_recipe, tmp_pa
     train(tiny_recipe(f"run.threads={wanted}", "train.epochs=1"), out_dir=tmp_path)
     assert seen and set(seen) == {wanted}
     assert torch.get_num_threads() == before  # no global state left behind for the caller
+
+
+def test_grad_clip_rescales_the_gradient_to_the_clip_norm():
+    from asgl.config import validate_recipe
+    from asgl.optim import build_optimizers
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    params = list(model.parameters())
+    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), params)
+    norm = float(torch.sqrt(sum((g**2).sum() for g in grads)))
+    clip = norm / 4  # the gradient is 4 times too long
+    before = [p.detach().clone() for p in params]
+    optim = {"name": "sgd", "lr": 1.0, "momentum": 0.0, "weight_decay": 0.0, "grad_clip": clip, "schedule": "none"}
+    opt = build_optimizers(model, validate_recipe({"optim": optim}).optim, 1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    trainer_module.optimizer_step(torch.nn.functional.cross_entropy(model(x), y), model, opt, scaler, clip)
+    steps = [b - p.detach() for b, p in zip(before, params)]  # lr 1: the step is the gradient used
+    assert float(torch.sqrt(sum((s**2).sum() for s in steps))) == pytest.approx(clip, rel=1e-5)
+    for s, g in zip(steps, grads):
+        assert torch.allclose(s, g * clip / norm, atol=1e-7)
+
+
+def test_grad_clip_of_the_recipe_reaches_the_optimiser_step(tiny_recipe, tmp_path, monkeypatch):
+    clips = []
+    real = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, m, *a, **k: (clips.append(m), real(p, m))[1])
+    train(tiny_recipe("optim.grad_clip=0.5", "train.epochs=1"), out_dir=tmp_path)
+    assert clips == [0.5] * 3  # one per step
+
+
+def test_run_deterministic_two_runs_are_bit_identical_and_the_setting_is_restored(tiny_recipe, tmp_path, monkeypatch):
+    seen = []
+    real_step = trainer_module.optimizer_step
+    monkeypatch.setattr(
+        trainer_module,
+        "optimizer_step",
+        lambda *a, **k: (seen.append(torch.are_deterministic_algorithms_enabled()), real_step(*a, **k)),
+    )
+    recipe = tiny_recipe("run.deterministic=true", "train.epochs=1")
+    first, second = train(recipe, out_dir=tmp_path / "a"), train(recipe, out_dir=tmp_path / "b")
+    assert seen and all(seen), "deterministic algorithms were off while training"
+    assert not torch.are_deterministic_algorithms_enabled(), "the setting leaked out of the run"
+    assert_same_run(first.run_dir, second.run_dir)
+    assert first.test == second.test
+
+
+def test_callbacks_see_every_hook_in_order_and_extend_the_records(tiny_recipe, tmp_path):
+    from asgl.engine.callbacks import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_start(self, t):
+            self.calls.append("start")
+
+        def on_epoch_start(self, t, epoch, step):
+            self.calls.append(("epoch", epoch, step))
+
+        def on_step_end(self, t, epoch, step, loss):
+            self.calls.append(("step", epoch, step))
+
+        def on_epoch_end(self, t, record):
+            record["custom"] = 10 * record["epoch"]
+            self.calls.append(("end", record["epoch"]))
+
+        def on_loop_end(self, t):
+            self.calls.append("loop end")
+
+        def close(self):
+            self.calls.append("close")
+
+    recorder = Recorder()
+    result = train(tiny_recipe(), out_dir=tmp_path, callbacks=[recorder])
+    steps = [[("step", e, s) for s in (1, 2, 3)] for e in (0, 1)]
+    assert recorder.calls == [
+        "start",
+        ("epoch", 0, 0), *steps[0], ("end", 1),
+        ("epoch", 1, 0), *steps[1], ("end", 2),
+        "loop end",
+        "close",
+    ]  # fmt: skip
+    assert [r["custom"] for r in read_metrics(result.run_dir / "metrics.jsonl")] == [10, 20]

@@ -298,6 +298,7 @@ def test_broken_data_file_is_named(tmp_path: Path, damage: str) -> None:
         victim.mkdir()
     result = cli("train", recipe, "--out", tmp_path / "runs")
     assert_one_error(result, "data_batch_3")
+    assert not (tmp_path / "runs").exists(), "found after the run folder was made"
 
 
 class CodePayload:
@@ -320,6 +321,7 @@ def test_data_file_carrying_code_is_refused(tmp_path: Path) -> None:
     result = cli("train", recipe, "--out", tmp_path / "runs")
     assert not marker.exists(), "loading the data file ran code"
     assert_one_error(result, "data_batch_2")
+    assert not (tmp_path / "runs").exists(), "found after the run folder was made"
 
 
 # ---------------------------------------------------------------- hostile and broken checkpoints

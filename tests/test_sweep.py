@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -44,6 +46,14 @@ def test_sweep_runs_resumes_and_plots(tmp_path):
     rows = list(csv.DictReader((out / "sweep.csv").open()))
     assert [(r["method"], float(r["width"])) for r in rows] == [("sg", 1), ("sg", 5), ("asgl", 1), ("asgl", 5)]
     assert all(0 <= float(r["test_acc"]) <= 1 and "hidden.2=" in r["learned_widths"] for r in rows)
+    for r in rows:  # SG keeps the sweep's width in every layer; ASGL learns its widths away from it
+        learned = json.loads((Path(r["run_dir"]) / "summary.json").read_text())["neurons"]["widths"]
+        assert set(learned) == {"features.0.2", "features.2.2", "hidden.2"}
+        moved = [abs(w / float(r["width"]) - 1) for w in learned.values()]
+        if r["method"] == "sg":
+            assert max(moved) < 1e-6, (r, learned)
+        else:
+            assert min(moved) > 1e-5, (r, learned)
     assert (out / "sweep.png").stat().st_size > 0
     runs = sorted(p for p in out.iterdir() if p.is_dir())
     assert len(runs) == 4
@@ -77,3 +87,21 @@ def test_sweep_rejects_bad_lists(tmp_path):
     assert bad.exit_code == 2 and "--widths" in bad.output
     bad = runner.invoke(app, ["sweep", "alpha", "digits_quick", "--methods", "sg,foo", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "foo" in bad.output
+
+
+def test_sweep_with_two_seeds_reports_mean_and_std(tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", "alpha", "digits_quick", "--widths", "2", "--methods", "asgl", "--seeds", "2", "--out", str(out)]
+    for item in TINY[:5]:  # no per-epoch diagnosis
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [(r["method"], r["width"], r["seed"]) for r in rows] == [("asgl", "2.0", "0"), ("asgl", "2.0", "1")]
+    base = load_recipe("digits_quick").run.seed
+    configs = [(Path(r["run_dir"]) / "config.resolved.toml").read_text() for r in rows]
+    assert [f"seed = {base + i}\n" in c for i, c in enumerate(configs)] == [True, True]
+    widths = [json.loads((Path(r["run_dir"]) / "summary.json").read_text())["neurons"]["widths"] for r in rows]
+    assert widths[0] != widths[1], "the two seeds trained the same run"
+    accs = [100 * float(r["test_acc"]) for r in rows]
+    assert f"{statistics.fmean(accs):.2f} ± {statistics.pstdev(accs):.2f}" in result.output

@@ -2,7 +2,8 @@
 
 A *subject* is a model snapshot with its recipe, current p and the fixed minibatches: the first K batches
 of the validation split (no augmentation, fixed order), from a checkpoint or from a freshly initialised
-recipe. :func:`epoch_record` is the light version the trainer calls every ``train.diagnose_every`` epochs.
+recipe. :func:`epoch_record` is the light version that :class:`EpochDiagnosis` adds to the trainer's epoch
+records every ``train.diagnose_every`` epochs.
 """
 
 from __future__ import annotations
@@ -12,16 +13,26 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import tomllib
 from torch import nn
 from torch.utils.data import DataLoader
 
-from asgl.config import Recipe, read_stored_recipe, validate_recipe
+from asgl.config import Recipe, RecipeError, validate_recipe
+from asgl.data import build_data
 from asgl.diagnose.dynamics import LayerDynamics, accuracy_gap, layer_dynamics
 from asgl.diagnose.gradients import Batch, GradientReport, GradientSettings, diagnose_gradients, prepare
+from asgl.engine.callbacks import Callback
+from asgl.engine.device import resolve_device
+from asgl.engine.logging import read_metrics
+from asgl.engine.restore import build_model_for, restore
+from asgl.engine.runfolder import run_folder_of
 from asgl.losses import build_loss
+from asgl.schedules import noise_prob_at
+
+if TYPE_CHECKING:
+    from asgl.engine.trainer import Trainer
 
 
 @dataclass
@@ -31,7 +42,8 @@ class Subject:
     noise_prob: float  # p of the snapshot's epoch
     batches: list[Batch]
     source: str
-    epoch: int  # epochs trained (0 for a fresh model)
+    epoch: int  # epochs trained: the 1-based epoch that produced the weights (0 for a fresh model)
+    checkpoint: Path | None  # None for a fresh model
 
 
 @dataclass
@@ -46,36 +58,33 @@ def load_subject(
     recipe: Recipe | None = None, checkpoint: str | Path | None = None, batches: int = 4, device: str = "cpu"
 ) -> Subject:
     """The snapshot of ``checkpoint`` (its stored recipe), or a freshly initialised model of ``recipe``."""
-    from asgl.data import build_data
-    from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
-    from asgl.engine.device import resolve_device
-    from asgl.models import build_model
-    from asgl.schedules import noise_prob_at
-
     if (recipe is None) == (checkpoint is None):
         raise ValueError("give exactly one of a recipe or a checkpoint")
-    ckpt = None
+    dev = resolve_device(device)
     if checkpoint is not None:
-        path = resolve_checkpoint_path(checkpoint)
-        ckpt = load_checkpoint(path)
-        recipe = validate_recipe(read_stored_recipe(ckpt["recipe"]), f"stored in {path}")
+        restored = restore(checkpoint)
+        recipe, data, model = restored.stored.recipe, restored.data, restored.model
+        path, epoch = restored.stored.path, int(restored.stored.state["epoch"])
         source = str(path)
     else:
+        data = build_data(recipe)
+        model = build_model_for(recipe, data.info)
+        path, epoch = None, 0
         source = f"recipe {recipe.run.name} (initial weights, seed {recipe.run.seed})"
-    assert recipe is not None
-    data = build_data(recipe)
-    torch.manual_seed(recipe.run.seed)
-    model = build_model(recipe, data.info)
-    epoch = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        epoch = int(ckpt["epoch"])
-    model.to(resolve_device(device))
+    model.to(dev)
     # p in force during the last finished epoch (the one that produced these weights)
     p = noise_prob_at(max(epoch - 1, 0), recipe.noise, recipe.train.epochs)
     loader = DataLoader(data.val, batch_size=recipe.train.eval_batch_size or recipe.train.batch_size)
     fixed = [b for _, b in zip(range(batches), loader)]
-    return Subject(model, recipe, p, fixed, source, epoch)
+    return Subject(model, recipe, p, fixed, source, epoch, path)
+
+
+def diagnosis_folder(subject: Subject) -> Path:
+    """Where a diagnosis goes by default: ``<run>/diagnose-e<epoch>`` (1-based) for a checkpoint,
+    ``<run.out_dir>/<name>-diagnose`` for a fresh model."""
+    if subject.checkpoint is not None:
+        return run_folder_of(subject.checkpoint).root / f"diagnose-e{subject.epoch}"
+    return Path(subject.recipe.run.out_dir) / f"{subject.recipe.run.name}-diagnose"
 
 
 def diagnose(subject: Subject, settings: GradientSettings) -> Diagnosis:
@@ -111,8 +120,29 @@ def epoch_record(model: nn.Module, recipe: Recipe, batches: Iterable[Batch], noi
     }
 
 
-def write_diagnosis(diagnosis: Diagnosis, out: Path) -> list[Path]:
-    """gradients.csv, dynamics.csv, diagnosis.json, gradients.png and dynamics.png in ``out``; returns the paths."""
+class EpochDiagnosis(Callback):
+    """A trainer callback: every ``train.diagnose_every`` epochs, :func:`epoch_record` joins the epoch's record."""
+
+    handles = ("train.diagnose_every",)
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_epoch_end(self, t: Trainer, record: dict[str, Any]) -> None:
+        if record["epoch"] % self.every == 0:
+            record.update(epoch_record(t.model, t.recipe, t.val_loader, record["p"]))
+
+
+def diagnosis_callbacks(recipe: Recipe) -> list[Callback]:
+    """The trainer callbacks the recipe's diagnosis keys ask for (none when ``train.diagnose_every = 0``)."""
+    return [EpochDiagnosis(recipe.train.diagnose_every)] if recipe.train.diagnose_every else []
+
+
+def write_diagnosis(diagnosis: Diagnosis, subject: Subject, out: Path) -> list[Path]:
+    """gradients.csv, dynamics.csv, diagnosis.json, gradients.png and dynamics.png in ``out``; returns the paths.
+
+    diagnosis.json names the snapshot (source, epoch, learnable width), so ``asgl diagnose plot`` can read it.
+    """
     from asgl.diagnose.plots import plot_dynamics_bars, plot_gradient_bars
 
     out.mkdir(parents=True, exist_ok=True)
@@ -133,10 +163,14 @@ def write_diagnosis(diagnosis: Diagnosis, out: Path) -> list[Path]:
         w.writerows(asdict(d) for d in diagnosis.dynamics)
     summary = out / "diagnosis.json"
     record = {
+        "source": subject.source,
+        "epoch": subject.epoch,
+        "learnable": subject.recipe.surrogate.learnable,
         "noise_prob": g.noise_prob,
         "hybrid_acc": diagnosis.hybrid_acc,
         "snn_acc": diagnosis.snn_acc,
         "accuracy_gap": diagnosis.hybrid_acc - diagnosis.snn_acc,
+        "grad_cosine": {c.method: c.cosine for c in g.comparisons if c.layer == "overall"},
         "settings": asdict(g.settings),
     }
     summary.write_text(json.dumps(record, indent=2) + "\n")
@@ -144,3 +178,24 @@ def write_diagnosis(diagnosis: Diagnosis, out: Path) -> list[Path]:
     plot_gradient_bars(g.comparisons, grad_png)
     plot_dynamics_bars(diagnosis.dynamics, dyn_png)
     return [grad_csv, dyn_csv, summary, grad_png, dyn_png]
+
+
+def cosine_curve(folder: Path, method: str) -> tuple[list[int], list[float], bool | None]:
+    """(1-based epochs, cosines of ``method``, whether the width was learnable) of a run folder trained with
+    ``train.diagnose_every`` (its metrics.jsonl) or of a folder written by ``asgl diagnose gradients`` (one point).
+    """
+    diagnosis = folder / "diagnosis.json"
+    if diagnosis.exists():
+        record = json.loads(diagnosis.read_text())
+        records, learnable = [record], record.get("learnable")
+    else:
+        records = read_metrics(folder / "metrics.jsonl")
+        config = folder / "config.resolved.toml"
+        learnable = validate_recipe(tomllib.loads(config.read_text())).surrogate.learnable if config.exists() else None
+    records = [r for r in records if method in r.get("grad_cosine", {})]
+    if not records:
+        raise RecipeError(
+            f"{folder} has no '{method}' gradient records: give a run folder trained with "
+            "--set train.diagnose_every=1, or a folder written by `asgl diagnose gradients`"
+        )
+    return [r["epoch"] for r in records], [r["grad_cosine"][method] for r in records], learnable

@@ -6,7 +6,8 @@
 
 Run folders live in the sweep folder as ``<name>-<method>-a<width>-s<seed>-<timestamp>``. A sweep started
 again over the same folder skips finished runs (``summary.json`` present) and resumes interrupted ones from
-``checkpoints/last.pt``; a folder holding a run of a different recipe is an error.
+``checkpoints/last.pt``; a folder holding a run of a different recipe is an error. The sweep folder is
+locked while a sweep runs in it, so a second sweep over the same folder is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from pathlib import Path
 from rich.console import Console
 
 from asgl.config import Recipe, RecipeError, apply_overrides, read_stored_recipe, recipe_to_dict, validate_recipe
+from asgl.diagnose.report import diagnosis_callbacks
+from asgl.engine.device import check_runtime
+from asgl.engine.restore import RESUME_SAFE_KEYS, open_checkpoint, recipe_differences
+from asgl.engine.runfolder import RunFolderLock
+from asgl.engine.trainer import train
 
 SWEEP_METHODS: tuple[str, ...] = ("sg", "asgl")
 DEFAULT_WIDTHS: tuple[float, ...] = (0.5, 1.0, 2.5, 5.0, 10.0)
@@ -60,8 +66,6 @@ def _stored_recipe(run_dir: Path) -> Recipe:
 
 
 def _check_same(run_dir: Path, expected: Recipe) -> None:
-    from asgl.engine.trainer import RESUME_SAFE_KEYS, recipe_differences
-
     differing = [k for k in recipe_differences(_stored_recipe(run_dir), expected) if k not in RESUME_SAFE_KEYS]
     if differing:
         raise RecipeError(
@@ -84,8 +88,6 @@ def _row(method: str, width: float, seed: int, summary: dict) -> SweepRow:
 
 def run_one(recipe: Recipe, out: Path, console: Console) -> dict:
     """Train one sweep run into ``out`` (or finish / reuse its folder there); returns its summary."""
-    from asgl.engine.trainer import train
-
     existing = sorted(d for d in out.glob(f"{recipe.run.name}-*") if (d / "config.resolved.toml").exists())
     for d in existing:
         _check_same(d, recipe)
@@ -93,10 +95,12 @@ def run_one(recipe: Recipe, out: Path, console: Console) -> dict:
     if finished:
         console.print(f"[dim]done already:[/] {finished[-1]}")
         return json.loads((finished[-1] / "summary.json").read_text())
+    callbacks = diagnosis_callbacks(recipe)
     resumable = [d for d in existing if (d / "checkpoints" / "last.pt").exists()]
     if resumable:
-        return train(_stored_recipe(resumable[-1]), resume=resumable[-1], console=console).summary
-    return train(recipe, out_dir=out, console=console).summary
+        stored = open_checkpoint(resumable[-1]).recipe
+        return train(stored, resume=resumable[-1], console=console, callbacks=callbacks).summary
+    return train(recipe, out_dir=out, console=console, callbacks=callbacks).summary
 
 
 def sweep_alpha(
@@ -110,12 +114,15 @@ def sweep_alpha(
     """Run (or resume) the sweep into ``out``; writes ``sweep.csv`` and ``sweep.png`` there after every run."""
     console = console or Console(stderr=True)
     plan = [(m, w, s, sweep_recipe(recipe, m, w, s)) for m in methods for w in widths for s in range(seeds)]
+    for *_, cfg in plan:
+        check_runtime(cfg)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[SweepRow] = []
-    for i, (method, width, seed, cfg) in enumerate(plan, 1):
-        console.rule(f"sweep {i}/{len(plan)}: {method}, α = {width:g}, seed {seed}")
-        rows.append(_row(method, width, seed, run_one(cfg, out, console)))
-        write_sweep(rows, out)
+    with RunFolderLock(out):
+        for i, (method, width, seed, cfg) in enumerate(plan, 1):
+            console.rule(f"sweep {i}/{len(plan)}: {method}, α = {width:g}, seed {seed}")
+            rows.append(_row(method, width, seed, run_one(cfg, out, console)))
+            write_sweep(rows, out)
     return rows
 
 

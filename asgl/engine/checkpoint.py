@@ -10,10 +10,10 @@ restricted unpickler accepts it and never runs code from the file. Keys:
     neuron_optimizer  neuron-parameter optimiser state dict, or None
     lr_scheduler      LR scheduler state dict
     scaler            fp16 GradScaler state dict ({} when unused)
-    epoch             0-based epoch in progress (the next one at an epoch boundary)
-    step              batches of that epoch already done (0 at an epoch boundary)
+    epoch             epochs finished (the 1-based epoch a user reads, at an epoch boundary)
+    step              batches of the next epoch already done (0 at an epoch boundary)
     running           partial sums of the epoch in progress (loss_sum, correct, seen, skipped)
-    best              {"val_acc": float, "epoch": int}; epoch -1 before the first validation
+    best              {"val_acc": float, "epoch": int}; epoch 1-based, 0 before the first validation
     rng               {"torch": ByteTensor, "cuda": [ByteTensor]} (masks draw from the global RNG)
 """
 
@@ -29,7 +29,7 @@ import torch
 
 from asgl.errors import CheckpointError  # re-exported here
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: best.epoch 1-based (version 1 stored it 0-based)
 FORMAT_KEY = "asgl_checkpoint"
 REQUIRED_KEYS = ("recipe", "model", "optimizer", "lr_scheduler", "epoch", "step", "best", "rng")
 
@@ -124,4 +124,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in REQUIRED_KEYS if k not in obj]
     if missing:
         raise CheckpointError(f"checkpoint {p} is incomplete: missing {', '.join(missing)}")
+    if version < 2 and isinstance(obj["best"], dict) and "epoch" in obj["best"]:
+        obj["best"] = {**obj["best"], "epoch": obj["best"]["epoch"] + 1}
     return obj

@@ -4,7 +4,7 @@ torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; :func:
 the process group (NCCL on CUDA, gloo on CPU). Without them everything here is a no-op for one process.
 
 Batches: ``train.batch_size`` is the global batch. Every process iterates the same seeded batch order
-(:class:`asgl.engine.trainer.EpochBatches`, resumable at any step) and keeps the slice ``batch[rank::world]``
+(:class:`asgl.engine.batches.EpochBatches`, resumable at any step) and keeps the slice ``batch[rank::world]``
 (:class:`ShardedBatches`), which is what torch's ``DistributedSampler`` does per epoch, but also from the
 middle of an epoch. Only rank 0 writes (run folder, metrics, checkpoints, progress); the others compute.
 """
@@ -117,13 +117,6 @@ class ShardedBatches(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches)  # type: ignore[arg-type]
-
-
-class Silent:
-    """Stands in for a writer (metrics log, TensorBoard) on ranks other than 0: every method does nothing."""
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
 
 
 def agreed_signal(signum: int | None, info: DistInfo, device: torch.device) -> int | None:

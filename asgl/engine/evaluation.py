@@ -12,9 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from asgl.config import read_stored_recipe, validate_recipe
-from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
 from asgl.engine.device import autocast, resolve_device, to_device
+from asgl.engine.restore import restore
 from asgl.losses import build_loss, predict
 
 
@@ -65,24 +64,17 @@ def evaluate_checkpoint(
 
     The evaluation runs inside ``observe(model)`` (e.g. hooks that count spikes).
     """
-    from asgl.data import build_data
-    from asgl.models import build_model
-
-    path = resolve_checkpoint_path(checkpoint)
-    ckpt = load_checkpoint(path)
-    recipe = validate_recipe(read_stored_recipe(ckpt["recipe"]), f"stored in {path}")
     dev = resolve_device(device)
-    data = build_data(recipe)
-    model = build_model(recipe, data.info)
-    model.load_state_dict(ckpt["model"])
-    model.to(dev)
+    restored = restore(checkpoint)
+    recipe = restored.stored.recipe
     tcfg = recipe.train
     loader = DataLoader(
-        {"val": data.val, "test": data.test}[split],
+        {"val": restored.data.val, "test": restored.data.test}[split],
         batch_size=tcfg.eval_batch_size or tcfg.batch_size,
         num_workers=recipe.data.num_workers,
     )
     amp = tcfg.amp if dev.type == "cuda" else "off"
     readout = recipe.model.readout
+    model = restored.model.to(dev)
     with observe(model):
         return evaluate(model, loader, build_loss(tcfg, readout), dev, amp, recipe.model.channels_last, readout)

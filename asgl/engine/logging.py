@@ -33,11 +33,11 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 class MetricsLog:
-    """Appends one JSON object per epoch; on resume keeps only the epochs before ``start_epoch``."""
+    """Appends one JSON object per epoch (``epoch`` 1-based); on resume keeps epochs 1..``finished_epochs``."""
 
-    def __init__(self, path: Path, start_epoch: int = 0):
+    def __init__(self, path: Path, finished_epochs: int = 0):
         self.path = path
-        kept = [r for r in read_metrics(path) if r["epoch"] < start_epoch]
+        kept = [r for r in read_metrics(path) if r["epoch"] <= finished_epochs]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict[str, Any]) -> None:
@@ -54,7 +54,7 @@ class TensorBoard:
         self.writer = SummaryWriter(log_dir=str(folder))
 
     def epoch(self, record: dict[str, Any]) -> None:
-        step = record["epoch"] + 1
+        step = record["epoch"]
         for key, value in record.items():
             if isinstance(value, dict):
                 for sub, v in value.items():
@@ -121,7 +121,7 @@ class TrainProgress:
 def epoch_lines(r: dict[str, Any], epochs: int, width: int) -> list[str]:
     """One epoch's record as lines of at most ``width`` columns, broken only between fields."""
     fields = [
-        f"epoch {r['epoch'] + 1}/{epochs}",
+        f"epoch {r['epoch']}/{epochs}",
         f"train loss {r['train_loss']:.4f} acc {r['train_acc']:.1%} (hybrid)",
         f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.1%}",
         f"p {r['p']:.3g}",

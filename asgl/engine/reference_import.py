@@ -281,7 +281,7 @@ def import_reference(
     """
     from asgl.data import build_data
     from asgl.engine.checkpoint import save_checkpoint
-    from asgl.engine.trainer import _Running, rng_state
+    from asgl.engine.trainer import RunningSums, rng_state
     from asgl.models import build_model
     from asgl.optim import build_optimizers
 
@@ -297,8 +297,8 @@ def import_reference(
         "scaler": {},
         "epoch": 0,
         "step": 0,
-        "running": vars(_Running()),
-        "best": {"val_acc": -1.0, "epoch": -1},
+        "running": vars(RunningSums()),
+        "best": {"val_acc": -1.0, "epoch": 0},
         "rng": rng_state(),
         "imported_from": str(Path(source).resolve()),
     }

@@ -1,5 +1,11 @@
 """The training loop: one recipe -> one run folder (see :mod:`asgl.engine.runfolder`).
 
+:func:`train` drives a :class:`Trainer`: ``setup`` (every check that can fail, and everything built,
+before the run folder exists), ``open_run`` (the folder, locked), then per epoch ``train_epoch`` and
+``end_epoch``, and ``finish`` (the best checkpoint on the test split, ``summary.json``). The metrics file,
+TensorBoard, progress, checkpoints and signal handling are callbacks (:mod:`asgl.engine.callbacks`);
+callers add their own, such as the per-epoch gradient diagnosis of :mod:`asgl.diagnose.report`.
+
 Reproducibility: model weights are initialised under ``run.seed``; the order of epoch ``e`` is a
 permutation drawn from a generator seeded with ``epoch_seed(run.seed, e)``, so a checkpoint only needs
 (epoch, step) to resume at the exact batch; noise masks and in-process augmentation draw from the
@@ -10,63 +16,39 @@ drawn inside workers is reproducible per epoch but not across a mid-epoch resume
 Faults: SIGINT / SIGTERM finish the current step, write ``checkpoints/last.pt`` and raise
 :class:`TrainingInterrupted`; a non-finite loss stops the run (:class:`NonFiniteLossError`) or skips the
 step (``train.nan_policy = "skip"``); a failed checkpoint write raises ``CheckpointError`` and leaves
-the previous checkpoint intact.
+the previous checkpoint intact. Epochs a user reads (screen, metrics.jsonl, summary.json) are 1-based.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import signal
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from torch.utils.data import DataLoader, Dataset, Sampler
 
-from asgl.config import (
-    Recipe,
-    RecipeError,
-    apply_overrides,
-    read_stored_recipe,
-    recipe_to_dict,
-    recipe_to_toml,
-    validate_recipe,
-)
+from asgl.config import Recipe, RecipeError, RunConfig, recipe_to_toml
 from asgl.data import build_data
-from asgl.diagnose.report import epoch_record
 from asgl.engine import distributed
-from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path, save_checkpoint
-from asgl.engine.device import autocast, check_amp, resolve_device, to_device
+from asgl.engine.batches import EpochBatches, check_batches, make_loader
+from asgl.engine.callbacks import Callback, Checkpoints, MetricsFile, Progress, StopOnSignal, TensorBoardScalars
+from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
+from asgl.engine.device import autocast, check_runtime, to_device
 from asgl.engine.evaluation import EvalResult, evaluate
-from asgl.engine.logging import MetricsLog, TensorBoard, TrainProgress, neuron_state
-from asgl.engine.runfolder import create_run_folder, run_folder_of
+from asgl.engine.logging import neuron_state
+from asgl.engine.restore import Stored, build_model_for, open_checkpoint
+from asgl.engine.runfolder import RunFolder, RunFolderLock, create_run_folder, run_folder_of
 from asgl.losses import build_loss, predict
-from asgl.models import build_model, count_parameters
+from asgl.models import count_parameters
 from asgl.neuron import set_noise_prob, use_deterministic_backends
 from asgl.optim import Optimizers, build_optimizers
 from asgl.schedules import noise_prob_at
-
-# keys a resumed run may change: they do not alter what is computed
-RESUME_SAFE_KEYS = (
-    "run.device",
-    "run.threads",
-    "data.root",
-    "data.cache_dir",
-    "data.num_workers",
-    "data.pin_memory",
-    "data.persistent_workers",
-    "train.eval_batch_size",
-    "train.checkpoint_every_steps",
-    "train.nan_policy",
-    "train.log_every",
-    "train.compile",
-)
 
 
 class TrainingInterrupted(Exception):
@@ -89,101 +71,21 @@ class NonFiniteLossError(RuntimeError):
 @dataclass
 class TrainResult:
     run_dir: Path
-    best_epoch: int
+    best_epoch: int  # 1-based
     best_val_acc: float
     test: EvalResult
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------- recipe, device
+@dataclass
+class RunningSums:
+    """Sums over the batches of the epoch in progress (kept in mid-epoch checkpoints)."""
 
-
-def recipe_for_resume(checkpoint: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """The recipe stored in ``checkpoint`` with ``overrides`` applied (only :data:`RESUME_SAFE_KEYS`)."""
-    path = resolve_checkpoint_path(checkpoint)
-    ckpt = load_checkpoint(path)
-    for item in overrides or []:
-        key = item.split("=", 1)[0].strip()
-        if key not in RESUME_SAFE_KEYS:
-            raise RecipeError(
-                f"--set {key} cannot change when resuming (the run would no longer match its checkpoint); "
-                f"changeable: {', '.join(RESUME_SAFE_KEYS)}"
-            )
-    raw = apply_overrides(read_stored_recipe(ckpt["recipe"]), overrides or [])
-    return validate_recipe(raw, f"stored in {path}", overrides or [])
-
-
-def recipe_differences(a: Recipe, b: Recipe) -> list[str]:
-    """Dotted keys whose values differ between two recipes."""
-
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    fa, fb = flat(recipe_to_dict(a)), flat(recipe_to_dict(b))
-    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
-
-
-# ---------------------------------------------------------------- data order
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of the data order of ``epoch``: a pure function, so resuming needs only (epoch, step)."""
-    return (seed * 1_000_003 + epoch) % (2**63)
-
-
-class EpochBatches(Sampler[list[int]]):
-    """Index batches of one epoch in a seeded random order, starting at batch ``start``."""
-
-    def __init__(self, size: int, batch_size: int, seed: int):
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.epoch, self.start = 0, 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return math.ceil(self.size / self.batch_size)
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch)))
-        for b in range(self.start, self.batches_per_epoch):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch - self.start
-
-
-def check_batches(train_size: int, recipe: Recipe) -> None:
-    """Refuse batch sizes the training split cannot serve (raises :class:`RecipeError`)."""
-    bs = recipe.train.batch_size
-    if bs > train_size:
-        raise RecipeError(f"train.batch_size = {bs} is larger than the training split ({train_size} samples)")
-    if train_size % bs == 1 and recipe.train.time_steps == 1 and recipe.neuron.norm != "none":
-        raise RecipeError(
-            f"train.batch_size = {bs} leaves a last training batch of 1 sample ({train_size} samples), which "
-            "batch norm cannot normalise with train.time_steps = 1; choose another batch size"
-        )
-
-
-def _loader(ds: Dataset, recipe: Recipe, device: torch.device, **kw: Any) -> DataLoader:
-    workers = recipe.data.num_workers
-    pin = recipe.data.pin_memory if recipe.data.pin_memory is not None else device.type == "cuda"
-    # an own generator keeps DataLoader from drawing worker seeds from the global RNG
-    return DataLoader(
-        ds,
-        num_workers=workers,
-        pin_memory=pin,
-        persistent_workers=recipe.data.persistent_workers and workers > 0,
-        generator=torch.Generator().manual_seed(recipe.run.seed),
-        **kw,
-    )
-
-
-# ---------------------------------------------------------------- RNG and signals
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
 
 
 def rng_state() -> dict[str, Any]:
@@ -197,33 +99,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class StopSignals:
-    """Records SIGINT / SIGTERM so the loop can stop after the current step; a second signal acts at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signum = signum
-        signal.signal(signum, self._previous[signum])  # a second one is not deferred
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for s in self.SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
-# ---------------------------------------------------------------- training
 
 
 def optimizer_step(
@@ -242,15 +117,292 @@ def optimizer_step(
     scaler.update()
 
 
-@dataclass
-class _Running:
-    """Sums over the batches of the epoch in progress (kept in mid-epoch checkpoints)."""
+def check_callbacks(recipe: Recipe, callbacks: Sequence[Callback]) -> None:
+    """Recipe keys implemented by a caller's callback must have one (the engine does not import diagnosis)."""
+    handled = {key for c in callbacks for key in c.handles}
+    if recipe.train.diagnose_every and "train.diagnose_every" not in handled:
+        raise RecipeError(
+            "train.diagnose_every needs the per-epoch diagnosis callback: pass "
+            "callbacks=asgl.diagnose.report.diagnosis_callbacks(recipe) (asgl train does)"
+        )
 
-    loss_sum: float = 0.0
-    correct: int = 0
-    seen: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
+
+class Trainer:
+    """One run of one recipe; see the module docstring for its steps."""
+
+    def __init__(self, recipe: Recipe, console: Console | None = None, callbacks: Sequence[Callback] = ()):
+        self.recipe = recipe
+        self.console = console or Console(stderr=True)
+        self.extra = list(callbacks)
+        self.callbacks: list[Callback] = []
+        self.best = {"val_acc": -1.0, "epoch": 0}  # epoch 1-based, 0 before the first validation
+        self.running = RunningSums()
+        self.start_epoch, self.start_step = 0, 0
+        self.stop_signal: int | None = None
+        self.lock: RunFolderLock | None = None
+        self._tick = time.perf_counter()
+
+    # ------------------------------------------------------------ before the run folder
+
+    def setup(self, resume: str | Path | None = None) -> Stored | None:
+        """Check and build everything (device, backend, checkpoint, data, model, optimisers); writes nothing."""
+        r, t = self.recipe, self.recipe.train
+        check_callbacks(r, self.extra)
+        # torchrun jobs: one process per device, rank 0 alone writes (see asgl.engine.distributed)
+        self.dist, self.device = distributed.init(check_runtime(r))
+        if not self.dist.is_main:
+            self.console = Console(quiet=True)
+        path = resolve_checkpoint_path(resume) if resume is not None else None
+        if path is not None and self.dist.is_main:  # before reading: another process may be writing it
+            self.lock = RunFolderLock(run_folder_of(path).root).acquire()
+        stored = open_checkpoint(path) if path is not None else None
+        torch.manual_seed(r.run.seed)
+        self.data = build_data(r)
+        check_batches(len(self.data.train), r)
+        self.model = build_model_for(r, self.data.info, stored).to(self.device)
+        if r.run.deterministic and (note := use_deterministic_backends(self.model, self.device)):
+            self.console.print(f"[yellow]warning:[/] {note}")
+        if r.model.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        net = distributed.wrap_model(self.model, self.dist, self.device)
+        self.net = torch.compile(net) if t.compile else net
+        self.opt = build_optimizers(self.model, r.optim, t.epochs)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        self.loss_fn = build_loss(t, r.model.readout)
+        self.sampler = EpochBatches(len(self.data.train), t.batch_size, r.run.seed)
+        sharded = distributed.ShardedBatches(self.sampler, self.dist)
+        self.train_loader = make_loader(self.data.train, r, self.device, batch_sampler=sharded)
+        eval_bs = t.eval_batch_size or t.batch_size
+        self.val_loader = make_loader(self.data.val, r, self.device, batch_size=eval_bs)
+        self.test_loader = make_loader(self.data.test, r, self.device, batch_size=eval_bs)
+        if stored is not None:
+            self.load_progress(stored.state)
+        return stored
+
+    def load_progress(self, state: dict[str, Any]) -> None:
+        """Optimiser, scaler, position, best epoch, running sums and RNG of a checkpoint."""
+        self.opt.load_state_dict(state)
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.start_step, self.best = state["epoch"], state["step"], dict(state["best"])
+        if self.dist.is_main:  # rank 0 carries the sums of every process; the others restart at 0
+            self.running = RunningSums(**state["running"])
+        if self.start_epoch > self.recipe.train.epochs:
+            raise RecipeError(
+                f"checkpoint is at epoch {self.start_epoch} but train.epochs = {self.recipe.train.epochs}"
+            )
+        set_rng_state(state["rng"])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.sampler.batches_per_epoch
+
+    # ------------------------------------------------------------ the run folder
+
+    def open_run(self, out_dir: str | Path | None, stored: Stored | None) -> None:
+        """Create (or reopen, when resuming) the run folder, write the recipe, set up the callbacks."""
+        r, main = self.recipe, self.dist.is_main
+        folder = self._main_folder(out_dir, stored) if main else None
+        self.folder = distributed.broadcast_object(folder, self.dist)
+        writers = [MetricsFile(self.folder.metrics, self.start_epoch)] if main else []
+        writers += [TensorBoardScalars(self.folder.root, r.train.log_every)] if main else []
+        self.callbacks = [
+            StopOnSignal(),
+            *self.extra,
+            *writers,
+            Progress(self.console, r.train.epochs),
+            Checkpoints(self.folder, r.train.checkpoint_every_steps, main),
+        ]
+        if stored is not None:
+            self.console.print(f"resuming {self.folder.root} at epoch {self.start_epoch + 1}, step {self.start_step}")
+        self.console.print(
+            f"run folder {self.folder.root}\n{r.model.name} ({count_parameters(self.model):,} parameters) on "
+            f"{r.data.name}: {len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test, "
+            f"device {self.device}"
+        )
+
+    def _main_folder(self, out_dir: str | Path | None, stored: Stored | None) -> RunFolder:
+        """Rank 0: a new locked run folder (the resumed run's own, locked in :meth:`setup`) with the recipe."""
+        if stored is not None:
+            folder = run_folder_of(stored.path)
+        else:
+            folder = create_run_folder(out_dir or self.recipe.run.out_dir, self.recipe.run.name)
+            self.lock = RunFolderLock(folder.root).acquire()
+        folder.config.write_text(recipe_to_toml(self.recipe))
+        return folder
+
+    def call(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` of every callback, in order."""
+        for c in self.callbacks:
+            getattr(c, hook)(self, *args)
+
+    # ------------------------------------------------------------ the loop
+
+    def fit(self) -> TrainResult:
+        """Train the remaining epochs, then :meth:`finish`."""
+        self.call("on_start")
+        for epoch in range(self.start_epoch, self.recipe.train.epochs):
+            self.train_epoch(epoch)
+            self.end_epoch(epoch)
+        self.call("on_loop_end")
+        return self.finish()
+
+    def train_epoch(self, epoch: int) -> None:
+        """The training batches of epoch ``epoch`` (0-based), from ``start_step`` when resuming into it."""
+        r = self.recipe
+        self.noise_prob = noise_prob_at(epoch, r.noise, r.train.epochs)
+        set_noise_prob(self.model, self.noise_prob)
+        self.lr = self.opt.main.param_groups[0]["lr"]
+        step = self.start_step if epoch == self.start_epoch else 0
+        if step == 0:
+            self.running = RunningSums()
+        self.sampler.set_epoch(epoch, step)
+        self.call("on_epoch_start", epoch, step)
+        self.net.train()
+        self._tick = time.perf_counter()
+        for x, y in self.train_loader:
+            step += 1
+            loss = self.train_step(x, y, epoch, step)
+            self.call("on_step_end", epoch, step, loss)
+            if self.stop_signal is not None:
+                self.interrupt()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> float:
+        """Forward, loss and (when the loss is finite on every rank) an optimiser step; returns the loss."""
+        r = self.recipe
+        x, y = to_device(x, self.device, r.model.channels_last), y.to(self.device, non_blocking=True)
+        with autocast(self.device, r.train.amp):
+            logits = self.net(x)
+        logits = logits.float()
+        loss = self.loss_fn(logits, y)
+        value = float(loss.detach())
+        if not distributed.all_finite(loss, self.dist):
+            where = f"epoch {epoch + 1}, step {step}"
+            if r.train.nan_policy == "stop":
+                last = self.folder.last
+                saved = f"last good checkpoint: {last}" if last.exists() else "no checkpoint yet"
+                raise NonFiniteLossError(f"loss is {value} at {where}; training stopped ({saved})")
+            self.console.print(f"[yellow]warning:[/] loss is {value} at {where}; step skipped")
+            self.running.skipped += 1
+            return value
+        optimizer_step(loss, self.model, self.opt, self.scaler, r.optim.grad_clip)
+        self.running.loss_sum += value * len(y)
+        self.running.correct += int((predict(logits.detach(), r.model.readout) == y).sum())
+        self.running.seen += len(y)
+        return value
+
+    def end_epoch(self, epoch: int) -> None:
+        """Validation, the epoch's record (callbacks log it and save checkpoints), best epoch."""
+        r = self.recipe
+        self.opt.scheduler.step()
+        val = evaluate(
+            self.net, self.val_loader, self.loss_fn, self.device, r.train.amp, r.model.channels_last, r.model.readout
+        )
+        self.lap()
+        improved = val.accuracy > self.best["val_acc"]
+        if improved:
+            self.best = {"val_acc": val.accuracy, "epoch": epoch + 1}
+        loss_sum, correct, seen = distributed.all_reduce_sum(
+            [self.running.loss_sum, self.running.correct, self.running.seen], self.dist, self.device
+        )
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen if seen else float("nan"),
+            "train_acc": correct / seen if seen else float("nan"),
+            "val_loss": val.loss,
+            "val_acc": val.accuracy,
+            "p": self.noise_prob,
+            "lr": self.lr,
+            "neuron_lr": self.opt.neuron.param_groups[0]["lr"] if self.opt.neuron is not None else None,
+            **neuron_state(self.model),
+            "skipped_steps": self.running.skipped,
+            "best": improved,
+            "epoch_time": self.running.seconds,
+        }
+        self.call("on_epoch_end", record)
+        if self.stop_signal is not None:
+            self.interrupt()
+
+    def lap(self) -> None:
+        """Add the time since the last lap to the epoch's running time."""
+        now = time.perf_counter()
+        self.running.seconds += now - self._tick
+        self._tick = now
+
+    def checkpoint_state(self, finished_epochs: int, step: int) -> dict[str, Any]:
+        """Everything a resume needs, at batch ``step`` of the epoch after ``finished_epochs`` (a collective)."""
+        running = self.running if step else RunningSums()
+        if step:
+            self.lap()
+        return {
+            "recipe": recipe_to_toml(self.recipe),
+            "model": self.model.state_dict(),
+            **self.opt.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "epoch": finished_epochs,
+            "step": step,
+            # the sums of every process, so a resumed rank 0 carries them for all (the others restart at 0)
+            "running": distributed.sum_fields(
+                vars(running), ("loss_sum", "correct", "seen", "skipped"), self.dist, self.device
+            ),
+            "best": dict(self.best),
+            "rng": rng_state(),
+        }
+
+    def interrupt(self) -> None:
+        distributed.barrier(self.dist)  # no rank exits before rank 0 has saved
+        raise TrainingInterrupted(self.stop_signal, self.folder.last, self.folder.root)
+
+    # ------------------------------------------------------------ the end
+
+    def finish(self) -> TrainResult:
+        """The best checkpoint on the test split; summary.json."""
+        r, folder = self.recipe, self.folder
+        distributed.barrier(self.dist)  # rank 0 has written best.pt
+        if not folder.best.exists():
+            raise RecipeError(f"no epoch finished in {folder.root}, so there is no best checkpoint to test")
+        self.model.load_state_dict(load_checkpoint(folder.best)["model"])
+        test = evaluate(
+            self.net, self.test_loader, self.loss_fn, self.device, r.train.amp, r.model.channels_last, r.model.readout
+        )
+        summary = {
+            "run_dir": str(folder.root),
+            "recipe": r.run.name,
+            "epochs": r.train.epochs,
+            "best_epoch": self.best["epoch"],
+            "best_val_acc": self.best["val_acc"],
+            "test_acc": test.accuracy,
+            "test_loss": test.loss,
+            "test_samples": test.samples,
+            "parameters": count_parameters(self.model),
+            "neurons": neuron_state(self.model),
+        }
+        if self.dist.is_main:
+            folder.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        distributed.teardown(self.dist)
+        return TrainResult(folder.root, self.best["epoch"], self.best["val_acc"], test, summary)
+
+    def close(self) -> None:
+        """Close the callbacks and release the run folder (also after an error)."""
+        for c in self.callbacks:
+            c.close()
+        if self.lock is not None:
+            self.lock.release()
+
+
+@contextlib.contextmanager
+def process_settings(run: RunConfig) -> Iterator[None]:
+    """``run.threads`` and ``run.deterministic`` for the duration of a run; the caller's settings come back."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if run.threads is not None:
+        torch.set_num_threads(run.threads)
+    if run.deterministic:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def train(
@@ -258,217 +410,20 @@ def train(
     out_dir: str | Path | None = None,
     resume: str | Path | None = None,
     console: Console | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train ``recipe`` into a new run folder under ``out_dir`` (default ``run.out_dir``), or continue
     the run of checkpoint ``resume`` (a ``.pt`` file or a run folder) in its own folder.
 
-    When resuming, ``recipe`` should come from :func:`recipe_for_resume`. ``run.threads`` applies for the
-    duration of the call; the process's thread count is restored afterwards.
+    When resuming, ``recipe`` should be the stored one (:func:`asgl.engine.restore.open_checkpoint`).
+    ``callbacks`` run before the built-in writers (see :mod:`asgl.engine.callbacks`). Every problem the
+    setup can find is raised before the run folder is made or touched.
     """
-    previous_threads = torch.get_num_threads()
-    if recipe.run.threads is not None:
-        torch.set_num_threads(recipe.run.threads)
-    try:
-        return _train(recipe, out_dir, resume, console)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _train(
-    recipe: Recipe, out_dir: str | Path | None, resume: str | Path | None, console: Console | None
-) -> TrainResult:
-    console = console or Console(stderr=True)
-    # torchrun jobs: one process per device, rank 0 alone writes (see asgl.engine.distributed)
-    dist_info, device = distributed.init(resolve_device(recipe.run.device))
-    if not dist_info.is_main:
-        console = Console(quiet=True)
-    save = save_checkpoint if dist_info.is_main else (lambda state, path: None)
-    check_amp(recipe.train.amp, device)
-    ckpt = None
-    if resume is not None:
-        ckpt_path = resolve_checkpoint_path(resume)
-        ckpt = load_checkpoint(ckpt_path, map_location="cpu")
-
-    if recipe.run.deterministic:
-        torch.use_deterministic_algorithms(True)
-    torch.manual_seed(recipe.run.seed)
-    data = build_data(recipe)
-    tcfg = recipe.train
-    check_batches(len(data.train), recipe)
-    torch.manual_seed(recipe.run.seed)  # weights do not depend on how much RNG data building used
-    model = build_model(recipe, data.info).to(device)
-    if recipe.run.deterministic and (note := use_deterministic_backends(model, device)):
-        console.print(f"[yellow]warning:[/] {note}")
-    if recipe.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-
-    if dist_info.is_main:
-        folder = (
-            run_folder_of(ckpt_path)
-            if ckpt is not None
-            else create_run_folder(out_dir or recipe.run.out_dir, recipe.run.name)
-        )
-        folder.config.write_text(recipe_to_toml(recipe))
-    folder = distributed.broadcast_object(folder if dist_info.is_main else None, dist_info)
-    net = distributed.wrap_model(model, dist_info, device)
-    net = torch.compile(net) if tcfg.compile else net
-    epochs = tcfg.epochs
-    opt = build_optimizers(model, recipe.optim, epochs)
-    scaler = torch.amp.GradScaler(device.type, enabled=tcfg.amp == "fp16")
-    readout = recipe.model.readout
-    loss_fn = build_loss(tcfg, readout)
-
-    sampler = EpochBatches(len(data.train), tcfg.batch_size, recipe.run.seed)
-    train_loader = _loader(data.train, recipe, device, batch_sampler=distributed.ShardedBatches(sampler, dist_info))
-    eval_bs = tcfg.eval_batch_size or tcfg.batch_size
-    val_loader = _loader(data.val, recipe, device, batch_size=eval_bs)
-    test_loader = _loader(data.test, recipe, device, batch_size=eval_bs)
-
-    start_epoch, start_step, best = 0, 0, {"val_acc": -1.0, "epoch": -1}
-    running = _Running()
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt)
-        if ckpt["scaler"]:
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, start_step, best = ckpt["epoch"], ckpt["step"], dict(ckpt["best"])
-        running = _Running(**ckpt["running"]) if dist_info.is_main else _Running()
-        set_rng_state(ckpt["rng"])
-        console.print(f"resuming {folder.root} at epoch {start_epoch + 1}, step {start_step}")
-    if start_epoch > epochs:
-        raise RecipeError(f"checkpoint is at epoch {start_epoch} but train.epochs = {epochs}")
-
-    def payload(epoch: int, step: int, run: _Running) -> dict[str, Any]:
-        return {
-            "recipe": recipe_to_toml(recipe),
-            "model": model.state_dict(),
-            **opt.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "epoch": epoch,
-            "step": step,
-            # the batch sums of every process, so a resumed rank 0 carries them for all (the others restart at 0)
-            "running": distributed.sum_fields(vars(run), ("loss_sum", "correct", "seen", "skipped"), dist_info, device),
-            "best": dict(best),
-            "rng": rng_state(),
-        }
-
-    metrics = MetricsLog(folder.metrics, start_epoch) if dist_info.is_main else distributed.Silent()
-    board = TensorBoard(folder.root) if dist_info.is_main else distributed.Silent()
-    steps_per_epoch = sampler.batches_per_epoch
-    console.print(
-        f"run folder {folder.root}\n{recipe.model.name} ({count_parameters(model):,} parameters) on {recipe.data.name}: "
-        f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test, device {device}"
-    )
-    try:
-        with StopSignals() as stop, TrainProgress(console, epochs) as progress:
-            for epoch in range(start_epoch, epochs):
-                p = noise_prob_at(epoch, recipe.noise, epochs)
-                set_noise_prob(model, p)
-                lr = opt.main.param_groups[0]["lr"]
-                step = start_step if epoch == start_epoch else 0
-                if step == 0:
-                    running = _Running()
-                sampler.set_epoch(epoch, step)
-                progress.start_epoch(epoch, steps_per_epoch, step)
-                net.train()
-                tick = time.perf_counter()
-                for x, y in train_loader:
-                    x, y = to_device(x, device, recipe.model.channels_last), y.to(device, non_blocking=True)
-                    with autocast(device, tcfg.amp):
-                        logits = net(x)
-                    logits = logits.float()
-                    loss = loss_fn(logits, y)
-                    step += 1
-                    if not distributed.all_finite(loss, dist_info):
-                        where = f"epoch {epoch + 1}, step {step}"
-                        if tcfg.nan_policy == "stop":
-                            last = (
-                                f"last good checkpoint: {folder.last}" if folder.last.exists() else "no checkpoint yet"
-                            )
-                            raise NonFiniteLossError(
-                                f"loss is {float(loss.detach())} at {where}; training stopped ({last})"
-                            )
-                        console.print(f"[yellow]warning:[/] loss is {float(loss.detach())} at {where}; step skipped")
-                        running.skipped += 1
-                    else:
-                        optimizer_step(loss, model, opt, scaler, recipe.optim.grad_clip)
-                        running.loss_sum += float(loss.detach()) * len(y)
-                        running.correct += int((predict(logits.detach(), readout) == y).sum())
-                        running.seen += len(y)
-                    progress.step(running.loss_sum / max(running.seen, 1), running.correct / max(running.seen, 1))
-                    global_step = epoch * steps_per_epoch + step
-                    if global_step % tcfg.log_every == 0 and torch.isfinite(loss):
-                        board.step(float(loss.detach()), global_step)
-                    signum = distributed.agreed_signal(stop.signum, dist_info, device)
-                    if signum is not None or (
-                        tcfg.checkpoint_every_steps
-                        and step % tcfg.checkpoint_every_steps == 0
-                        and step < steps_per_epoch
-                    ):
-                        running.seconds += time.perf_counter() - tick
-                        tick = time.perf_counter()
-                        save(payload(epoch, step, running), folder.last)
-                    if signum is not None:
-                        distributed.barrier(dist_info)  # no rank exits before rank 0 has saved
-                        raise TrainingInterrupted(signum, folder.last, folder.root)
-
-                opt.scheduler.step()
-                val = evaluate(net, val_loader, loss_fn, device, tcfg.amp, recipe.model.channels_last, readout)
-                running.seconds += time.perf_counter() - tick
-                improved = val.accuracy > best["val_acc"]
-                if improved:
-                    best = {"val_acc": val.accuracy, "epoch": epoch}
-                loss_sum, correct, seen = distributed.all_reduce_sum(
-                    [running.loss_sum, running.correct, running.seen], dist_info, device
-                )
-                record = {
-                    "epoch": epoch,
-                    "train_loss": loss_sum / seen if seen else float("nan"),
-                    "train_acc": correct / seen if seen else float("nan"),
-                    "val_loss": val.loss,
-                    "val_acc": val.accuracy,
-                    "p": p,
-                    "lr": lr,
-                    "neuron_lr": opt.neuron.param_groups[0]["lr"] if opt.neuron is not None else None,
-                    **neuron_state(model),
-                    "skipped_steps": running.skipped,
-                    "best": improved,
-                    "epoch_time": running.seconds,
-                }
-                if tcfg.diagnose_every and (epoch + 1) % tcfg.diagnose_every == 0:
-                    record.update(epoch_record(model, recipe, val_loader, p))
-                metrics.append(record)
-                board.epoch(record)
-                progress.end_epoch(record)
-                end_state = payload(epoch + 1, 0, _Running())
-                if improved:
-                    save(end_state, folder.best)
-                save(end_state, folder.last)
-                signum = distributed.agreed_signal(stop.signum, dist_info, device)
-                if signum is not None:
-                    distributed.barrier(dist_info)
-                    raise TrainingInterrupted(signum, folder.last, folder.root)
-    finally:
-        board.close()
-
-    distributed.barrier(dist_info)  # rank 0 has written best.pt
-    if not folder.best.exists():
-        raise RecipeError(f"no epoch finished in {folder.root}, so there is no best checkpoint to test")
-    model.load_state_dict(load_checkpoint(folder.best)["model"])
-    test = evaluate(net, test_loader, loss_fn, device, tcfg.amp, recipe.model.channels_last, readout)
-    summary = {
-        "run_dir": str(folder.root),
-        "recipe": recipe.run.name,
-        "epochs": epochs,
-        "best_epoch": best["epoch"],
-        "best_val_acc": best["val_acc"],
-        "test_acc": test.accuracy,
-        "test_loss": test.loss,
-        "test_samples": test.samples,
-        "parameters": count_parameters(model),
-        "neurons": neuron_state(model),
-    }
-    if dist_info.is_main:
-        folder.summary.write_text(json.dumps(summary, indent=2) + "\n")
-    distributed.teardown(dist_info)
-    return TrainResult(folder.root, best["epoch"], best["val_acc"], test, summary)
+    with process_settings(recipe.run):
+        trainer = Trainer(recipe, console, callbacks)
+        try:
+            stored = trainer.setup(resume)
+            trainer.open_run(out_dir, stored)
+            return trainer.fit()
+        finally:
+            trainer.close()
