@@ -62,11 +62,19 @@ class DataConfig(Section):
     subset: int | None = Field(None, ge=1, description="Use only the first N samples of every split (smoke runs).")
     # static images
     autoaugment: bool = Field(False, description="torchvision AutoAugment, CIFAR-10 policy.")
+    autoaugment_fill: int = Field(
+        0, ge=0, le=255, description="Grey level AutoAugment fills uncovered pixels with (the published runs: 128)."
+    )
     cutout: int = Field(0, ge=0, description="Cutout hole size in pixels (one hole), 0 = off.")
     random_crop: bool = True
     hflip: bool = True
     # event streams
     frame_size: int = Field(48, ge=4, description="Event frames are resized to frame_size x frame_size.")
+    frame_resize: Literal["float", "authors_la_quirk"] = Field(
+        "float",
+        description="float: antialiased bilinear on float frames; authors_la_quirk: the published runs' resize of "
+        "8-bit two-channel Pillow images, which masks the first polarity by the second (docs/parity.md).",
+    )
     roll_pixels: int = Field(5, ge=0, description="DVS train augmentation: random roll of both axes by +-N px.")
     split: Literal["ratio", "reference"] = Field(
         "ratio", description="DVS-CIFAR10 split: per-class 70/30 or the reference's."
@@ -86,7 +94,9 @@ class ModelConfig(Section):
     hidden: int = Field(240, ge=1, description="Hidden units of recurrent/MLP models.")
     recurrent: bool = Field(True, description="Recurrent hidden layer (SHD net).")
     readout: Literal["mean", "last", "max"] = Field("mean", description="How per-step logits become a prediction.")
-    init: Literal["kaiming", "reference"] = Field("kaiming", description="reference = N(0, 0.5^2) VGG init.")
+    init: Literal["kaiming", "reference", "torch_default"] = Field(
+        "kaiming", description="reference = N(0, 0.5^2) VGG init; torch_default = PyTorch's own layer init."
+    )
     dropout: float = Field(0.0, ge=0, lt=1)
     channels_last: bool = False
 
@@ -181,7 +191,13 @@ class TrainConfig(Section):
     tet_phi: float = 1.0
     amp: Literal["off", "bf16", "fp16"] = "off"
     compile: bool = False
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="Validation split carved from the training set.")
+    val_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Validation split carved from the training set; 0 = train on all of it."
+    )
+    select: Literal["best_val", "last"] = Field(
+        "best_val",
+        description="Checkpoint tested at the end: best validation accuracy, or the last epoch. Never the test set.",
+    )
     checkpoint_every_steps: int = Field(0, ge=0, description="Extra mid-epoch checkpoints, 0 = end of epoch only.")
     nan_policy: Literal["stop", "skip"] = "stop"
     diagnose_every: int = Field(0, ge=0, description="Record gradient cosines every N epochs, 0 = off.")
@@ -191,6 +207,12 @@ class TrainConfig(Section):
     )
     diagnose_eps: float = Field(0.1, gt=0, description="Finite-difference step of the per-epoch diagnosis.")
     log_every: int = Field(10, ge=1, description="TensorBoard step logging interval.")
+
+    @model_validator(mode="after")
+    def _best_val_needs_val(self) -> TrainConfig:
+        if self.select == "best_val" and self.val_fraction == 0:
+            raise ValueError("select = 'best_val' needs a validation split (val_fraction > 0); use select = 'last'")
+        return self
 
 
 class Recipe(Section):

@@ -108,9 +108,8 @@ def build_shd(recipe: "Recipe") -> DataBundle:
     train_all = read_shd(root / SHD_DIR / SHD_FILES["train"], T)
     test = read_shd(root / SHD_DIR / SHD_FILES["test"], T)
     train, val = carve_validation(train_all, train_all, recipe.train.val_fraction, recipe.run.seed)
-    info = DataInfo("sequence", SHD_CHANNELS, (SHD_CHANNELS,), SHD_CLASSES, T)
     limit = recipe.data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
 
 
 # ---------------------------------------------------------------- WAV class folders
@@ -265,13 +264,30 @@ def build_folder(recipe: "Recipe") -> DataBundle:
     train, val = carve_validation(
         clips(train_items, True), clips(train_items, False), recipe.train.val_fraction, recipe.run.seed
     )
-    info = DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), len(classes), recipe.train.time_steps)
     limit = recipe.data.subset
     test = clips(test_items, False)
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
+    described = DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), len(classes), recipe.train.time_steps)
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), described)
 
 
 # ---------------------------------------------------------------- dataset-module contract
+
+
+def info(recipe: "Recipe") -> DataInfo:
+    """SHD: 700 channels, 20 classes. audio_folder: ``data.n_mels`` features; its classes are the class
+    folders, so without the data ``model.num_classes`` must say how many there are."""
+    steps = recipe.train.time_steps
+    if recipe.data.name == "shd":
+        return DataInfo("sequence", SHD_CHANNELS, (SHD_CHANNELS,), SHD_CLASSES, steps)
+    classes = recipe.model.num_classes
+    if classes is None:
+        classes = len(class_folders(Path(recipe.data.root)))
+        if classes < 2:
+            raise DataMissingError(
+                f"audio_folder: no class folders in {recipe.data.root}; set model.num_classes to build the model "
+                "without the data"
+            )
+    return DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), classes, steps)
 
 
 def check(recipe: "Recipe") -> list[DataProblem]:

@@ -1,7 +1,8 @@
 """Static images: CIFAR-10, CIFAR-100 (python pickle batches) and Tiny-ImageNet (folder layout).
 
-Samples are ``[3, H, W]`` float tensors, normalised; labels are ints. Training pipeline (SPEC §4):
-RandomCrop(size, pad 4), HFlip, optional AutoAugment (CIFAR-10 policy), ToTensor, optional Cutout
+Samples are ``[3, H, W]`` float tensors, normalised; labels are ints. Training pipeline:
+RandomCrop(size, pad 4), HFlip, optional AutoAugment (CIFAR-10 policy, uncovered pixels filled with
+``data.autoaugment_fill``), ToTensor, optional Cutout
 (one hole, clipped at the borders, before Normalize), Normalize. Validation and test samples get
 ToTensor + Normalize only. The validation split is carved from the official training set; the
 official test set (Tiny-ImageNet: the official val set) is the test set.
@@ -100,7 +101,7 @@ def train_transform(recipe: "Recipe", image_set: ImageSet) -> T.Compose:
     if cfg.hflip:
         steps.append(T.RandomHorizontalFlip())
     if cfg.autoaugment:
-        steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10, fill=cfg.autoaugment_fill))
     steps.append(T.ToTensor())
     if cfg.cutout:
         steps.append(Cutout(cfg.cutout))
@@ -150,11 +151,8 @@ def _bundle(recipe: "Recipe", image_set: ImageSet, make: Callable[[str, Callable
         recipe.train.val_fraction, recipe.run.seed,
     )
     test = make("test", plain)
-    info = DataInfo(
-        "static", 3, (image_set.image_size, image_set.image_size), image_set.num_classes, recipe.train.time_steps
-    )
     limit = recipe.data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
 
 
 # ---------------------------------------------------------------- CIFAR
@@ -364,6 +362,13 @@ def _build_tiny(recipe: "Recipe") -> DataBundle:
 
 
 # ---------------------------------------------------------------- module contract
+
+
+def info(recipe: "Recipe") -> DataInfo:
+    """RGB images of the dataset's size and classes."""
+    image_set = IMAGE_SETS[recipe.data.name]
+    size = (image_set.image_size, image_set.image_size)
+    return DataInfo("static", 3, size, image_set.num_classes, recipe.train.time_steps)
 
 
 def build(recipe: "Recipe") -> DataBundle:

@@ -47,7 +47,7 @@ def load_subject(
     recipe: Recipe | None = None, checkpoint: str | Path | None = None, batches: int = 4, device: str = "cpu"
 ) -> Subject:
     """The snapshot of ``checkpoint`` (its stored recipe), or a freshly initialised model of ``recipe``."""
-    from asgl.data import build_data
+    from asgl.data import build_data, describe_data
     from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
     from asgl.engine.device import resolve_device
     from asgl.models import build_model
@@ -64,14 +64,14 @@ def load_subject(
     else:
         source = f"recipe {recipe.run.name} (initial weights, seed {recipe.run.seed})"
     assert recipe is not None
-    data = build_data(recipe)
     torch.manual_seed(recipe.run.seed)
-    model = build_model(recipe, data.info)
+    model = build_model(recipe, describe_data(recipe))
     epoch = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         epoch = int(ckpt["epoch"])
     model.to(resolve_device(device))
+    data = build_data(recipe)  # only the fixed batches need the data
     # p in force during the last finished epoch (the one that produced these weights)
     p = noise_prob_at(max(epoch - 1, 0), recipe.noise, recipe.train.epochs)
     loader = DataLoader(data.val, batch_size=recipe.train.eval_batch_size or recipe.train.batch_size)

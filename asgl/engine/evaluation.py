@@ -59,17 +59,17 @@ def evaluate_checkpoint(
     checkpoint: str | Path, split: Literal["val", "test"] = "test", device: str = "auto"
 ) -> EvalResult:
     """Pure-SNN accuracy of a checkpoint on ``split``; model and data are rebuilt from its stored recipe."""
-    from asgl.data import build_data
+    from asgl.data import build_data, describe_data
     from asgl.models import build_model
 
     path = resolve_checkpoint_path(checkpoint)
     ckpt = load_checkpoint(path)
     recipe = validate_recipe(tomllib.loads(ckpt["recipe"]), f"stored in {path}")
     dev = resolve_device(device)
-    data = build_data(recipe)
-    model = build_model(recipe, data.info)
+    model = build_model(recipe, describe_data(recipe))  # the model needs no data: a wrong checkpoint fails first
     model.load_state_dict(ckpt["model"])
     model.to(dev)
+    data = build_data(recipe)
     tcfg = recipe.train
     loader = DataLoader(
         {"val": data.val, "test": data.test}[split],

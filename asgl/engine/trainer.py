@@ -404,9 +404,13 @@ def _train(
                         raise TrainingInterrupted(signum, folder.last, folder.root)
 
                 opt.scheduler.step()
-                val = evaluate(net, val_loader, loss_fn, device, tcfg.amp, recipe.model.channels_last, readout)
+                val = (  # no validation split (train.val_fraction = 0): nan
+                    evaluate(net, val_loader, loss_fn, device, tcfg.amp, recipe.model.channels_last, readout)
+                    if len(data.val)
+                    else EvalResult(float("nan"), float("nan"), 0)
+                )
                 running.seconds += time.perf_counter() - tick
-                improved = val.accuracy > best["val_acc"]
+                improved = tcfg.select == "last" or val.accuracy > best["val_acc"]
                 if improved:
                     best = {"val_acc": val.accuracy, "epoch": epoch}
                 loss_sum, correct, seen = distributed.all_reduce_sum(

@@ -96,11 +96,11 @@ class SpikingResNet(nn.Module):
 
 
 def build_resnet(name: str, recipe: Recipe, info: DataInfo) -> nn.Module:
-    """The ResNet ``name`` of :data:`RESNETS`, Kaiming-initialised, channels-last if the recipe asks."""
-    if recipe.model.init != "kaiming":
+    """The ResNet ``name`` of :data:`RESNETS`, initialised per ``model.init``, channels-last if the recipe asks."""
+    if recipe.model.init == "reference":
         raise RecipeError(
-            f"model.init = {recipe.model.init!r} is the reference VGG initialisation; {name} supports 'kaiming'"
+            f"model.init = 'reference' is the reference VGG initialisation; {name} supports 'kaiming' or 'torch_default'"
         )
     model = SpikingResNet(recipe, info, RESNETS[name])
-    init_weights(model, "kaiming")
+    init_weights(model, recipe.model.init)
     return model.to(memory_format=torch.channels_last) if recipe.model.channels_last else model
