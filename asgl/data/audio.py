@@ -103,7 +103,7 @@ def check_shd(root: Path) -> list[DataProblem]:
     return problems
 
 
-def build_shd(recipe: "Recipe") -> DataBundle:
+def build_shd(recipe: Recipe) -> DataBundle:
     root, T = Path(recipe.data.root), recipe.train.time_steps
     train_all = read_shd(root / SHD_DIR / SHD_FILES["train"], T)
     test = read_shd(root / SHD_DIR / SHD_FILES["test"], T)
@@ -151,7 +151,7 @@ def check_wav(path: Path) -> int:
     return info.frames
 
 
-def build_augment(cfg: "AudioAugmentConfig", sample_rate: int):
+def build_augment(cfg: AudioAugmentConfig, sample_rate: int):
     """A torch-audiomentations ``Compose`` of the configured in-memory transforms, or None if there are none."""
     import torch_audiomentations as ta
 
@@ -198,7 +198,7 @@ class AudioClips(Dataset):
     """WAV files -> features ``[T, n_mels]`` and int labels; waveforms augmented when ``augment`` is set,
     each draw seeded by (seed, index, how many times this index was drawn)."""
 
-    def __init__(self, files: list[Path], labels: list[int], recipe: "Recipe", augment: bool):
+    def __init__(self, files: list[Path], labels: list[int], recipe: Recipe, augment: bool):
         data = recipe.data
         self.files, self.labels = files, labels
         self.sample_rate = data.sample_rate
@@ -250,7 +250,7 @@ def check_folder(root: Path) -> list[DataProblem]:
     return problems
 
 
-def build_folder(recipe: "Recipe") -> DataBundle:
+def build_folder(recipe: Recipe) -> DataBundle:
     classes = class_folders(Path(recipe.data.root))
     train_items, test_items = [], []
     for label, files in enumerate(classes.values()):
@@ -273,7 +273,7 @@ def build_folder(recipe: "Recipe") -> DataBundle:
 # ---------------------------------------------------------------- dataset-module contract
 
 
-def info(recipe: "Recipe") -> DataInfo:
+def info(recipe: Recipe) -> DataInfo:
     """SHD: 700 channels, 20 classes. audio_folder: ``data.n_mels`` features; its classes are the class
     folders, so without the data ``model.num_classes`` must say how many there are."""
     steps = recipe.train.time_steps
@@ -290,12 +290,12 @@ def info(recipe: "Recipe") -> DataInfo:
     return DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), classes, steps)
 
 
-def check(recipe: "Recipe") -> list[DataProblem]:
+def check(recipe: Recipe) -> list[DataProblem]:
     root = Path(recipe.data.root)
     return check_shd(root) if recipe.data.name == "shd" else check_folder(root)
 
 
-def build(recipe: "Recipe") -> DataBundle:
+def build(recipe: Recipe) -> DataBundle:
     missing = [f"  {p.path}: {p.message}" for p in check(recipe) if not p.ok]
     if missing:
         raise DataMissingError("dataset files are missing or unreadable:\n" + "\n".join(missing))

@@ -35,10 +35,11 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -322,19 +323,19 @@ def gesture_files(root: Path, split: str) -> list[tuple[Path, int]]:
 # ---------------------------------------------------------------- build / check
 
 
-def cache_folder(recipe: "Recipe") -> Path:
+def cache_folder(recipe: Recipe) -> Path:
     base = Path(recipe.data.cache_dir) if recipe.data.cache_dir else Path(recipe.data.root) / "cache"
     return base / recipe.data.name
 
 
-def info(recipe: "Recipe") -> DataInfo:
+def info(recipe: Recipe) -> DataInfo:
     """``T`` frames of 2 polarity channels at ``data.frame_size``."""
     classes = len(CIFAR10DVS_CLASSES) if recipe.data.name == "dvs_cifar10" else GESTURE_CLASSES
     size = recipe.data.frame_size
     return DataInfo("event", 2, (size, size), classes, recipe.train.time_steps)
 
 
-def check(recipe: "Recipe") -> list[DataProblem]:
+def check(recipe: Recipe) -> list[DataProblem]:
     root = Path(recipe.data.root)
     if recipe.data.name == "dvs_cifar10":
         problems = []
@@ -377,7 +378,7 @@ def _raise_if_missing(problems: list[DataProblem]) -> None:
         raise DataMissingError("dataset files are missing:\n" + "\n".join(missing))
 
 
-def build(recipe: "Recipe") -> DataBundle:
+def build(recipe: Recipe) -> DataBundle:
     _raise_if_missing(check(recipe))
     data, time_steps, seed = recipe.data, recipe.train.time_steps, recipe.run.seed
     root = Path(data.root)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -92,7 +93,7 @@ class Cutout:
         return f"Cutout(size={self.size})"
 
 
-def train_transform(recipe: "Recipe", image_set: ImageSet) -> T.Compose:
+def train_transform(recipe: Recipe, image_set: ImageSet) -> T.Compose:
     """PIL image -> augmented, normalised ``[3, H, W]`` tensor, per the recipe's ``data`` flags."""
     cfg = recipe.data
     steps: list[Callable] = []
@@ -143,7 +144,7 @@ class FileImages(Dataset):
         return self.transform(default_loader(path)), label
 
 
-def _bundle(recipe: "Recipe", image_set: ImageSet, make: Callable[[str, Callable], Dataset]) -> DataBundle:
+def _bundle(recipe: Recipe, image_set: ImageSet, make: Callable[[str, Callable], Dataset]) -> DataBundle:
     """Train (augmented) / val (carved, plain) / test (plain) from ``make(split, transform)``."""
     plain = eval_transform(image_set)
     train, val = carve_validation(
@@ -161,11 +162,11 @@ def _bundle(recipe: "Recipe", image_set: ImageSet, make: Callable[[str, Callable
 CIFAR_CLASSES: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 
 
-def _cifar_dir(recipe: "Recipe") -> Path:
+def _cifar_dir(recipe: Recipe) -> Path:
     return Path(recipe.data.root).expanduser().resolve() / CIFAR_CLASSES[recipe.data.name].base_folder
 
 
-def _cifar_howto(recipe: "Recipe") -> str:
+def _cifar_howto(recipe: Recipe) -> str:
     cls = CIFAR_CLASSES[recipe.data.name]
     root = Path(recipe.data.root).expanduser().resolve()
     return (
@@ -216,7 +217,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), [int(y) for y in labels]
 
 
-def _cifar_files(recipe: "Recipe") -> dict[str, list[str]]:
+def _cifar_files(recipe: Recipe) -> dict[str, list[str]]:
     cls = CIFAR_CLASSES[recipe.data.name]
     return {
         "train": [name for name, _ in cls.train_list],
@@ -225,7 +226,7 @@ def _cifar_files(recipe: "Recipe") -> dict[str, list[str]]:
     }
 
 
-def _load_cifar(recipe: "Recipe", split: str) -> tuple[np.ndarray, list[int]]:
+def _load_cifar(recipe: Recipe, split: str) -> tuple[np.ndarray, list[int]]:
     folder = _cifar_dir(recipe)
     images, labels = [], []
     for name in _cifar_files(recipe)[split]:
@@ -241,7 +242,7 @@ def _load_cifar(recipe: "Recipe", split: str) -> tuple[np.ndarray, list[int]]:
     return np.concatenate(images), labels
 
 
-def _check_cifar(recipe: "Recipe") -> list[DataProblem]:
+def _check_cifar(recipe: Recipe) -> list[DataProblem]:
     folder = _cifar_dir(recipe)
     if not folder.is_dir():
         return [DataProblem(str(folder), False, f"missing; {_cifar_howto(recipe)}")]
@@ -274,7 +275,7 @@ def _check_cifar(recipe: "Recipe") -> list[DataProblem]:
     return rows
 
 
-def _build_cifar(recipe: "Recipe") -> DataBundle:
+def _build_cifar(recipe: Recipe) -> DataBundle:
     arrays = {split: _load_cifar(recipe, split) for split in ("train", "test")}
     return _bundle(recipe, IMAGE_SETS[recipe.data.name], lambda split, tf: ArrayImages(*arrays[split], tf))
 
@@ -282,11 +283,11 @@ def _build_cifar(recipe: "Recipe") -> DataBundle:
 # ---------------------------------------------------------------- Tiny-ImageNet
 
 
-def _tiny_dir(recipe: "Recipe") -> Path:
+def _tiny_dir(recipe: Recipe) -> Path:
     return Path(recipe.data.root).expanduser().resolve() / TINY_IMAGENET_FOLDER
 
 
-def _tiny_howto(recipe: "Recipe") -> str:
+def _tiny_howto(recipe: Recipe) -> str:
     root = Path(recipe.data.root).expanduser().resolve()
     return (
         f"put Tiny-ImageNet in {root / TINY_IMAGENET_FOLDER}: download {TINY_IMAGENET_URL} "
@@ -298,7 +299,7 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
-def _tiny_samples(recipe: "Recipe") -> dict[str, list[tuple[str, int]]]:
+def _tiny_samples(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
     """``train``: train/<wnid>/images/*; ``test``: the official val set (val/images + val_annotations.txt).
 
     Class indices follow the sorted wnids of wnids.txt.
@@ -325,7 +326,7 @@ def _tiny_samples(recipe: "Recipe") -> dict[str, list[tuple[str, int]]]:
     return {"train": train, "test": test}
 
 
-def _check_tiny(recipe: "Recipe") -> list[DataProblem]:
+def _check_tiny(recipe: Recipe) -> list[DataProblem]:
     folder = _tiny_dir(recipe)
     if not folder.is_dir():
         return [DataProblem(str(folder), False, f"missing; {_tiny_howto(recipe)}")]
@@ -356,7 +357,7 @@ def _check_tiny(recipe: "Recipe") -> list[DataProblem]:
     return rows
 
 
-def _build_tiny(recipe: "Recipe") -> DataBundle:
+def _build_tiny(recipe: Recipe) -> DataBundle:
     samples = _tiny_samples(recipe)
     return _bundle(recipe, IMAGE_SETS["tiny_imagenet"], lambda split, tf: FileImages(samples[split], tf))
 
@@ -364,18 +365,18 @@ def _build_tiny(recipe: "Recipe") -> DataBundle:
 # ---------------------------------------------------------------- module contract
 
 
-def info(recipe: "Recipe") -> DataInfo:
+def info(recipe: Recipe) -> DataInfo:
     """RGB images of the dataset's size and classes."""
     image_set = IMAGE_SETS[recipe.data.name]
     size = (image_set.image_size, image_set.image_size)
     return DataInfo("static", 3, size, image_set.num_classes, recipe.train.time_steps)
 
 
-def build(recipe: "Recipe") -> DataBundle:
+def build(recipe: Recipe) -> DataBundle:
     """Datasets of ``recipe.data.name``; raises :class:`DataMissingError` saying where to put missing files."""
     return _build_tiny(recipe) if recipe.data.name == "tiny_imagenet" else _build_cifar(recipe)
 
 
-def check(recipe: "Recipe") -> list[DataProblem]:
+def check(recipe: Recipe) -> list[DataProblem]:
     """One row per expected file or folder: present, readable, how many images, size on disk."""
     return _check_tiny(recipe) if recipe.data.name == "tiny_imagenet" else _check_cifar(recipe)
