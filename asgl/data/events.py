@@ -180,9 +180,7 @@ def _tonic_io():
     try:
         import tonic.io
     except ImportError:
-        raise DataMissingError(
-            'DVS-CIFAR10 needs tonic, an optional extra: pip install "asgl[events]"'
-        ) from None
+        raise DataMissingError('DVS-CIFAR10 needs tonic, an optional extra: pip install "asgl[events]"') from None
     return tonic.io
 
 
@@ -354,7 +352,9 @@ def check(recipe: Recipe) -> list[DataProblem]:
             train, test = split_cifar10dvs(cifar10dvs_files(root), recipe.data.split)
             message = f"split '{recipe.data.split}': {len(train)} train / {len(test)} test recordings"
             if not train or not test:
-                message += " (the reference split needs recordings numbered below and from 700; try data.split = \"ratio\")"
+                message += (
+                    ' (the reference split needs recordings numbered below and from 700; try data.split = "ratio")'
+                )
             problems.append(DataProblem(str(root / CIFAR10DVS_DIR), bool(train and test), message))
         return problems
     problems = []
@@ -363,7 +363,9 @@ def check(recipe: Recipe) -> list[DataProblem]:
         items = gesture_files(root, split)
         if items:
             size = human_size(sum(p.stat().st_size for p, _ in items))
-            problems.append(DataProblem(str(folder), True, f"{len(items)} samples (full data: 1077 train / 264 test)", size))
+            problems.append(
+                DataProblem(str(folder), True, f"{len(items)} samples (full data: 1077 train / 264 test)", size)
+            )
         else:
             problems.append(DataProblem(
                 str(folder), False,
@@ -402,7 +404,9 @@ def build(recipe: Recipe) -> DataBundle:
         files, labels = [p for p, _ in items], [y for _, y in items]
         return EventFrames(files, labels, make_frames, cache, augment, hflip, data.roll_pixels, seed)
 
-    train, val = carve_validation(frames(train_items, True), frames(train_items, False), recipe.train.val_fraction, seed)
+    train, val = carve_validation(
+        frames(train_items, True), frames(train_items, False), recipe.train.val_fraction, seed
+    )
     test = frames(test_items, False)
     limit = data.subset
     return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))

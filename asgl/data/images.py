@@ -148,8 +148,10 @@ def _bundle(recipe: Recipe, image_set: ImageSet, make: Callable[[str, Callable],
     """Train (augmented) / val (carved, plain) / test (plain) from ``make(split, transform)``."""
     plain = eval_transform(image_set)
     train, val = carve_validation(
-        make("train", train_transform(recipe, image_set)), make("train", plain),
-        recipe.train.val_fraction, recipe.run.seed,
+        make("train", train_transform(recipe, image_set)),
+        make("train", plain),
+        recipe.train.val_fraction,
+        recipe.run.seed,
     )
     test = make("test", plain)
     limit = recipe.data.subset
