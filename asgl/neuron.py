@@ -314,6 +314,13 @@ def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
         layer.noise_prob = noise_prob
 
 
+def share_decay(model: nn.Module) -> None:
+    """Make every LIF layer use the first layer's decay logit (one tensor: one parameter, one gradient)."""
+    layers = [layer for _, layer in lif_layers(model)]
+    for layer in layers[1:]:
+        layer.decay_logit = layers[0].decay_logit
+
+
 def set_spike_mode(model: nn.Module, mode: SpikeMode) -> None:
     """Set the training spike mode (asgl, sg, heaviside, analog) on every LIF layer."""
     for _, layer in lif_layers(model):

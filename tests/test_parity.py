@@ -38,6 +38,7 @@ CIFAR100_RESNET18 = {
     "surrogate.learnable": True,
     "optim.neuron_lr": 3e-4,
     "neuron.learn_decay": True,
+    "neuron.shared_decay": True,
     "neuron.decay": 0.5,
     "neuron.threshold": 1.0,
     "noise.prob": 0.2,
@@ -109,6 +110,27 @@ def test_select_last_trains_on_everything_and_tests_the_final_epoch(tmp_path) ->
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(r["val_acc"] != r["val_acc"] for r in records)  # nan: there is no validation split
+
+
+def test_shared_decay_is_one_parameter_whose_gradient_sums_the_layers() -> None:
+    from asgl.data import DataInfo
+    from asgl.models import build_model
+    from asgl.neuron import lif_layers
+
+    info = DataInfo("static", 1, (8, 8), 10, 3)
+    raw = {"model": {"hidden": 8}, "neuron": {"shared_decay": True, "decay": 0.6}, "noise": {"prob": 0.0}}
+    shared = build_model(validate_recipe(raw), info)
+    raw["neuron"]["shared_decay"] = False
+    separate = build_model(validate_recipe(raw), info)
+    separate.load_state_dict(shared.state_dict())
+    decays = {id(layer.decay_logit) for _, layer in lif_layers(shared)}
+    assert len(decays) == 1 and sum(id(p) in decays for p in shared.parameters()) == 1
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for model in (shared, separate):
+        model.train()(x).square().sum().backward()
+    per_layer = [layer.decay_logit.grad for _, layer in lif_layers(separate)]
+    assert all(g.abs() > 0 for g in per_layer)
+    torch.testing.assert_close(lif_layers(shared)[0][1].decay_logit.grad, torch.stack(per_layer).sum())
 
 
 def test_resnets_take_pytorch_default_init() -> None:

@@ -302,6 +302,7 @@ def test_every_value_lands_in_its_layer(imported, name: str) -> None:
     expected = stored.log() if storage == "log_slope" and not case.rectangle else stored
     torch.testing.assert_close(param, expected)
     assert lifs[0].decay_logit.requires_grad == recipe.neuron.learn_decay
+    assert len({id(layer.decay_logit) for layer in lifs}) == (1 if recipe.neuron.shared_decay else len(lifs))
 
 
 def test_both_sigmoid_storages_are_covered() -> None:
