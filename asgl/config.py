@@ -212,9 +212,11 @@ class TrainConfig(Section):
     log_every: int = Field(10, ge=1, description="TensorBoard step logging interval.")
 
     @model_validator(mode="after")
-    def _best_val_needs_val(self) -> TrainConfig:
+    def _validation_split_needed(self) -> TrainConfig:
         if self.select == "best_val" and self.val_fraction == 0:
             raise ValueError("select = 'best_val' needs a validation split (val_fraction > 0); use select = 'last'")
+        if self.diagnose_every and self.val_fraction == 0:
+            raise ValueError("diagnose_every measures on validation batches: it needs val_fraction > 0")
         return self
 
 

@@ -179,3 +179,15 @@ def test_authors_la_quirk_masks_the_first_polarity_by_the_second() -> None:
     torch.testing.assert_close(quirk[0, 0, :, 3], torch.full((4,), 178.0) / 255, rtol=0, atol=0)
     torch.testing.assert_close(quirk[0, 1, :, 3], torch.ones(4), rtol=0, atol=0)
     torch.testing.assert_close(clean[0, 0], torch.full((4, 4), 0.7))
+
+
+def test_diagnose_carves_validation_batches_when_the_run_had_none() -> None:
+    from conftest import TINY
+
+    from asgl.diagnose.report import load_subject
+
+    recipe = load_recipe("digits_quick", TINY + ["train.val_fraction=0", "train.select=last"])
+    subject = load_subject(recipe, batches=2)
+    assert len(subject.batches) == 2 and subject.recipe.train.val_fraction == 0
+    with pytest.raises(RecipeError, match="diagnose_every"):
+        load_recipe("digits_quick", ["train.val_fraction=0", "train.select=last", "train.diagnose_every=1"])

@@ -43,6 +43,15 @@ class Diagnosis:
     snn_acc: float
 
 
+def with_validation_split(recipe: Recipe, fraction: float = 0.1) -> Recipe:
+    """The recipe, or a copy carving ``fraction`` of the training set when it has no validation split
+    (``train.val_fraction = 0``): the diagnosis measures on validation batches."""
+    if recipe.train.val_fraction > 0:
+        return recipe
+    train = recipe.train.model_copy(update={"val_fraction": fraction, "select": "best_val"})
+    return recipe.model_copy(update={"train": train})
+
+
 def load_subject(
     recipe: Recipe | None = None, checkpoint: str | Path | None = None, batches: int = 4, device: str = "cpu"
 ) -> Subject:
@@ -71,7 +80,7 @@ def load_subject(
         model.load_state_dict(ckpt["model"])
         epoch = int(ckpt["epoch"])
     model.to(resolve_device(device))
-    data = build_data(recipe)  # only the fixed batches need the data
+    data = build_data(with_validation_split(recipe))  # only the fixed batches need the data
     # p in force during the last finished epoch (the one that produced these weights)
     p = noise_prob_at(max(epoch - 1, 0), recipe.noise, recipe.train.epochs)
     loader = DataLoader(data.val, batch_size=recipe.train.eval_batch_size or recipe.train.batch_size)
