@@ -6,7 +6,7 @@
 - ``relu``: the same network with every LIF layer replaced by ReLU, run on the same [T·B] fold: the cost
   of the network without spiking neurons, a lower bound for any LIF implementation.
 
-Inputs are synthetic (random, the recipe dataset's shape), so no dataset is needed. Variants run round-robin
+Inputs are synthetic (random, in the shape ``asgl.data.describe_data`` gives), so no dataset is needed. Variants run round-robin
 (one step of each per repeat) so that load on a shared machine hits them alike; the times are the median,
 quartiles and minimum over the repeats after warm-up, and ratios are of medians of the same run; the process
 CPU time (all threads) is recorded too, as it varies less than wall time when other jobs share the cores.
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from asgl.config import Recipe, RecipeError
-from asgl.data import DataInfo
+from asgl.data import DataInfo, describe_data
 from asgl.engine.device import autocast, check_amp, resolve_device
 from asgl.losses import build_loss
 from asgl.models import build_model
@@ -37,27 +37,6 @@ from asgl.optim import build_optimizers
 
 DEFAULT_VARIANTS = ("fused", "triton", "stepwise", "relu")
 VARIANTS = (*DEFAULT_VARIANTS, "compiled")  # compiled is opt-in: its first steps compile for seconds
-
-
-def synthetic_info(recipe: Recipe) -> DataInfo:
-    """The DataInfo of the recipe's dataset, from the recipe and the dataset modules' constants (no files read).
-
-    ``audio_folder`` takes its classes from the folder, so 10 stands in for them here.
-    """
-    from asgl.data import audio, digits, events, images
-
-    data, steps = recipe.data, recipe.train.time_steps
-    if data.name == "digits":
-        return DataInfo("static", 1, (digits.IMAGE_SIZE, digits.IMAGE_SIZE), 10, steps)
-    if data.name in images.IMAGE_SETS:
-        image_set = images.IMAGE_SETS[data.name]
-        return DataInfo("static", 3, (image_set.image_size, image_set.image_size), image_set.num_classes, steps)
-    if data.name in ("dvs_cifar10", "dvs_gesture"):
-        classes = len(events.CIFAR10DVS_CLASSES) if data.name == "dvs_cifar10" else events.GESTURE_CLASSES
-        return DataInfo("event", 2, (data.frame_size, data.frame_size), classes, steps)
-    if data.name == "shd":
-        return DataInfo("sequence", audio.SHD_CHANNELS, (audio.SHD_CHANNELS,), audio.SHD_CLASSES, steps)
-    return DataInfo("sequence", data.n_mels, (data.n_mels,), 10, steps)
 
 
 def synthetic_batch(info: DataInfo, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -217,7 +196,7 @@ def run_bench(
         raise RecipeError(f"need repeats >= 1, warmup >= 0, batch size >= 1 (got {repeats}, {warmup}, {batch_size})")
     dev = resolve_device(device or recipe.run.device)
     check_amp(recipe.train.amp, dev)
-    info = synthetic_info(recipe)
+    info = describe_data(recipe)
     torch.manual_seed(recipe.run.seed)
     base = build_model(recipe, info)
     if not lif_layers(base):

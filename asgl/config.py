@@ -128,6 +128,9 @@ class ImageData(FileData):
 
     name: Literal["cifar10", "cifar100", "tiny_imagenet"] = "cifar10"
     autoaugment: bool = Field(False, description="torchvision AutoAugment, CIFAR-10 policy.")
+    autoaugment_fill: int = Field(
+        0, ge=0, le=255, description="Grey level AutoAugment fills uncovered pixels with (the published runs: 128)."
+    )
     cutout: int = Field(0, ge=0, description="Cutout hole size in pixels (one hole), 0 = off.")
     random_crop: bool = True
     hflip: bool = True
@@ -137,6 +140,11 @@ class EventData(FileData):
     """Event streams of a DVS camera, framed into T frames and cached."""
 
     frame_size: int = Field(48, ge=4, description="Event frames are resized to frame_size x frame_size.")
+    frame_resize: Literal["float", "authors_la_quirk"] = Field(
+        "float",
+        description="float: antialiased bilinear on float frames; authors_la_quirk: the published runs' resize of "
+        "8-bit two-channel Pillow images, which masks the first polarity by the second (docs/parity.md).",
+    )
     roll_pixels: int = Field(5, ge=0, description="Train augmentation: random roll of both axes by +-N px.")
     cache_dir: str | None = Field(None, description="Frame cache folder; None = <root>/cache.")
 
@@ -198,12 +206,16 @@ class DigitsConvNetConfig(ConvModel):
 
 class ResNetConfig(ConvModel):
     name: Literal["resnet18", "resnet19", "resnet34"] = "resnet18"
-    init: Literal["kaiming"] = Field("kaiming", description="He-normal conv weights (the ResNets' only init).")
+    init: Literal["kaiming", "torch_default"] = Field(
+        "kaiming", description="kaiming = He-normal conv weights; torch_default = PyTorch's own layer init."
+    )
 
 
 class VGGConfig(ConvModel):
     name: Literal["vggsnn2", "vgg11", "vgg13"] = "vggsnn2"
-    init: Literal["kaiming", "reference"] = Field("kaiming", description="reference = N(0, 0.5^2) VGG init.")
+    init: Literal["kaiming", "reference", "torch_default"] = Field(
+        "kaiming", description="reference = N(0, 0.5^2) VGG init; torch_default = PyTorch's own layer init."
+    )
 
 
 class RecurrentSNNConfig(ModelSection):
@@ -237,6 +249,9 @@ class NeuronConfig(Section):
     spike: Literal["asgl", "sg", "heaviside"] = Field("asgl", description="Spike function in training.")
     decay: float = Field(0.5, gt=0, lt=1, description="Initial leak gamma = sigmoid(d); d is learned.")
     learn_decay: bool = True
+    shared_decay: bool = Field(
+        False, description="One learned decay shared by every LIF layer (the published CIFAR runs); else one each."
+    )
     threshold: float = Field(1.0, gt=0)
     learn_threshold: bool = False
     reset: Literal["hard", "soft"] = "hard"
@@ -333,7 +348,13 @@ class TrainConfig(Section):
     tet_phi: float = 1.0
     amp: Literal["off", "bf16", "fp16"] = "off"
     compile: bool = False
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="Validation split carved from the training set.")
+    val_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Validation split carved from the training set; 0 = train on all of it."
+    )
+    select: Literal["best_val", "last"] = Field(
+        "best_val",
+        description="Checkpoint tested at the end: best validation accuracy, or the last epoch. Never the test set.",
+    )
     checkpoint_every_steps: int = Field(0, ge=0, description="Extra mid-epoch checkpoints, 0 = end of epoch only.")
     nan_policy: Literal["stop", "skip"] = "stop"
     diagnose_every: int = Field(0, ge=0, description="Record gradient cosines every N epochs, 0 = off.")
@@ -343,6 +364,14 @@ class TrainConfig(Section):
     )
     diagnose_eps: float = Field(0.1, gt=0, description="Finite-difference step of the per-epoch diagnosis.")
     log_every: int = Field(10, ge=1, description="TensorBoard step logging interval.")
+
+    @model_validator(mode="after")
+    def _validation_split_needed(self) -> TrainConfig:
+        if self.select == "best_val" and self.val_fraction == 0:
+            raise ValueError("select = 'best_val' needs a validation split (val_fraction > 0); use select = 'last'")
+        if self.diagnose_every and self.val_fraction == 0:
+            raise ValueError("diagnose_every measures on validation batches: it needs val_fraction > 0")
+        return self
 
 
 class Recipe(Section):

@@ -8,8 +8,9 @@ import torch
 from typer.testing import CliRunner
 
 import asgl.bench
-from asgl.bench import relu_network, run_bench, synthetic_batch, synthetic_info
+from asgl.bench import relu_network, run_bench, synthetic_batch
 from asgl.config import RecipeError, load_recipe
+from asgl.data import describe_data
 from asgl.models import build_model
 from asgl.neuron import lif_layers
 from asgl_cli.main import app
@@ -19,13 +20,13 @@ TINY = ["train.time_steps=2", "model.hidden=16", "run.device=cpu"]
 
 def test_relu_network_swaps_every_lif_and_keeps_weights():
     recipe = load_recipe("digits_quick", TINY)
-    model = build_model(recipe, synthetic_info(recipe))
+    model = build_model(recipe, describe_data(recipe))
     relu = relu_network(model)
     assert lif_layers(model) and not lif_layers(relu)
     assert sum(isinstance(m, torch.nn.ReLU) for m in relu.modules()) == len(lif_layers(model))
     conv = dict(model.named_parameters())["features.0.0.0.weight"]
     assert torch.equal(dict(relu.named_parameters())["features.0.0.0.weight"], conv)
-    x, _ = synthetic_batch(synthetic_info(recipe), 3, torch.device("cpu"))
+    x, _ = synthetic_batch(describe_data(recipe), 3, torch.device("cpu"))
     assert relu(x).shape == model(x).shape == (2, 3, 10)
 
 
@@ -111,10 +112,10 @@ def test_model_with_lif_compiles_to_one_graph(backend):
 
     recipe = load_recipe("digits_quick", TINY)
     torch.manual_seed(0)
-    model = build_model(recipe, synthetic_info(recipe))
+    model = build_model(recipe, describe_data(recipe))
     for _, layer in lif_layers(model):
         layer.backend = backend
-    x, _ = synthetic_batch(synthetic_info(recipe), 3, torch.device("cpu"))
+    x, _ = synthetic_batch(describe_data(recipe), 3, torch.device("cpu"))
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     results = []
     for net in (model, compiled):
@@ -133,8 +134,8 @@ def test_model_with_lif_compiles_to_one_graph(backend):
 def test_bf16_autocast_step_keeps_fp32_neuron_state():
     recipe = load_recipe("digits_quick", TINY + ["train.amp=bf16"])
     torch.manual_seed(0)
-    model = build_model(recipe, synthetic_info(recipe))
-    x, y = synthetic_batch(synthetic_info(recipe), 4, torch.device("cpu"))
+    model = build_model(recipe, describe_data(recipe))
+    x, y = synthetic_batch(describe_data(recipe), 4, torch.device("cpu"))
     seen = []
     for _, layer in lif_layers(model):
         layer.register_forward_hook(lambda m, inp, out: seen.append((inp[0].dtype, out.dtype)))

@@ -1,224 +1,398 @@
-"""``asgl import-reference``: synthetic reference state dicts (the reference's key names, shapes and value
-storage, written from an asgl model by the inverse mapping) round-trip to the same logits and eval.
+"""``asgl import-reference`` on files in the authors' real layout, with no dataset anywhere.
 
-The networks run on a tiny CIFAR-10 written in the real file format (3 x 32 x 32, as published)."""
+The files are built from tests/data/reference_layouts.txt (the authors' checkpoint layout, key by key:
+names, shapes, dtypes, the shared decay tensor) and saved as the authors save them (``best_net`` in a dict
+with their other keys). The imported network is compared with an independent re-implementation of the
+authors' eval-mode forward written here from that description (conv / BN / LIF with the stored
+parametrisation, hard reset, spike amplitude = threshold, time mean of the head outputs), and value by
+value with the file, pairing layers by their order in the file, not through the importer's key table.
+"""
 
 from __future__ import annotations
 
-import json
-import os
+import copy
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from fixtures_images import write_cifar10
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from typer.testing import CliRunner
 
 from asgl.config import load_recipe
-from asgl.data import build_data
+from asgl.data import describe_data
 from asgl.engine.checkpoint import load_checkpoint
-from asgl.engine.evaluation import evaluate
-from asgl.engine.reference_import import check_importable, key_rules, reference_units
-from asgl.losses import build_loss
+from asgl.engine.reference_import import check_importable
 from asgl.models import build_model
+from asgl.neuron import lif_layers
 from asgl_cli.main import app
 
-RECIPE = """\
-[data]
-name = "cifar10"
-root = "{root}"
-subset = 4
+LAYOUTS = Path(__file__).parent / "data" / "reference_layouts.txt"
+SECTIONS = {"ResNet-18": "resnet18", "ResNet-19": "resnet19", "VGGSNN2": "vggsnn2"}
+VGGSNN2_LAYERS = (64, 128, "A", 256, 256, "A", 512, 512, "A", 512, 512, "A")  # the published layout
 
-[model]
-name = "{model}"
 
-[surrogate]
-family = "{family}"
-storage = "{storage}"
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
 
-[train]
-batch_size = 4
-time_steps = 2
-"""
+
+def read_layouts() -> dict[str, list[Entry]]:
+    """Network -> its keys in the file's order, parsed from the listing."""
+    layouts: dict[str, list[Entry]] = {}
+    current: list[Entry] = []
+    for line in LAYOUTS.read_text().splitlines():
+        if line.startswith("## "):
+            current = layouts.setdefault(SECTIONS[line[3:].split(",")[0]], [])
+        elif line and not line.startswith("#"):
+            key, shape, dtype = line.split("\t")
+            dims = tuple(int(d) for d in shape.strip("()").split(",") if d.strip())
+            current.append(Entry(key, dims, getattr(torch, dtype.split(" ")[0])))
+    return layouts
+
+
+def resnet34_layout(resnet18: list[Entry]) -> list[Entry]:
+    """ResNet-34 by the same naming: stages of 3, 4, 6, 3 blocks; extra blocks are named like block 1."""
+    out = [e for e in resnet18 if not e.key.startswith("layer") and not e.key.startswith("classifier")]
+    for stage, depth in enumerate((3, 4, 6, 3), start=1):
+        for block in range(depth):
+            source = f"layer{stage}.{min(block, 1)}."
+            out += [
+                Entry(e.key.replace(source, f"layer{stage}.{block}.", 1), e.shape, e.dtype)
+                for e in resnet18
+                if e.key.startswith(source)
+            ]
+    return out + [e for e in resnet18 if e.key.startswith("classifier")]
+
+
+LAYOUT = read_layouts()
+LAYOUT["resnet34"] = resnet34_layout(LAYOUT["resnet18"])
+
+
+def test_listing_parsed_in_full() -> None:
+    assert {k: len(v) for k, v in LAYOUT.items()} == {"resnet18": 156, "resnet19": 152, "vggsnn2": 57, "resnet34": 284}
+
+
+# ---------------------------------------------------------------- files in the authors' layout
+
+
+def authors_state(entries: list[Entry], rectangle: bool, seed: int) -> dict[str, Tensor]:
+    """A trained-looking state dict in the layout; every decay key holds the same tensor object."""
+    g = torch.Generator().manual_seed(seed)
+    keys = {e.key for e in entries}
+    shared_decay = torch.tensor(0.7)  # gamma = sigmoid(0.7) ~ 0.67, not the initial 0.5
+    state: dict[str, Tensor] = {}
+    for e in entries:
+        is_bn = e.key.rsplit(".", 1)[0] + ".running_mean" in keys
+        if e.key.endswith(".cell.decay"):
+            state[e.key] = shared_decay
+        elif e.key.endswith("inv_sg.alpha"):  # rectangle: log k in [-1, 1]; sigmoid: k in [0.15, 1.5]
+            u = torch.rand(e.shape, generator=g)
+            state[e.key] = 2 * u - 1 if rectangle else 0.15 + 1.35 * u
+        elif e.dtype == torch.int64:
+            state[e.key] = torch.tensor(int(torch.randint(1, 10_000, (), generator=g)))
+        elif e.key.endswith("running_var"):
+            state[e.key] = 0.5 + torch.rand(e.shape, generator=g)
+        elif e.key.endswith("running_mean"):
+            state[e.key] = 0.3 * torch.randn(e.shape, generator=g)
+        elif is_bn:  # BN affine: gains around 1, biases that push some neurons over the threshold
+            base, spread = (1.0, 0.8) if e.key.endswith("weight") else (0.2, 0.8)
+            state[e.key] = base + spread * (torch.rand(e.shape, generator=g) - 0.5)
+        else:  # conv / linear weights and the linear bias
+            fan_in = math.prod(e.shape[1:]) if len(e.shape) > 1 else 10
+            state[e.key] = torch.randn(e.shape, generator=g) * math.sqrt(2 / fan_in)
+        assert state[e.key].shape == e.shape and state[e.key].dtype == e.dtype, e.key
+    return state
+
+
+def save_authors_file(path: Path, state: dict[str, Tensor]) -> Path:
+    """Saved as the authors save: the state dict under 'best_net', with their other keys."""
+    weight = nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    weight.sum().backward()
+    opt.step()
+    extra = {"best_acc": 76.76, "best_epoch": 299, "best_train_acc": 95.0, "optimizer": opt.state_dict()}
+    torch.save({"best_net": state, **extra, "traces": {"test_acc": [1.0, 15.9, 54.1]}}, path)
+    return path
 
 
 def cli(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+@dataclass
+class Case:
+    recipe: str
+    overrides: tuple[str, ...]
+    rectangle: bool
+    theta: float
+    input_shape: tuple[int, ...]  # ResNets take any image size; VGGSNN2's head needs 48x48 frames
+
+
+CASES = {
+    "resnet18": Case("cifar100_resnet18", (), False, 1.0, (2, 3, 16, 16)),
+    "resnet19": Case("cifar100_resnet19", (), False, 1.0, (2, 3, 16, 16)),
+    "resnet34": Case("cifar100_resnet18", ("model.name=resnet34",), False, 1.0, (2, 3, 8, 8)),
+    "vggsnn2": Case("dvs_cifar10_vggsnn", ("train.time_steps=2",), True, 0.5, (2, 2, 2, 48, 48)),
+}
+
+
 @pytest.fixture(scope="module")
-def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_cifar10(root, per_batch=4, n_test=6)
-    return root
+def empty_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("no_data")
 
 
-def write_recipe(folder: Path, root: Path, model: str, family: str = "sigmoid", storage: str = "log_slope") -> Path:
-    path = folder / "recipe.toml"
-    path.write_text(RECIPE.format(root=root, model=model, family=family, storage=storage))
-    return path
+def overrides(case: Case, root: Path) -> list[str]:
+    return ["run.device=cpu", f"data.root={root}", *case.overrides]
 
 
-def trained_looking_model(recipe_path: Path):
-    """The recipe's asgl model with every parameter and BN statistic moved away from its initial value."""
-    recipe = load_recipe(str(recipe_path))
-    data = build_data(recipe)
-    torch.manual_seed(7)
-    model = build_model(recipe, data.info)
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif name.endswith(("running_mean", "bias")) or name.endswith("1.0.weight"):
-                t.add_(0.3 * torch.randn(t.shape, generator=g))
-            elif name.endswith("decay_logit"):
-                t.copy_(torch.randn(t.shape, generator=g))
-            elif name.endswith("width.param"):
-                k = torch.rand(t.shape, generator=g) * 2 + 0.2  # slopes in [0.2, 2.2]
-                t.copy_(k if recipe.surrogate.storage == "raw_slope" else k.log())
-    return recipe, data, model.eval()
+def set_args(case: Case, root: Path) -> list[str]:
+    return [a for item in overrides(case, root) for a in ("--set", item)]
 
 
-def to_reference(recipe, model, decay_stored: str = "logit") -> dict[str, Tensor]:
-    """The inverse mapping: the state dict the reference would have saved for these weights."""
-    state = model.state_dict()
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory, empty_root: Path) -> dict:
+    """name -> (case, authors' state, imported asgl model in eval mode); imported with no dataset on disk."""
     out = {}
-    for ref_key, rule in key_rules(reference_units(recipe, model), set(state)).items():
-        value = state[rule.asgl].clone()
-        if rule.transform == "decay" and decay_stored == "gamma":
-            value = torch.sigmoid(value)
-        elif rule.transform == "slope" and recipe.surrogate.family == "sigmoid":
-            value = value if recipe.surrogate.storage == "raw_slope" else value.exp()  # sigmoid: k raw
-        out[ref_key] = value  # rectangle: log k, as asgl's log_slope
+    for name, case in CASES.items():
+        folder = tmp_path_factory.mktemp(name)
+        state = authors_state(LAYOUT[name], case.rectangle, seed=len(name))
+        source = save_authors_file(folder / "best.pth", state)
+        target = folder / "imported.pt"
+        result = cli("import-reference", source, "--recipe", case.recipe, "--out", target, *set_args(case, empty_root))
+        assert result.exit_code == 0, result.output
+        assert f"asgl eval --ckpt {target}" in result.output
+        assert not any(empty_root.iterdir())  # nothing was read or written there
+        ckpt = load_checkpoint(target)
+        recipe = load_recipe(case.recipe, overrides(case, empty_root))
+        model = build_model(recipe, describe_data(recipe))
+        model.load_state_dict(ckpt["model"])
+        out[name] = (case, torch.load(source, weights_only=True)["best_net"], model.eval(), recipe)
     return out
 
 
-def logits(model, data) -> Tensor:
-    x = torch.stack([data.test[i][0] for i in range(len(data.test))])
+def test_fixture_file_shares_one_decay_tensor(imported) -> None:
+    _, state, _, _ = imported["resnet18"]
+    decays = [v for k, v in state.items() if k.endswith(".cell.decay")]
+    assert len(decays) == 17 and len({d.untyped_storage().data_ptr() for d in decays}) == 1
+    assert not any(k.endswith(".cell.decay") for k in imported["vggsnn2"][1])
+
+
+# ---------------------------------------------------------------- the authors' forward, re-implemented
+
+
+def lif(x: Tensor, decay_logit: Tensor | None, theta: float) -> Tensor:
+    """Eval-mode LIF over [T, ...]: leak sigmoid(d) (0.5 when the file has no decay), hard reset, output theta*s."""
+    gamma = torch.sigmoid(decay_logit) if decay_logit is not None else 0.5
+    u_prev, out = torch.zeros_like(x[0]), []
+    for t in range(x.shape[0]):
+        u = gamma * u_prev + x[t]
+        s = (u >= theta).to(x.dtype)
+        out.append(theta * s)
+        u_prev = u * (1 - s)
+    return torch.stack(out)
+
+
+def conv_bn(sd: dict[str, Tensor], conv: str, bn: str, x: Tensor, stride: int = 1) -> Tensor:
+    """conv (no bias) then BN with running statistics, on the [T*B] fold of x [T, B, C, H, W]."""
+    w = sd[f"{conv}.weight"]
+    y = F.conv2d(x.flatten(0, 1), w, stride=stride, padding=w.shape[-1] // 2)
+    y = F.batch_norm(y, sd[f"{bn}.running_mean"], sd[f"{bn}.running_var"], sd[f"{bn}.weight"], sd[f"{bn}.bias"])
+    return y.unflatten(0, x.shape[:2])
+
+
+def spike(sd: dict[str, Tensor], prefix: str, x: Tensor, theta: float) -> Tensor:
+    return lif(x, sd.get(f"{prefix}.cell.decay"), theta)
+
+
+def resnet_forward(sd: dict[str, Tensor], images: Tensor, time_steps: int, theta: float) -> Tensor:
+    """images [B, 3, H, W] repeated T times -> time-mean logits [B, K]."""
+    x = images.unsqueeze(0).repeat(time_steps, 1, 1, 1, 1)
+    x = spike(sd, "conv0.2", conv_bn(sd, "conv0.0.layer", "conv0.1.layer", x), theta)
+    stages = sorted({int(k.split(".")[0][5:]) for k in sd if k.startswith("layer")})
+    for s in stages:
+        for b in sorted({int(k.split(".")[1]) for k in sd if k.startswith(f"layer{s}.")}):
+            p, stride = f"layer{s}.{b}", 2 if s > 1 and b == 0 else 1
+            h = spike(sd, f"{p}.spike1", conv_bn(sd, f"{p}.conv1.layer", f"{p}.bn1.layer", x, stride), theta)
+            h = conv_bn(sd, f"{p}.conv2.layer", f"{p}.bn2.layer", h)
+            if f"{p}.shortcut.0.layer.weight" in sd:
+                x = conv_bn(sd, f"{p}.shortcut.0.layer", f"{p}.shortcut.1.layer", x, stride)
+            x = spike(sd, f"{p}.spike2", h + x, theta)
+    features = x.mean(dim=(-2, -1))  # global average pool: [T, B, C]
+    if "classifier.2.layer.weight" in sd:  # ResNet-19: Linear -> LIF -> Linear, no biases
+        hidden = spike(sd, "classifier.1", F.linear(features, sd["classifier.0.layer.weight"]), theta)
+        logits = F.linear(hidden, sd["classifier.2.layer.weight"])
+    else:
+        logits = F.linear(features, sd["classifier.0.layer.weight"], sd["classifier.0.layer.bias"])
+    return logits.mean(0)
+
+
+def vggsnn2_forward(sd: dict[str, Tensor], frames: Tensor, theta: float) -> Tensor:
+    """frames [B, T, 2, 48, 48] -> time-mean of the per-step logits [B, K]."""
+    x, n = frames.transpose(0, 1), 0
+    for item in VGGSNN2_LAYERS:
+        if item == "A":
+            x = F.avg_pool2d(x.flatten(0, 1), 2).unflatten(0, x.shape[:2])
+            n += 1
+        else:
+            x = spike(sd, f"feature.{n + 2}", conv_bn(sd, f"feature.{n}.layer", f"feature.{n + 1}.layer", x), theta)
+            n += 3
+    return F.linear(x.flatten(2), sd["classifier.0.layer.weight"]).mean(0)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_imported_network_gives_the_authors_logits(imported, name: str) -> None:
+    case, state, model, recipe = imported[name]
+    x = torch.rand(case.input_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    sd = {k: (v.double() if v.is_floating_point() else v) for k, v in state.items()}
+    if name == "vggsnn2":
+        expected = vggsnn2_forward(sd, x, case.theta)
+    else:
+        expected = resnet_forward(sd, x, recipe.train.time_steps, case.theta)
     with torch.no_grad():
-        return model.eval()(x)
+        got = copy.deepcopy(model).double()(x).mean(0)
+    assert expected.std() > 0.1 and (expected[0] - expected[1]).abs().max() > 0.1  # spikes reach the head
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("model_name", "family", "storage", "decay_stored"),
-    [
-        ("resnet18", "sigmoid", "log_slope", "gamma"),
-        ("vggsnn2", "rectangle", "log_slope", "gamma"),
-        ("vggsnn2", "sigmoid", "raw_slope", "logit"),
-    ],
-)
-def test_round_trip_same_logits_and_eval(
-    tmp_path: Path, cifar_root: Path, model_name: str, family: str, storage: str, decay_stored: str
-) -> None:
-    recipe_path = write_recipe(tmp_path, cifar_root, model_name, family, storage)
-    recipe, data, model = trained_looking_model(recipe_path)
-    source = tmp_path / "best_net.pth"
-    torch.save(to_reference(recipe, model, decay_stored), source)
-
-    out = tmp_path / "imported.pt"
-    result = cli("import-reference", source, "--recipe", recipe_path, "--out", out, "--decay-stored", decay_stored)
-    assert result.exit_code == 0, result.output
-    assert f"asgl eval --ckpt {out}" in " ".join(result.output.split())
-
-    ckpt = load_checkpoint(out)
-    torch.manual_seed(0)
-    fresh = build_model(recipe, data.info)
-    fresh.load_state_dict(ckpt["model"])
-    expected_logits = logits(model, data)
-    assert expected_logits.abs().sum() > 0
-    torch.testing.assert_close(logits(fresh, data), expected_logits, rtol=1e-5, atol=1e-5)
-
-    result = cli("eval", "--ckpt", out, "--json")
-    assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout.strip().splitlines()[-1])
-    loader = torch.utils.data.DataLoader(data.test, batch_size=recipe.train.batch_size)
-    expected = evaluate(model, loader, build_loss(recipe.train, recipe.model.readout), torch.device("cpu"))
-    assert record["samples"] == expected.samples == 4
-    assert record["accuracy"] == expected.accuracy
-    assert record["loss"] == pytest.approx(expected.loss, rel=1e-5)
-
-
-def test_reference_key_names_from_the_issue(tmp_path: Path, cifar_root: Path) -> None:
-    """The names known from the reference: stem conv / BN wrappers, LIF cell decay and inverse width."""
-    recipe, _, model = trained_looking_model(write_recipe(tmp_path, cifar_root, "resnet18"))
-    ref = to_reference(recipe, model)
-    assert ref["conv0.0.layer.weight"].shape == (64, 3, 3, 3)
-    assert ref["conv0.1.layer.weight"].shape == ref["conv0.1.layer.running_var"].shape == (64,)
-    assert float(ref["conv0.2.cell.decay"]) == float(model.state_dict()["features.0.2.decay_logit"])  # logit d
-    assert float(ref["conv0.2.cell.spike_fn.inv_sg.alpha"]) > 0
-    # every asgl tensor is covered except the thresholds, which the reference does not store
-    covered = {r.asgl for r in key_rules(reference_units(recipe, model), set(model.state_dict())).values()}
-    assert {k for k in model.state_dict() if k not in covered} == {
-        k for k in model.state_dict() if k.endswith(".threshold")
+def by_kind(entries: list[Entry]) -> dict[str, list[str]]:
+    """Module prefixes of the file in its order: conv, norm, linear, LIF."""
+    keys = [e.key for e in entries]
+    shapes = {e.key: e.shape for e in entries}
+    return {
+        "conv": [k[: -len(".weight")] for k in keys if k.endswith(".weight") and len(shapes[k]) == 4],
+        "norm": [k[: -len(".running_mean")] for k in keys if k.endswith(".running_mean")],
+        "linear": [k[: -len(".weight")] for k in keys if k.endswith(".weight") and len(shapes[k]) == 2],
+        "lif": [k[: -len(".cell.spike_fn.inv_sg.alpha")] for k in keys if k.endswith("inv_sg.alpha")],
     }
-    assert sum(k.endswith(".cell.decay") for k in ref) == 17  # the 17 LIF layers of ResNet-18
 
 
-@pytest.mark.parametrize("name", ["cifar10_resnet18", "cifar100_resnet18", "dvs_cifar10_vggsnn"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_value_lands_in_its_layer(imported, name: str) -> None:
+    """The n-th conv / BN / linear / LIF of the file is the n-th of the asgl model, converted as documented."""
+    case, sd, model, recipe = imported[name]
+    kinds = by_kind(LAYOUT[name])
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    lifs = [layer for _, layer in lif_layers(model)]
+    assert [len(convs), len(norms), len(linears), len(lifs)] == [len(kinds[k]) for k in kinds]
+    for prefix, m in zip(kinds["conv"], convs):
+        assert torch.equal(m.weight, sd[f"{prefix}.weight"]) and m.bias is None
+    for prefix, m in zip(kinds["norm"], norms):
+        for attr in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            assert torch.equal(getattr(m, attr), sd[f"{prefix}.{attr}"]), f"{prefix}.{attr}"
+    for prefix, m in zip(kinds["linear"], linears):
+        assert torch.equal(m.weight, sd[f"{prefix}.weight"])
+        assert (m.bias is None) == (f"{prefix}.bias" not in sd)
+        assert m.bias is None or torch.equal(m.bias, sd[f"{prefix}.bias"])
+    for prefix, layer in zip(kinds["lif"], lifs):
+        stored = sd[f"{prefix}.cell.spike_fn.inv_sg.alpha"]
+        slope = stored.exp() if case.rectangle else stored  # rectangle: log k; sigmoid: k itself
+        torch.testing.assert_close(layer.width.slope().detach().reshape(-1), slope.reshape(-1))
+        decay = sd.get(f"{prefix}.cell.decay", torch.tensor(0.0))  # no key: the recipe's 0.5, logit 0
+        assert float(layer.decay_logit.detach()) == pytest.approx(float(decay)) and float(layer.threshold) == case.theta
+    storage = recipe.surrogate.storage
+    param = lifs[0].width.param.detach().reshape(-1)
+    stored = sd[f"{kinds['lif'][0]}.cell.spike_fn.inv_sg.alpha"].reshape(-1)
+    expected = stored.log() if storage == "log_slope" and not case.rectangle else stored
+    torch.testing.assert_close(param, expected)
+    assert lifs[0].decay_logit.requires_grad == recipe.neuron.learn_decay
+    assert len({id(layer.decay_logit) for layer in lifs}) == (1 if recipe.neuron.shared_decay else len(lifs))
+
+
+def test_both_sigmoid_storages_are_covered() -> None:
+    assert {load_recipe(CASES[n].recipe).surrogate.storage for n in ("resnet18", "resnet19")} == {
+        "raw_slope",
+        "log_slope",
+    }
+
+
+@pytest.mark.parametrize("name", ["cifar10_resnet18", "cifar100_resnet18", "cifar100_resnet19", "dvs_cifar10_vggsnn"])
 def test_published_recipes_are_importable(name: str) -> None:
     check_importable(load_recipe(name))
 
 
-@pytest.fixture(scope="module")
-def resnet_reference(tmp_path_factory: pytest.TempPathFactory, cifar_root: Path) -> tuple[Path, dict[str, Tensor]]:
-    recipe_path = write_recipe(tmp_path_factory.mktemp("resnet"), cifar_root, "resnet18")
-    recipe, _, model = trained_looking_model(recipe_path)
-    return recipe_path, to_reference(recipe, model)
+# ---------------------------------------------------------------- refusals
 
 
-def import_state(tmp_path: Path, recipe_path: Path, state, *args: str):
-    source = tmp_path / "ref.pth"
-    torch.save(state, source)
-    return cli("import-reference", source, "--recipe", recipe_path, "--out", tmp_path / "out.pt", *args)
+def import_state(tmp_path: Path, empty_root: Path, name: str, state: dict[str, Tensor], *more: str):
+    case = CASES[name]
+    source = save_authors_file(tmp_path / "ref.pth", state)
+    out = tmp_path / "out.pt"
+    return cli("import-reference", source, "--recipe", case.recipe, "--out", out, *set_args(case, empty_root), *more)
 
 
 def assert_refused(result, *expected: str) -> None:
     assert result.exit_code == 2, f"{result.output}\n{result.exception!r}"
     assert "Traceback" not in result.output and result.output.count("error:") == 1
-    for text in expected:
-        assert text in result.output, f"{text!r} not in:\n{result.output}"
+    text = " ".join(result.output.split())
+    for item in expected:
+        assert item in text, f"{item!r} not in:\n{result.output}"
 
 
-def test_nested_best_net_and_data_parallel_prefix_accepted(tmp_path: Path, resnet_reference) -> None:
-    recipe_path, state = resnet_reference
-    nested = {"best_net": {f"module.{k}": v for k, v in state.items()}, "best_acc": 76.8, "epoch": 299}
-    result = import_state(tmp_path, recipe_path, nested)
-    assert result.exit_code == 0, result.output
+@pytest.fixture(scope="module")
+def vgg_state() -> dict[str, Tensor]:
+    return authors_state(LAYOUT["vggsnn2"], rectangle=True, seed=5)
 
 
-def test_every_problem_listed_at_once(tmp_path: Path, resnet_reference) -> None:
-    recipe_path, state = resnet_reference
-    state = dict(state)
-    state["conv0.9.layer.weight"] = torch.zeros(1)  # unknown
-    del state["fc.layer.weight"]  # missing
-    state["conv0.0.layer.weight"] = torch.zeros(64, 2, 3, 3)  # a 2-channel (event) stem for RGB data
-    result = import_state(tmp_path, recipe_path, state)
-    assert_refused(result, "conv0.9.layer.weight", "fc.layer.weight", "[64, 2, 3, 3]", "features.0.0.0.weight")
+def test_wrong_layout_names_first_missing_and_first_unexpected(tmp_path: Path, empty_root: Path, vgg_state) -> None:
+    state = dict(vgg_state)
+    state["feature.3.weight"] = state.pop("feature.3.layer.weight")  # a guessed name
+    del state["classifier.0.layer.weight"]
+    result = import_state(tmp_path, empty_root, "vggsnn2", state)
+    assert_refused(
+        result, "2 key(s) missing (first: feature.3.layer.weight)", "1 unexpected key(s) (first: feature.3.weight)"
+    )
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_gamma_outside_unit_interval_is_refused(tmp_path: Path, resnet_reference) -> None:
-    recipe_path, state = resnet_reference
-    state = {k: (torch.tensor(-1.5) if k.endswith("cell.decay") else v) for k, v in state.items()}
-    assert import_state(tmp_path, recipe_path, state).exit_code == 0  # logits (the default) may be negative
-    refused = import_state(tmp_path, recipe_path, state, "--decay-stored", "gamma", "--force")
-    assert_refused(refused, "conv0.2.cell.decay", "drop --decay-stored gamma")
+def test_file_of_another_network_is_refused(tmp_path: Path, empty_root: Path, vgg_state) -> None:
+    state = {k: v for k, v in vgg_state.items()}
+    case = CASES["resnet18"]
+    source = save_authors_file(tmp_path / "ref.pth", state)
+    result = cli(
+        "import-reference", source, "--recipe", case.recipe, "--out", tmp_path / "o.pt", *set_args(case, empty_root)
+    )
+    assert_refused(result, "missing (first: conv0.0.layer.weight)", "unexpected key(s) (first: feature.0.layer.weight)")
 
 
-def test_negative_sigmoid_slope_needs_raw_storage(tmp_path: Path, resnet_reference) -> None:
-    recipe_path, state = resnet_reference
-    state = dict(state, **{"conv0.2.cell.spike_fn.inv_sg.alpha": torch.tensor(-0.2)})
-    assert_refused(import_state(tmp_path, recipe_path, state), "inv_sg.alpha", "surrogate.storage=raw_slope")
-    result = import_state(tmp_path, recipe_path, state, "--set", "surrogate.storage=raw_slope")
+def test_decay_in_file_must_match_the_recipe(tmp_path: Path, empty_root: Path, vgg_state) -> None:
+    result = import_state(tmp_path, empty_root, "vggsnn2", vgg_state, "--set", "neuron.learn_decay=true")
+    assert_refused(result, "first: feature.2.cell.decay", "neuron.learn_decay")
+
+
+def test_shape_mismatch_names_the_key(tmp_path: Path, empty_root: Path, vgg_state) -> None:
+    state = dict(vgg_state, **{"classifier.0.layer.weight": torch.zeros(11, 4608)})
+    assert_refused(import_state(tmp_path, empty_root, "vggsnn2", state), "classifier.0.layer.weight", "[11, 4608]")
+
+
+def test_negative_sigmoid_slope_needs_raw_storage(tmp_path: Path, empty_root: Path) -> None:
+    state = authors_state(LAYOUT["resnet19"], rectangle=False, seed=3)
+    state["conv0.2.cell.spike_fn.inv_sg.alpha"] = torch.tensor([-0.2])  # nothing keeps the authors' k positive
+    refused = import_state(tmp_path, empty_root, "resnet19", state)  # cifar100_resnet19 stores log k
+    assert_refused(refused, "conv0.2.cell.spike_fn.inv_sg.alpha", "surrogate.storage=raw_slope")
+    accepted = import_state(tmp_path, empty_root, "resnet19", state, "--set", "surrogate.storage=raw_slope")
+    assert accepted.exit_code == 0, accepted.output
+
+
+def test_plain_and_data_parallel_state_dicts_accepted(tmp_path: Path, empty_root: Path, vgg_state) -> None:
+    case = CASES["vggsnn2"]
+    source = tmp_path / "plain.pth"
+    torch.save({f"module.{k}": v for k, v in vgg_state.items()}, source)
+    result = cli(
+        "import-reference", source, "--recipe", case.recipe, "--out", tmp_path / "o.pt", *set_args(case, empty_root)
+    )
     assert result.exit_code == 0, result.output
 
 
-def test_unsupported_model_refused(tmp_path: Path, cifar_root: Path, resnet_reference) -> None:
-    _, state = resnet_reference
-    recipe_path = write_recipe(tmp_path, cifar_root, "digits_convnet")
-    assert_refused(import_state(tmp_path, recipe_path, state), "resnet18, vggsnn2")
+def test_unsupported_model_refused(tmp_path: Path, empty_root: Path, vgg_state) -> None:
+    result = import_state(tmp_path, empty_root, "vggsnn2", vgg_state, "--set", "model.name=vgg11")
+    assert_refused(result, "resnet18, resnet19, resnet34, vggsnn2")
 
 
 class CodePayload:
@@ -226,27 +400,30 @@ class CodePayload:
         self.marker = str(marker)
 
     def __reduce__(self):
+        import os
+
         return (os.mkdir, (self.marker,))
 
 
-def test_reference_file_carrying_code_refused_unexecuted(tmp_path: Path, resnet_reference) -> None:
-    recipe_path, state = resnet_reference
+def test_file_carrying_code_refused_unexecuted(tmp_path: Path, empty_root: Path, vgg_state) -> None:
     marker = tmp_path / "code-ran"
-    result = import_state(tmp_path, recipe_path, {**state, "hook": CodePayload(marker)})
+    result = import_state(tmp_path, empty_root, "vggsnn2", {**vgg_state, "hook": CodePayload(marker)})
     assert_refused(result, "refused")
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint\n"], ids=["empty", "text"])
-def test_unreadable_reference_file(tmp_path: Path, resnet_reference, content: bytes) -> None:
-    recipe_path, _ = resnet_reference
+def test_unreadable_file(tmp_path: Path, empty_root: Path, content: bytes) -> None:
     source = tmp_path / "ref.pth"
     source.write_bytes(content)
-    assert_refused(cli("import-reference", source, "--recipe", recipe_path, "--out", tmp_path / "o.pt"), str(source))
+    case = CASES["vggsnn2"]
+    result = cli(
+        "import-reference", source, "--recipe", case.recipe, "--out", tmp_path / "o.pt", *set_args(case, empty_root)
+    )
+    assert_refused(result, str(source))
 
 
-def test_existing_out_needs_force(tmp_path: Path, resnet_reference) -> None:
-    recipe_path, state = resnet_reference
+def test_existing_out_needs_force(tmp_path: Path, empty_root: Path, vgg_state) -> None:
     (tmp_path / "out.pt").write_bytes(b"keep me")
-    assert_refused(import_state(tmp_path, recipe_path, state), "--force")
+    assert_refused(import_state(tmp_path, empty_root, "vggsnn2", vgg_state), "--force")
     assert (tmp_path / "out.pt").read_bytes() == b"keep me"

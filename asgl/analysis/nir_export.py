@@ -219,19 +219,13 @@ def to_nir(
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, dt: float = DEFAULT_DT) -> nir.NIRGraph:
     """Write the NIR graph of a checkpoint's network (rebuilt from its stored recipe) to ``out``."""
-    import tomllib
+    from asgl.data import describe_data
+    from asgl.engine.restore import build_model_for, open_checkpoint
 
-    from asgl.config import validate_recipe
-    from asgl.data import build_data
-    from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
-    from asgl.models import build_model
-
-    path = resolve_checkpoint_path(checkpoint)
-    ckpt = load_checkpoint(path)
-    recipe = validate_recipe(tomllib.loads(ckpt["recipe"]), f"stored in {path}")
-    info = build_data(recipe).info
-    model = build_model(recipe, info)
-    model.load_state_dict(ckpt["model"])
+    stored = open_checkpoint(checkpoint)
+    recipe = stored.recipe
+    info = describe_data(recipe)  # the network needs no data
+    model = build_model_for(recipe, info, stored)
     metadata = {
         "time_steps": info.time_steps,  # run the graph T steps from a zero state
         "input": info.kind,  # static: the image at every step (direct encoding); event: frame t at step t

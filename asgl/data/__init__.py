@@ -1,6 +1,7 @@
 """Datasets: one module per family, a registry by recipe name, and the shared split helpers.
 
-Each dataset module exposes ``build(recipe) -> DataBundle`` and ``check(recipe) -> list[DataProblem]``.
+Each dataset module exposes ``info(recipe) -> DataInfo`` (the input a model must take, from the recipe
+alone: no file is read), ``build(recipe) -> DataBundle`` and ``check(recipe) -> list[DataProblem]``.
 Modules are imported lazily so that optional extras (tonic, torchaudio) load only when used.
 
 Sample layouts produced by the datasets (see docs/architecture.md):
@@ -15,12 +16,13 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch.utils.data import Dataset, Subset
+
 from asgl.errors import DataMissingError  # re-exported here
 
 if TYPE_CHECKING:
     from asgl.config import Recipe
 
-# recipe data.name -> module implementing build/check; its [data] keys: a section of asgl.config.DATA_SECTIONS
+# recipe data.name -> module implementing info/build/check; its [data] keys: a section of asgl.config.DATA_SECTIONS
 DATASETS: dict[str, str] = {
     "digits": "asgl.data.digits",
     "cifar10": "asgl.data.images",
@@ -73,18 +75,26 @@ def _module(name: str):
     return importlib.import_module(DATASETS[name])
 
 
-def build_data(recipe: "Recipe") -> DataBundle:
+def describe_data(recipe: Recipe) -> DataInfo:
+    """What the recipe's data looks like to a model, without touching the data (see each module's ``info``)."""
+    return _module(recipe.data.name).info(recipe)
+
+
+def build_data(recipe: Recipe) -> DataBundle:
     """Train / validation / test datasets of the recipe (validation carved from the training set)."""
     return _module(recipe.data.name).build(recipe)
 
 
-def check_data(recipe: "Recipe") -> list[DataProblem]:
+def check_data(recipe: Recipe) -> list[DataProblem]:
     """Whether the recipe's data is present and readable, without loading it all."""
     return _module(recipe.data.name).check(recipe)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """A seeded random (train, val) partition of ``range(n)``; val has round(n * val_fraction) >= 1 items."""
+    """A seeded random (train, val) partition of ``range(n)``; val has round(n * val_fraction) >= 1 items,
+    none when ``val_fraction`` is 0 (the whole training set trains)."""
+    if val_fraction == 0:
+        return list(range(n)), []
     n_val = max(1, round(n * val_fraction))
     if n_val >= n:
         raise DataMissingError(f"cannot carve a validation split of {val_fraction:.0%} from {n} samples")

@@ -103,14 +103,13 @@ def check_shd(root: Path) -> list[DataProblem]:
     return problems
 
 
-def build_shd(recipe: "Recipe") -> DataBundle:
+def build_shd(recipe: Recipe) -> DataBundle:
     root, T = Path(recipe.data.root), recipe.train.time_steps
     train_all = read_shd(root / SHD_DIR / SHD_FILES["train"], T)
     test = read_shd(root / SHD_DIR / SHD_FILES["test"], T)
     train, val = carve_validation(train_all, train_all, recipe.train.val_fraction, recipe.run.seed)
-    info = DataInfo("sequence", SHD_CHANNELS, (SHD_CHANNELS,), SHD_CLASSES, T)
     limit = recipe.data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
 
 
 # ---------------------------------------------------------------- WAV class folders
@@ -152,7 +151,7 @@ def check_wav(path: Path) -> int:
     return info.frames
 
 
-def build_augment(cfg: "AudioAugmentConfig", sample_rate: int):
+def build_augment(cfg: AudioAugmentConfig, sample_rate: int):
     """A torch-audiomentations ``Compose`` of the configured in-memory transforms, or None if there are none."""
     import torch_audiomentations as ta
 
@@ -199,7 +198,7 @@ class AudioClips(Dataset):
     """WAV files -> features ``[T, n_mels]`` and int labels; waveforms augmented when ``augment`` is set,
     each draw seeded by (seed, index, how many times this index was drawn)."""
 
-    def __init__(self, files: list[Path], labels: list[int], recipe: "Recipe", augment: bool):
+    def __init__(self, files: list[Path], labels: list[int], recipe: Recipe, augment: bool):
         data = recipe.data
         self.files, self.labels = files, labels
         self.sample_rate = data.sample_rate
@@ -251,7 +250,7 @@ def check_folder(root: Path) -> list[DataProblem]:
     return problems
 
 
-def build_folder(recipe: "Recipe") -> DataBundle:
+def build_folder(recipe: Recipe) -> DataBundle:
     classes = class_folders(Path(recipe.data.root))
     train_items, test_items = [], []
     for label, files in enumerate(classes.values()):
@@ -265,21 +264,38 @@ def build_folder(recipe: "Recipe") -> DataBundle:
     train, val = carve_validation(
         clips(train_items, True), clips(train_items, False), recipe.train.val_fraction, recipe.run.seed
     )
-    info = DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), len(classes), recipe.train.time_steps)
     limit = recipe.data.subset
     test = clips(test_items, False)
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
+    described = DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), len(classes), recipe.train.time_steps)
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), described)
 
 
 # ---------------------------------------------------------------- dataset-module contract
 
 
-def check(recipe: "Recipe") -> list[DataProblem]:
+def info(recipe: Recipe) -> DataInfo:
+    """SHD: 700 channels, 20 classes. audio_folder: ``data.n_mels`` features; its classes are the class
+    folders, so without the data ``model.num_classes`` must say how many there are."""
+    steps = recipe.train.time_steps
+    if recipe.data.name == "shd":
+        return DataInfo("sequence", SHD_CHANNELS, (SHD_CHANNELS,), SHD_CLASSES, steps)
+    classes = recipe.model.num_classes
+    if classes is None:
+        classes = len(class_folders(Path(recipe.data.root)))
+        if classes < 2:
+            raise DataMissingError(
+                f"audio_folder: no class folders in {recipe.data.root}; set model.num_classes to build the model "
+                "without the data"
+            )
+    return DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), classes, steps)
+
+
+def check(recipe: Recipe) -> list[DataProblem]:
     root = Path(recipe.data.root)
     return check_shd(root) if recipe.data.name == "shd" else check_folder(root)
 
 
-def build(recipe: "Recipe") -> DataBundle:
+def build(recipe: Recipe) -> DataBundle:
     missing = [f"  {p.path}: {p.message}" for p in check(recipe) if not p.ok]
     if missing:
         raise DataMissingError("dataset files are missing or unreadable:\n" + "\n".join(missing))

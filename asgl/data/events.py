@@ -13,7 +13,11 @@ Files are laid out as tonic (1.7) lays them out under ``data.root``; nothing is 
 
 Framing (both datasets): events are accumulated into ``T`` frames of 2 polarity channels at 128x128,
 each frame is divided by its own maximum (empty frames stay 0) and resized per channel to
-``data.frame_size`` with antialiased bilinear interpolation on float tensors. DVS-CIFAR10 splits by
+``data.frame_size`` with antialiased bilinear interpolation on float tensors (``data.frame_resize =
+"float"``). ``"authors_la_quirk"`` reproduces how the published runs resized instead: each frame as an
+8-bit two-channel Pillow image, mode "LA" (grey + alpha). Pillow resizes "LA" images premultiplied by
+alpha, so the first polarity is multiplied by the second before the resize and divided after it: where
+the second polarity saw no event, the first is erased (see :func:`authors_la_resize`). DVS-CIFAR10 splits by
 event count (frame ``t`` holds events ``[t*n//T, (t+1)*n//T)`` with ``n//T`` per frame; the last frame
 also takes the remainder, as the reference does); DVS Gesture splits the recording's duration into ``T``
 equal time bins. Binning is done here rather than with tonic's slicers, which drop the remainder
@@ -31,10 +35,11 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -107,11 +112,28 @@ def accumulate_frames(
     return torch.from_numpy(counts.astype(np.float32)).view(time_steps, 2, size, size)
 
 
-def normalise_and_resize(frames: torch.Tensor, frame_size: int) -> torch.Tensor:
+def authors_la_resize(frames: torch.Tensor, frame_size: int) -> torch.Tensor:
+    """The published runs' resize of ``[T, 2, H, W]`` frames in [0, 1]: each frame becomes an 8-bit Pillow
+    "LA" image (values * 255, truncated), is resized bilinearly by Pillow (which premultiplies the first
+    channel by the second, alpha, around the resize) and comes back divided by 255. Returns ``[T, 2, S, S]``."""
+    from PIL import Image
+
+    pixels = (frames * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()  # [T, H, W, 2]
+    out = [
+        np.asarray(Image.fromarray(frame).resize((frame_size, frame_size), Image.BILINEAR))  # [H, W, 2] -> "LA"
+        for frame in pixels
+    ]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+
+
+def normalise_and_resize(frames: torch.Tensor, frame_size: int, resize: str = "float") -> torch.Tensor:
     """Divide each frame of ``[T, C, H, W]`` by its maximum (empty frames stay 0), then resize every
-    channel to ``frame_size`` (antialiased bilinear, float throughout). Returns ``[T, C, S, S]``."""
+    channel to ``frame_size``: ``float`` = antialiased bilinear on floats, ``authors_la_quirk`` =
+    :func:`authors_la_resize`. Returns ``[T, C, S, S]``."""
     peak = frames.amax(dim=(1, 2, 3), keepdim=True)
     frames = frames / peak.clamp_min(1e-12)
+    if resize == "authors_la_quirk":
+        return authors_la_resize(frames, frame_size)
     if frames.shape[-1] == frame_size and frames.shape[-2] == frame_size:
         return frames
     return F.interpolate(frames, size=(frame_size, frame_size), mode="bilinear", align_corners=False, antialias=True)
@@ -158,24 +180,22 @@ def _tonic_io():
     try:
         import tonic.io
     except ImportError:
-        raise DataMissingError(
-            'DVS-CIFAR10 needs tonic, an optional extra: pip install "asgl[events]"'
-        ) from None
+        raise DataMissingError('DVS-CIFAR10 needs tonic, an optional extra: pip install "asgl[events]"') from None
     return tonic.io
 
 
-def cifar10dvs_frames(path: Path, time_steps: int, frame_size: int) -> torch.Tensor:
+def cifar10dvs_frames(path: Path, time_steps: int, frame_size: int, resize: str = "float") -> torch.Tensor:
     """``[T, 2, S, S]`` frames of one DVS-CIFAR10 recording, split by event count."""
     x, y, p, _ = read_cifar10dvs(path)
     counts = accumulate_frames(x, y, p, event_count_bins(len(x), time_steps), time_steps)
-    return normalise_and_resize(counts, frame_size)
+    return normalise_and_resize(counts, frame_size, resize)
 
 
-def gesture_frames(path: Path, time_steps: int, frame_size: int) -> torch.Tensor:
+def gesture_frames(path: Path, time_steps: int, frame_size: int, resize: str = "float") -> torch.Tensor:
     """``[T, 2, S, S]`` frames of one DVS Gesture sample, split into equal time bins."""
     x, y, p, t = read_gesture(path)
     counts = accumulate_frames(x, y, p, time_bins(t, time_steps), time_steps)
-    return normalise_and_resize(counts, frame_size)
+    return normalise_and_resize(counts, frame_size, resize)
 
 
 # ---------------------------------------------------------------- cache
@@ -301,12 +321,19 @@ def gesture_files(root: Path, split: str) -> list[tuple[Path, int]]:
 # ---------------------------------------------------------------- build / check
 
 
-def cache_folder(recipe: "Recipe") -> Path:
+def cache_folder(recipe: Recipe) -> Path:
     base = Path(recipe.data.cache_dir) if recipe.data.cache_dir else Path(recipe.data.root) / "cache"
     return base / recipe.data.name
 
 
-def check(recipe: "Recipe") -> list[DataProblem]:
+def info(recipe: Recipe) -> DataInfo:
+    """``T`` frames of 2 polarity channels at ``data.frame_size``."""
+    classes = len(CIFAR10DVS_CLASSES) if recipe.data.name == "dvs_cifar10" else GESTURE_CLASSES
+    size = recipe.data.frame_size
+    return DataInfo("event", 2, (size, size), classes, recipe.train.time_steps)
+
+
+def check(recipe: Recipe) -> list[DataProblem]:
     root = Path(recipe.data.root)
     if recipe.data.name == "dvs_cifar10":
         problems = []
@@ -325,7 +352,9 @@ def check(recipe: "Recipe") -> list[DataProblem]:
             train, test = split_cifar10dvs(cifar10dvs_files(root), recipe.data.split)
             message = f"split '{recipe.data.split}': {len(train)} train / {len(test)} test recordings"
             if not train or not test:
-                message += " (the reference split needs recordings numbered below and from 700; try data.split = \"ratio\")"
+                message += (
+                    ' (the reference split needs recordings numbered below and from 700; try data.split = "ratio")'
+                )
             problems.append(DataProblem(str(root / CIFAR10DVS_DIR), bool(train and test), message))
         return problems
     problems = []
@@ -334,7 +363,9 @@ def check(recipe: "Recipe") -> list[DataProblem]:
         items = gesture_files(root, split)
         if items:
             size = human_size(sum(p.stat().st_size for p, _ in items))
-            problems.append(DataProblem(str(folder), True, f"{len(items)} samples (full data: 1077 train / 264 test)", size))
+            problems.append(
+                DataProblem(str(folder), True, f"{len(items)} samples (full data: 1077 train / 264 test)", size)
+            )
         else:
             problems.append(DataProblem(
                 str(folder), False,
@@ -349,32 +380,33 @@ def _raise_if_missing(problems: list[DataProblem]) -> None:
         raise DataMissingError("dataset files are missing:\n" + "\n".join(missing))
 
 
-def build(recipe: "Recipe") -> DataBundle:
+def build(recipe: Recipe) -> DataBundle:
     _raise_if_missing(check(recipe))
     data, time_steps, seed = recipe.data, recipe.train.time_steps, recipe.run.seed
     root = Path(data.root)
     if data.name == "dvs_cifar10":
         train_items, test_items = split_cifar10dvs(cifar10dvs_files(root), data.split)
-        make, framing, hflip, classes = cifar10dvs_frames, "event_count", True, len(CIFAR10DVS_CLASSES)
+        make, framing, hflip = cifar10dvs_frames, "event_count", True
     else:
         train_items, test_items = gesture_files(root, "train"), gesture_files(root, "test")
-        make, framing, classes = gesture_frames, "time_bins", GESTURE_CLASSES
+        make, framing = gesture_frames, "time_bins"
         hflip = False  # left- and right-hand gestures are different classes
     if not train_items or not test_items:
         raise DataMissingError(f"{data.name} leaves {len(train_items)} train / {len(test_items)} test recordings")
     params = (
         ("dataset", data.name), ("framing", framing), ("time_steps", time_steps),
-        ("frame_size", data.frame_size), ("version", CACHE_VERSION),
+        ("frame_size", data.frame_size), ("frame_resize", data.frame_resize), ("version", CACHE_VERSION),
     )  # fmt: skip
     cache = FrameCache(cache_folder(recipe), params)
-    make_frames = partial(make, time_steps=time_steps, frame_size=data.frame_size)
+    make_frames = partial(make, time_steps=time_steps, frame_size=data.frame_size, resize=data.frame_resize)
 
     def frames(items: list[tuple[Path, int]], augment: bool) -> EventFrames:
         files, labels = [p for p, _ in items], [y for _, y in items]
         return EventFrames(files, labels, make_frames, cache, augment, hflip, data.roll_pixels, seed)
 
-    train, val = carve_validation(frames(train_items, True), frames(train_items, False), recipe.train.val_fraction, seed)
+    train, val = carve_validation(
+        frames(train_items, True), frames(train_items, False), recipe.train.val_fraction, seed
+    )
     test = frames(test_items, False)
-    info = DataInfo("event", 2, (data.frame_size, data.frame_size), classes, time_steps)
     limit = data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))

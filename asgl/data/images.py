@@ -1,7 +1,8 @@
 """Static images: CIFAR-10, CIFAR-100 (python pickle batches) and Tiny-ImageNet (folder layout).
 
-Samples are ``[3, H, W]`` float tensors, normalised; labels are ints. Pipeline (docs/method.md#data-pipelines):
-RandomCrop(size, pad 4), HFlip, optional AutoAugment (CIFAR-10 policy), ToTensor, optional Cutout
+Samples are ``[3, H, W]`` float tensors, normalised; labels are ints. Training pipeline (docs/method.md#data-pipelines):
+RandomCrop(size, pad 4), HFlip, optional AutoAugment (CIFAR-10 policy, uncovered pixels filled with
+``data.autoaugment_fill``), ToTensor, optional Cutout
 (one hole, clipped at the borders, before Normalize), Normalize. Validation and test samples get
 ToTensor + Normalize only. The validation split is carved from the official training set; the
 official test set (Tiny-ImageNet: the official val set) is the test set.
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -91,7 +93,7 @@ class Cutout:
         return f"Cutout(size={self.size})"
 
 
-def train_transform(recipe: "Recipe", image_set: ImageSet) -> T.Compose:
+def train_transform(recipe: Recipe, image_set: ImageSet) -> T.Compose:
     """PIL image -> augmented, normalised ``[3, H, W]`` tensor, per the recipe's ``data`` flags."""
     cfg = recipe.data
     steps: list[Callable] = []
@@ -100,7 +102,7 @@ def train_transform(recipe: "Recipe", image_set: ImageSet) -> T.Compose:
     if cfg.hflip:
         steps.append(T.RandomHorizontalFlip())
     if cfg.autoaugment:
-        steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10, fill=cfg.autoaugment_fill))
     steps.append(T.ToTensor())
     if cfg.cutout:
         steps.append(Cutout(cfg.cutout))
@@ -142,19 +144,18 @@ class FileImages(Dataset):
         return self.transform(default_loader(path)), label
 
 
-def _bundle(recipe: "Recipe", image_set: ImageSet, make: Callable[[str, Callable], Dataset]) -> DataBundle:
+def _bundle(recipe: Recipe, image_set: ImageSet, make: Callable[[str, Callable], Dataset]) -> DataBundle:
     """Train (augmented) / val (carved, plain) / test (plain) from ``make(split, transform)``."""
     plain = eval_transform(image_set)
     train, val = carve_validation(
-        make("train", train_transform(recipe, image_set)), make("train", plain),
-        recipe.train.val_fraction, recipe.run.seed,
+        make("train", train_transform(recipe, image_set)),
+        make("train", plain),
+        recipe.train.val_fraction,
+        recipe.run.seed,
     )
     test = make("test", plain)
-    info = DataInfo(
-        "static", 3, (image_set.image_size, image_set.image_size), image_set.num_classes, recipe.train.time_steps
-    )
     limit = recipe.data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info)
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
 
 
 # ---------------------------------------------------------------- CIFAR
@@ -163,11 +164,11 @@ def _bundle(recipe: "Recipe", image_set: ImageSet, make: Callable[[str, Callable
 CIFAR_CLASSES: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 
 
-def _cifar_dir(recipe: "Recipe") -> Path:
+def _cifar_dir(recipe: Recipe) -> Path:
     return Path(recipe.data.root).expanduser().resolve() / CIFAR_CLASSES[recipe.data.name].base_folder
 
 
-def _cifar_howto(recipe: "Recipe") -> str:
+def _cifar_howto(recipe: Recipe) -> str:
     cls = CIFAR_CLASSES[recipe.data.name]
     root = Path(recipe.data.root).expanduser().resolve()
     return (
@@ -218,7 +219,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), [int(y) for y in labels]
 
 
-def _cifar_files(recipe: "Recipe") -> dict[str, list[str]]:
+def _cifar_files(recipe: Recipe) -> dict[str, list[str]]:
     cls = CIFAR_CLASSES[recipe.data.name]
     return {
         "train": [name for name, _ in cls.train_list],
@@ -227,7 +228,7 @@ def _cifar_files(recipe: "Recipe") -> dict[str, list[str]]:
     }
 
 
-def _load_cifar(recipe: "Recipe", split: str) -> tuple[np.ndarray, list[int]]:
+def _load_cifar(recipe: Recipe, split: str) -> tuple[np.ndarray, list[int]]:
     folder = _cifar_dir(recipe)
     images, labels = [], []
     for name in _cifar_files(recipe)[split]:
@@ -243,7 +244,7 @@ def _load_cifar(recipe: "Recipe", split: str) -> tuple[np.ndarray, list[int]]:
     return np.concatenate(images), labels
 
 
-def _check_cifar(recipe: "Recipe") -> list[DataProblem]:
+def _check_cifar(recipe: Recipe) -> list[DataProblem]:
     folder = _cifar_dir(recipe)
     if not folder.is_dir():
         return [DataProblem(str(folder), False, f"missing; {_cifar_howto(recipe)}")]
@@ -276,7 +277,7 @@ def _check_cifar(recipe: "Recipe") -> list[DataProblem]:
     return rows
 
 
-def _build_cifar(recipe: "Recipe") -> DataBundle:
+def _build_cifar(recipe: Recipe) -> DataBundle:
     arrays = {split: _load_cifar(recipe, split) for split in ("train", "test")}
     return _bundle(recipe, IMAGE_SETS[recipe.data.name], lambda split, tf: ArrayImages(*arrays[split], tf))
 
@@ -284,11 +285,11 @@ def _build_cifar(recipe: "Recipe") -> DataBundle:
 # ---------------------------------------------------------------- Tiny-ImageNet
 
 
-def _tiny_dir(recipe: "Recipe") -> Path:
+def _tiny_dir(recipe: Recipe) -> Path:
     return Path(recipe.data.root).expanduser().resolve() / TINY_IMAGENET_FOLDER
 
 
-def _tiny_howto(recipe: "Recipe") -> str:
+def _tiny_howto(recipe: Recipe) -> str:
     root = Path(recipe.data.root).expanduser().resolve()
     return (
         f"put Tiny-ImageNet in {root / TINY_IMAGENET_FOLDER}: download {TINY_IMAGENET_URL} "
@@ -300,7 +301,7 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
-def _tiny_samples(recipe: "Recipe") -> dict[str, list[tuple[str, int]]]:
+def _tiny_samples(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
     """``train``: train/<wnid>/images/*; ``test``: the official val set (val/images + val_annotations.txt).
 
     Class indices follow the sorted wnids of wnids.txt.
@@ -327,7 +328,7 @@ def _tiny_samples(recipe: "Recipe") -> dict[str, list[tuple[str, int]]]:
     return {"train": train, "test": test}
 
 
-def _check_tiny(recipe: "Recipe") -> list[DataProblem]:
+def _check_tiny(recipe: Recipe) -> list[DataProblem]:
     folder = _tiny_dir(recipe)
     if not folder.is_dir():
         return [DataProblem(str(folder), False, f"missing; {_tiny_howto(recipe)}")]
@@ -358,7 +359,7 @@ def _check_tiny(recipe: "Recipe") -> list[DataProblem]:
     return rows
 
 
-def _build_tiny(recipe: "Recipe") -> DataBundle:
+def _build_tiny(recipe: Recipe) -> DataBundle:
     samples = _tiny_samples(recipe)
     return _bundle(recipe, IMAGE_SETS["tiny_imagenet"], lambda split, tf: FileImages(samples[split], tf))
 
@@ -366,11 +367,18 @@ def _build_tiny(recipe: "Recipe") -> DataBundle:
 # ---------------------------------------------------------------- module contract
 
 
-def build(recipe: "Recipe") -> DataBundle:
+def info(recipe: Recipe) -> DataInfo:
+    """RGB images of the dataset's size and classes."""
+    image_set = IMAGE_SETS[recipe.data.name]
+    size = (image_set.image_size, image_set.image_size)
+    return DataInfo("static", 3, size, image_set.num_classes, recipe.train.time_steps)
+
+
+def build(recipe: Recipe) -> DataBundle:
     """Datasets of ``recipe.data.name``; raises :class:`DataMissingError` saying where to put missing files."""
     return _build_tiny(recipe) if recipe.data.name == "tiny_imagenet" else _build_cifar(recipe)
 
 
-def check(recipe: "Recipe") -> list[DataProblem]:
+def check(recipe: Recipe) -> list[DataProblem]:
     """One row per expected file or folder: present, readable, how many images, size on disk."""
     return _check_tiny(recipe) if recipe.data.name == "tiny_imagenet" else _check_cifar(recipe)

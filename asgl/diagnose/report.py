@@ -15,18 +15,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tomllib
 from torch import nn
 from torch.utils.data import DataLoader
 
-from asgl.config import Recipe, RecipeError, validate_recipe
-from asgl.data import build_data
+from asgl.config import Recipe, RecipeError, read_stored_recipe, validate_recipe
+from asgl.data import build_data, describe_data
 from asgl.diagnose.dynamics import LayerDynamics, accuracy_gap, layer_dynamics
 from asgl.diagnose.gradients import Batch, GradientReport, GradientSettings, diagnose_gradients, prepare
 from asgl.engine.callbacks import Callback
 from asgl.engine.device import resolve_device
 from asgl.engine.logging import read_metrics
-from asgl.engine.restore import build_model_for, restore
+from asgl.engine.restore import build_model_for, open_checkpoint
 from asgl.engine.runfolder import run_folder_of
 from asgl.losses import build_loss
 from asgl.schedules import noise_prob_at
@@ -54,24 +53,31 @@ class Diagnosis:
     snn_acc: float
 
 
+def with_validation_split(recipe: Recipe, fraction: float = 0.1) -> Recipe:
+    """The recipe, or a copy carving ``fraction`` of the training set when it has no validation split
+    (``train.val_fraction = 0``): the diagnosis measures on validation batches."""
+    if recipe.train.val_fraction > 0:
+        return recipe
+    train = recipe.train.model_copy(update={"val_fraction": fraction, "select": "best_val"})
+    return recipe.model_copy(update={"train": train})
+
+
 def load_subject(
     recipe: Recipe | None = None, checkpoint: str | Path | None = None, batches: int = 4, device: str = "cpu"
 ) -> Subject:
     """The snapshot of ``checkpoint`` (its stored recipe), or a freshly initialised model of ``recipe``."""
     if (recipe is None) == (checkpoint is None):
         raise ValueError("give exactly one of a recipe or a checkpoint")
-    dev = resolve_device(device)
     if checkpoint is not None:
-        restored = restore(checkpoint)
-        recipe, data, model = restored.stored.recipe, restored.data, restored.model
-        path, epoch = restored.stored.path, int(restored.stored.state["epoch"])
+        stored = open_checkpoint(checkpoint)
+        recipe, path, epoch = stored.recipe, stored.path, int(stored.state["epoch"])
         source = str(path)
     else:
-        data = build_data(recipe)
-        model = build_model_for(recipe, data.info)
-        path, epoch = None, 0
+        stored, path, epoch = None, None, 0
         source = f"recipe {recipe.run.name} (initial weights, seed {recipe.run.seed})"
-    model.to(dev)
+    # the model needs no data (a wrong checkpoint fails first); only the fixed batches do
+    model = build_model_for(recipe, describe_data(recipe), stored).to(resolve_device(device))
+    data = build_data(with_validation_split(recipe))
     # p in force during the last finished epoch (the one that produced these weights)
     p = noise_prob_at(max(epoch - 1, 0), recipe.noise, recipe.train.epochs)
     loader = DataLoader(data.val, batch_size=recipe.train.eval_batch_size or recipe.train.batch_size)
@@ -191,7 +197,9 @@ def cosine_curve(folder: Path, method: str) -> tuple[list[int], list[float], boo
     else:
         records = read_metrics(folder / "metrics.jsonl")
         config = folder / "config.resolved.toml"
-        learnable = validate_recipe(tomllib.loads(config.read_text())).surrogate.learnable if config.exists() else None
+        learnable = (
+            validate_recipe(read_stored_recipe(config.read_text())).surrogate.learnable if config.exists() else None
+        )
     records = [r for r in records if method in r.get("grad_cosine", {})]
     if not records:
         raise RecipeError(

@@ -1,36 +1,36 @@
-"""Import of the reference implementation's checkpoints (``best_net`` state dicts) as asgl checkpoints.
+"""Import of the paper authors' checkpoints (the ``best_net`` state dict of their ``.pth`` files).
 
-The mapping is an explicit table of *units* (one stateless layer or one LIF layer each), generated
-from the asgl model's own structure, so that it names every key of both sides:
+The mapping is a table of *units* (one conv, norm, linear or LIF layer each), generated from the model
+layout, that names every key on both sides (docs/parity.md shows it for the published networks):
 
-    unit kind   reference key                      asgl key             value
-    conv        <ref>.weight                       <asgl>.weight        as is
-    norm        <ref>.{weight,bias,running_mean,   <asgl>.<same>        as is
-                running_var,num_batches_tracked}
-    linear      <ref>.{weight,bias}                <asgl>.<same>        as is
-    lif         <ref>.cell.decay                   <asgl>.decay_logit   logit d, copied (or gamma, see below)
-    lif         <ref>.cell.spike_fn.inv_sg.alpha   <asgl>.width.param   slope k -> asgl's width storage
+    unit     authors' key                              asgl key                value
+    conv     <ref>.layer.weight                        <asgl>.weight           as is
+    norm     <ref>.layer.{weight,bias,running_mean,    <asgl>.<same>           as is
+             running_var,num_batches_tracked}
+    linear   <ref>.layer.{weight,bias}                 <asgl>.<same>           as is
+    lif      <ref>.cell.decay                          <asgl>.decay_logit      logit d, as is
+    lif      <ref>.cell.spike_fn.inv_sg.alpha          <asgl>.width.param      slope -> asgl's width storage
 
-Unit prefixes (reference -> asgl); ``i`` counts BasicBlocks from 1, ``s``/``b`` are stage/block:
+Unit prefixes (authors -> asgl); ``i`` counts BasicBlocks from 1 over all stages:
 
-    resnet18  conv0.0.layer / conv0.1.layer / conv0.2   -> features.0.0.0 / features.0.1.0 / features.0.2
-              layer{s}.{b}.conv1.{0.layer,1.layer,2}     -> features.{i}.residual.0.{0.0,1.0,2}
-              layer{s}.{b}.conv2.{0.layer,1.layer}       -> features.{i}.residual.{1.0,2.0}
-              layer{s}.{b}.shortcut.{0.layer,1.layer}    -> features.{i}.shortcut.{0.0,1.0}  (when present)
-              layer{s}.{b}.act                           -> features.{i}.lif
-              fc.layer                                   -> head.1
-    vggsnn2   conv{j}.{0.layer,1.layer,2}  (j-th conv)   -> features.{n}.{0.0,1.0,2}  (n-th feature module)
-              fc.layer                                   -> head.1
+    resnet18/19/34  conv0.{0,1}.layer, conv0.2              -> features.0.{0.0, 1.0, 2}
+                    layer{s}.{b}.conv1/bn1/spike1           -> features.{i}.residual.0.{0.0, 1.0, 2}
+                    layer{s}.{b}.conv2/bn2                  -> features.{i}.residual.{1.0, 2.0}
+                    layer{s}.{b}.shortcut.{0,1}.layer       -> features.{i}.shortcut.{0.0, 1.0}  (when present)
+                    layer{s}.{b}.spike2                     -> features.{i}.lif
+    resnet18/34     classifier.0.layer                      -> head.1
+    resnet19        classifier.0.layer / .1 / .2.layer      -> head.0.0 / head.1 / head.2.1
+    vggsnn2         feature.{n, n+1}.layer, feature.{n+2}   -> features.{m}.{0.0, 1.0, 2}  (a pool takes one
+                                                               index on each side and has no keys)
+                    classifier.0.layer                      -> head.1
 
-Only the stem and LIF key names (``conv0.0.layer.weight``, ``conv0.1.layer.*``, ``conv0.2.cell.decay``,
-``...spike_fn.inv_sg.alpha``) are known; the others follow the same convention by assumption. A file
-that differs is refused with every unmapped, missing and mis-shaped key listed, so the table can be
-corrected in one place (:func:`reference_units`).
-
-Values: the reference stores the leak as its logit d, gamma = sigmoid(d) (docs/method.md#the-lif-neuron; the default
-``--decay-stored logit`` copies it); ``--decay-stored gamma`` converts files that keep gamma itself; its slope k = 1/alpha raw for the sigmoid
-and as log k for the rectangle; asgl keeps log k (``surrogate.storage = "log_slope"``) or k
-(``"raw_slope"``, sigmoid only). Thresholds are not in the reference's file: the recipe's are kept.
+Neuron values: the decay is stored as its logit d (gamma = sigmoid(d)). The CIFAR networks share one decay
+tensor between all layers, so it appears under every layer's key; asgl copies it to each layer (with
+``neuron.shared_decay`` the layers share it again). A network whose decay is fixed has no decay key: the
+recipe's ``neuron.decay`` is used, and ``neuron.learn_decay = false`` says so. The sigmoid's stored value
+is the slope k = 1/alpha itself, the rectangle's is log k; asgl keeps log k (``surrogate.storage =
+"log_slope"``) or k (``"raw_slope"``, sigmoid only). The threshold is not in the file: the recipe's is kept.
+A file whose keys do not fit is refused, naming the first missing and the first unexpected key.
 """
 
 from __future__ import annotations
@@ -46,150 +46,139 @@ import torch
 from torch import Tensor, nn
 
 from asgl.config import Recipe, recipe_to_toml
-from asgl.engine.checkpoint import CheckpointError
+from asgl.errors import CheckpointError
 
 UnitKind = Literal["conv", "norm", "linear", "lif"]
-DecayStored = Literal["gamma", "logit"]
+Transform = Literal["copy", "slope"]
 
-REFERENCE_MODELS = ("resnet18", "vggsnn2")
+REFERENCE_MODELS = ("resnet18", "resnet19", "resnet34", "vggsnn2")
 REFERENCE_FAMILIES = ("sigmoid", "rectangle")
-# nested state dicts are looked up under these keys when the file is not a state dict itself
+# the authors save {"best_net": state dict, "best_acc", "best_epoch", ...}; other wrappers are accepted too
 STATE_KEYS = ("best_net", "net", "state_dict", "model")
-
-# unit kind -> reference parameter suffix -> (asgl suffix, value transform)
-SUFFIXES: dict[str, dict[str, tuple[str, str]]] = {
-    "conv": {"weight": ("weight", "copy")},
-    "norm": {s: (s, "copy") for s in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")},
-    "linear": {"weight": ("weight", "copy"), "bias": ("bias", "copy")},
-    "lif": {"cell.decay": ("decay_logit", "decay"), "cell.spike_fn.inv_sg.alpha": ("width.param", "slope")},
-}
-# asgl keys a reference file may lack: the model's own values are kept
-OPTIONAL_SUFFIXES = (".threshold", ".num_batches_tracked")
+NORM_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 class ReferenceImportError(CheckpointError):
-    """A reference checkpoint that cannot be imported; the message is meant for the user as it is."""
+    """An authors' checkpoint that cannot be imported; the message is meant for the user as it is."""
 
 
 @dataclass(frozen=True)
 class Unit:
-    reference: str  # module prefix in the reference's state dict
+    reference: str  # module prefix in the authors' state dict
     asgl: str  # module prefix in the asgl model
     kind: UnitKind
 
 
 @dataclass(frozen=True)
 class KeyRule:
-    reference: str  # full reference key
+    reference: str  # full authors' key
     asgl: str  # full asgl key
-    transform: str  # copy | decay | slope
+    transform: Transform
 
 
 # ---------------------------------------------------------------- the mapping table
 
 
-def _conv_norm_lif(ref: str, asgl: str) -> list[Unit]:
-    return [
-        Unit(f"{ref}.0.layer", f"{asgl}.0.0", "conv"),
-        Unit(f"{ref}.1.layer", f"{asgl}.1.0", "norm"),
-        Unit(f"{ref}.2", f"{asgl}.2", "lif"),
-    ]
+def _conv_norm_lif(conv: str, bn: str, spike: str, asgl: str) -> list[Unit]:
+    return [Unit(conv, f"{asgl}.0.0", "conv"), Unit(bn, f"{asgl}.1.0", "norm"), Unit(spike, f"{asgl}.2", "lif")]
 
 
-def _resnet_units(model: nn.Module, depths: tuple[int, ...]) -> list[Unit]:
-    units = _conv_norm_lif("conv0", "features.0")
+def _resnet_units(model: nn.Module, depths: tuple[int, ...], hidden: bool) -> list[Unit]:
+    units = _conv_norm_lif("conv0.0.layer", "conv0.1.layer", "conv0.2", "features.0")
     i = 0
     for s, depth in enumerate(depths, start=1):
         for b in range(depth):
             i += 1
             ref, asgl = f"layer{s}.{b}", f"features.{i}"
-            units += _conv_norm_lif(f"{ref}.conv1", f"{asgl}.residual.0")
-            units += [
-                Unit(f"{ref}.conv2.0.layer", f"{asgl}.residual.1.0", "conv"),
-                Unit(f"{ref}.conv2.1.layer", f"{asgl}.residual.2.0", "norm"),
-            ]
+            units += _conv_norm_lif(f"{ref}.conv1.layer", f"{ref}.bn1.layer", f"{ref}.spike1", f"{asgl}.residual.0")
+            units += [Unit(f"{ref}.conv2.layer", f"{asgl}.residual.1.0", "conv")]
+            units += [Unit(f"{ref}.bn2.layer", f"{asgl}.residual.2.0", "norm")]
             if not isinstance(model.features[i].shortcut, nn.Identity):
-                units += [
-                    Unit(f"{ref}.shortcut.0.layer", f"{asgl}.shortcut.0.0", "conv"),
-                    Unit(f"{ref}.shortcut.1.layer", f"{asgl}.shortcut.1.0", "norm"),
-                ]
-            units.append(Unit(f"{ref}.act", f"{asgl}.lif", "lif"))
-    return units + [Unit("fc.layer", "head.1", "linear")]
+                units += [Unit(f"{ref}.shortcut.0.layer", f"{asgl}.shortcut.0.0", "conv")]
+                units += [Unit(f"{ref}.shortcut.1.layer", f"{asgl}.shortcut.1.0", "norm")]
+            units.append(Unit(f"{ref}.spike2", f"{asgl}.lif", "lif"))
+    if not hidden:
+        return units + [Unit("classifier.0.layer", "head.1", "linear")]
+    return units + [
+        Unit("classifier.0.layer", "head.0.0", "linear"),
+        Unit("classifier.1", "head.1", "lif"),
+        Unit("classifier.2.layer", "head.2.1", "linear"),
+    ]
 
 
-def _vgg_units(model: nn.Module) -> list[Unit]:
-    from asgl.neuron import LIF
+def _vgg_units(layers: tuple[int | str, ...]) -> list[Unit]:
+    from asgl.models.vgg import POOL
 
     units: list[Unit] = []
-    convs = [n for n, m in enumerate(model.features) if isinstance(m, nn.Sequential) and isinstance(m[-1], LIF)]
-    for j, n in enumerate(convs):
-        units += _conv_norm_lif(f"conv{j}", f"features.{n}")
-    return units + [Unit("fc.layer", "head.1", "linear")]
+    n = 0  # index in the authors' flat feature Sequential: conv, bn, LIF = 3 entries, a pool = 1
+    for m, item in enumerate(layers):
+        if item != POOL:
+            units += _conv_norm_lif(f"feature.{n}.layer", f"feature.{n + 1}.layer", f"feature.{n + 2}", f"features.{m}")
+        n += 1 if item == POOL else 3
+    return units + [Unit("classifier.0.layer", "head.1", "linear")]
 
 
 def check_importable(recipe: Recipe) -> None:
-    """Raise :class:`ReferenceImportError` unless the recipe describes a network the reference has."""
+    """Raise :class:`ReferenceImportError` unless the recipe describes a network the authors published."""
     name = recipe.model.name
     if name not in REFERENCE_MODELS:
         raise ReferenceImportError(
-            f"model.name = {name!r}: reference checkpoints can be imported for {', '.join(REFERENCE_MODELS)}"
+            f"model.name = {name!r}: the authors' checkpoints can be imported for {', '.join(REFERENCE_MODELS)}"
         )
-    if recipe.neuron.norm not in ("tdbn", "threshold_bn"):
-        raise ReferenceImportError(f"neuron.norm = {recipe.neuron.norm!r}: the reference uses tdbn (one BN over T·B)")
+    if recipe.neuron.norm != "tdbn":
+        raise ReferenceImportError(f"neuron.norm = {recipe.neuron.norm!r}: the authors' networks use tdbn")
     if recipe.surrogate.family not in REFERENCE_FAMILIES:
         raise ReferenceImportError(
-            f"surrogate.family = {recipe.surrogate.family!r}: the reference has {', '.join(REFERENCE_FAMILIES)} only"
+            f"surrogate.family = {recipe.surrogate.family!r}: the authors have {', '.join(REFERENCE_FAMILIES)} only"
         )
 
 
 def reference_units(recipe: Recipe, model: nn.Module) -> list[Unit]:
     """The unit table of the recipe's model (see the module docstring)."""
     check_importable(recipe)
-    if recipe.model.name == "resnet18":
-        from asgl.models.resnet import RESNETS
+    if recipe.model.name == "vggsnn2":
+        from asgl.models.vgg import VGGS
 
-        return _resnet_units(model, RESNETS[recipe.model.name].depths)
-    return _vgg_units(model)
+        return _vgg_units(VGGS["vggsnn2"].layers)
+    from asgl.models.resnet import RESNETS
+
+    layout = RESNETS[recipe.model.name]
+    return _resnet_units(model, layout.depths, layout.hidden is not None)
 
 
-def key_rules(units: list[Unit], asgl_keys: set[str]) -> dict[str, KeyRule]:
-    """reference key -> rule, for every unit parameter the asgl model has."""
-    rules = {}
-    for unit in units:
-        for ref_suffix, (asgl_suffix, transform) in SUFFIXES[unit.kind].items():
-            asgl_key = f"{unit.asgl}.{asgl_suffix}"
-            if asgl_key in asgl_keys:
-                ref_key = f"{unit.reference}.{ref_suffix}"
-                rules[ref_key] = KeyRule(ref_key, asgl_key, transform)
+def key_rules(units: list[Unit], asgl_keys: set[str], learn_decay: bool) -> list[KeyRule]:
+    """One rule per key the authors' file holds for these units, in the file's order.
+
+    Conv and linear biases exist on both sides or neither; the decay is in the file only when it is learned.
+    """
+    rules = []
+    for u in units:
+        if u.kind == "lif":
+            if learn_decay:
+                rules.append(KeyRule(f"{u.reference}.cell.decay", f"{u.asgl}.decay_logit", "copy"))
+            rules.append(KeyRule(f"{u.reference}.cell.spike_fn.inv_sg.alpha", f"{u.asgl}.width.param", "slope"))
+            continue
+        suffixes = NORM_SUFFIXES if u.kind == "norm" else ("weight", "bias")
+        rules += [
+            KeyRule(f"{u.reference}.{s}", f"{u.asgl}.{s}", "copy") for s in suffixes if f"{u.asgl}.{s}" in asgl_keys
+        ]
     return rules
 
 
-# ---------------------------------------------------------------- value transforms
-
-
-def decay_to_logit(value: Tensor, stored: DecayStored) -> Tensor:
-    """Reference leak -> asgl's decay logit; raises ValueError for gamma outside (0, 1)."""
-    if stored == "logit":
-        return value
-    if not bool(((value > 0) & (value < 1)).all()):
-        raise ValueError(f"leak values {value.flatten()[:4].tolist()} are not in (0, 1)")
-    return torch.logit(value.double()).to(value.dtype)
+# ---------------------------------------------------------------- values
 
 
 def slope_to_param(value: Tensor, family: str, storage: str) -> Tensor:
-    """Reference ``inv_sg.alpha`` (k for sigmoid, log k for rectangle) -> asgl's width parameter."""
-    if family == "rectangle" or storage == "raw_slope":  # same storage on both sides (raw_slope: sigmoid only)
+    """The authors' ``inv_sg.alpha`` (k for the sigmoid, log k for the rectangle) -> asgl's width parameter."""
+    if family == "rectangle" or storage == "raw_slope":  # the same storage on both sides
         return value
     if not bool((value > 0).all()):
         raise ValueError(f"sigmoid slopes {value.flatten()[:4].tolist()} are not all > 0")
     return torch.log(value)
 
 
-# ---------------------------------------------------------------- reading and mapping
-
-
 def read_reference(path: str | os.PathLike) -> dict[str, Tensor]:
-    """The state dict in a reference file, loaded with ``torch.load(weights_only=True)`` only."""
+    """The state dict in an authors' file, loaded with ``torch.load(weights_only=True)`` only."""
     p = Path(path)
     if not p.is_file():
         raise ReferenceImportError(f"reference checkpoint not found: {p}")
@@ -218,68 +207,57 @@ def read_reference(path: str | os.PathLike) -> dict[str, Tensor]:
     return obj
 
 
-def _listing(title: str, items: list[str], limit: int = 12) -> str:
-    more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
-    return f"  {title} ({len(items)}): " + ", ".join(items[:limit]) + more
+def _layout_error(recipe: Recipe, missing: list[str], unexpected: list[str]) -> ReferenceImportError:
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} key(s) missing (first: {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) (first: {unexpected[0]})")
+    hint = ""
+    if any(k.endswith(".cell.decay") for k in missing + unexpected):
+        hint = "; a file with learned decays needs neuron.learn_decay = true, one without needs false"
+    return ReferenceImportError(
+        f"the file does not fit the authors' {recipe.model.name} layout: {', '.join(parts)}{hint} "
+        "(key table: asgl/engine/reference_import.py)"
+    )
 
 
-def map_reference_state(
-    reference: dict[str, Tensor], recipe: Recipe, model: nn.Module, decay_stored: DecayStored = "logit"
-) -> dict[str, Tensor]:
-    """The reference state dict as a full state dict of ``model``; raises listing every problem."""
+def map_reference_state(reference: dict[str, Tensor], recipe: Recipe, model: nn.Module) -> dict[str, Tensor]:
+    """The authors' state dict as a full state dict of ``model``; raises naming the first problem."""
     target = model.state_dict()
-    rules = key_rules(reference_units(recipe, model), set(target))
+    rules = key_rules(reference_units(recipe, model), set(target), recipe.neuron.learn_decay)
+    expected = {r.reference for r in rules}
+    missing = [r.reference for r in rules if r.reference not in reference]
+    unexpected = [k for k in reference if k not in expected]
+    if missing or unexpected:
+        raise _layout_error(recipe, missing, unexpected)
     mapped: dict[str, Tensor] = {}
-    unmapped, shapes, values = [], [], []
-    for key, value in reference.items():
-        rule = rules.get(key)
-        if rule is None:
-            unmapped.append(key)
-            continue
-        expected = target[rule.asgl]
-        if value.shape != expected.shape and not (value.numel() == expected.numel() == 1):
-            shapes.append(f"{key} {list(value.shape)} -> {rule.asgl} {list(expected.shape)}")
-            continue
-        try:
-            if rule.transform == "decay":
-                value = decay_to_logit(value, decay_stored)
-            elif rule.transform == "slope":
-                value = slope_to_param(value, recipe.surrogate.family, recipe.surrogate.storage)
-        except ValueError as e:
-            values.append(f"{key}: {e}")
-            continue
-        mapped[rule.asgl] = value.reshape(expected.shape).to(expected.dtype)
-    missing = [
-        ref for ref, rule in rules.items() if rule.asgl not in mapped and not rule.asgl.endswith(OPTIONAL_SUFFIXES)
-    ]
-    if unmapped or missing or shapes or values:
-        lines = [f"cannot import the reference state dict into {recipe.model.name}:"]
-        if unmapped:
-            lines.append(_listing("keys with no place in the asgl model", unmapped))
-        if missing:
-            lines.append(_listing("keys the asgl model needs but the file lacks", missing))
-        if shapes:
-            lines.append(_listing("shape mismatches (does the recipe match the network?)", shapes))
-        if values:
-            lines.append(_listing("values", values))
-            lines.append(
-                "  leaks outside (0, 1) are not gammas: drop --decay-stored gamma (logits are the default); sigmoid slopes <= 0 need "
-                "--set surrogate.storage=raw_slope"
+    for rule in rules:
+        value, want = reference[rule.reference], target[rule.asgl]
+        fits = value.shape == want.shape or (rule.transform == "slope" and value.numel() == want.numel())
+        if not fits:
+            raise ReferenceImportError(
+                f"{rule.reference} has shape {list(value.shape)} but {recipe.model.name} needs {list(want.shape)} "
+                f"({rule.asgl}): does the recipe match the network (classes, granularity)?"
             )
-        lines.append("the key mapping is documented in asgl/engine/reference_import.py")
-        raise ReferenceImportError("\n".join(lines))
+        if rule.transform == "slope":
+            try:
+                value = slope_to_param(value, recipe.surrogate.family, recipe.surrogate.storage)
+            except ValueError as e:
+                raise ReferenceImportError(
+                    f"{rule.reference}: {e}; import with --set surrogate.storage=raw_slope"
+                ) from None
+        mapped[rule.asgl] = value.reshape(want.shape).to(want.dtype).clone()
     return {**target, **mapped}
 
 
-def import_reference(
-    source: str | os.PathLike, recipe: Recipe, out: str | os.PathLike, decay_stored: DecayStored = "logit"
-) -> tuple[Path, int]:
-    """Write ``out``, an asgl checkpoint at epoch 0 holding the reference weights of ``source``.
+def import_reference(source: str | os.PathLike, recipe: Recipe, out: str | os.PathLike) -> tuple[Path, int]:
+    """Write ``out``, an asgl checkpoint at epoch 0 holding the authors' weights of ``source``.
 
-    The model and its data shape come from ``recipe``; the optimiser states are fresh, so ``asgl eval``
-    evaluates it and ``asgl train --resume`` fine-tunes it. Returns (path, number of imported tensors).
+    The model comes from ``recipe`` alone (no data is read); the optimiser states are fresh, so
+    ``asgl eval`` evaluates it and ``asgl train --resume`` fine-tunes it. Returns (path, tensors imported).
     """
-    from asgl.data import build_data
+    from asgl.data import describe_data
     from asgl.engine.checkpoint import save_checkpoint
     from asgl.engine.trainer import RunningSums, rng_state
     from asgl.models import build_model
@@ -288,8 +266,8 @@ def import_reference(
     check_importable(recipe)
     reference = read_reference(source)
     torch.manual_seed(recipe.run.seed)
-    model = build_model(recipe, build_data(recipe).info)
-    model.load_state_dict(map_reference_state(reference, recipe, model, decay_stored))
+    model = build_model(recipe, describe_data(recipe))
+    model.load_state_dict(map_reference_state(reference, recipe, model))
     payload = {
         "recipe": recipe_to_toml(recipe),
         "model": model.state_dict(),

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from asgl.config import Recipe, RecipeError, apply_overrides, read_stored_recipe, recipe_to_dict, validate_recipe
-from asgl.data import DataBundle, DataInfo, build_data
+from asgl.data import DataBundle, DataInfo, build_data, describe_data
 from asgl.engine.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
 from asgl.models import build_model
 
@@ -94,8 +94,8 @@ def state_misfit(expected: dict[str, torch.Tensor], given: dict[str, Any]) -> st
 def restore(checkpoint: str | Path) -> Restored:
     """The checkpoint's recipe, data and model with its weights: what ``asgl eval`` and diagnosis start from."""
     stored = open_checkpoint(checkpoint)
-    data = build_data(stored.recipe)
-    return Restored(stored, data, build_model_for(stored.recipe, data.info, stored))
+    model = build_model_for(stored.recipe, describe_data(stored.recipe), stored)  # a wrong checkpoint fails first
+    return Restored(stored, build_data(stored.recipe), model)
 
 
 def recipe_differences(a: Recipe, b: Recipe) -> list[str]:

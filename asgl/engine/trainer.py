@@ -295,11 +295,21 @@ class Trainer:
         """Validation, the epoch's record (callbacks log it and save checkpoints), best epoch."""
         r = self.recipe
         self.opt.scheduler.step()
-        val = evaluate(
-            self.net, self.val_loader, self.loss_fn, self.device, r.train.amp, r.model.channels_last, r.model.readout
+        val = (  # no validation split (train.val_fraction = 0): nan
+            evaluate(
+                self.net,
+                self.val_loader,
+                self.loss_fn,
+                self.device,
+                r.train.amp,
+                r.model.channels_last,
+                r.model.readout,
+            )
+            if len(self.data.val)
+            else EvalResult(float("nan"), float("nan"), 0)
         )
         self.lap()
-        improved = val.accuracy > self.best["val_acc"]
+        improved = r.train.select == "last" or val.accuracy > self.best["val_acc"]
         if improved:
             self.best = {"val_acc": val.accuracy, "epoch": epoch + 1}
         loss_sum, correct, seen = distributed.all_reduce_sum(

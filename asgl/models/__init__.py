@@ -16,7 +16,7 @@ from asgl.config import Recipe, RecipeError
 from asgl.data import DataInfo
 from asgl.errors import ModelDataMismatch  # re-exported here
 from asgl.models import digits, recurrent, resnet, vgg
-from asgl.neuron import lif_layers, set_noise_prob
+from asgl.neuron import lif_layers, set_noise_prob, share_decay
 
 Builder = Callable[[Recipe, DataInfo], nn.Module]
 
@@ -55,7 +55,8 @@ def check_model_data(recipe: Recipe, info: DataInfo) -> None:
 
 
 def build_model(recipe: Recipe, info: DataInfo) -> nn.Module:
-    """The recipe's model for data described by ``info``, with p set to ``noise.prob``."""
+    """The recipe's model for data described by ``info``, with p set to ``noise.prob`` (and one shared decay
+    when ``neuron.shared_decay``)."""
     if recipe.model.name not in MODELS:
         raise ModelDataMismatch(f"model.name = {recipe.model.name!r}: unknown model; known: {', '.join(MODELS)}")
     check_model_data(recipe, info)
@@ -66,6 +67,8 @@ def build_model(recipe: Recipe, info: DataInfo) -> nn.Module:
     except ValueError as e:  # builders reject inputs they cannot take (input size, input kind)
         raise ModelDataMismatch(f"model {recipe.model.name!r} cannot take dataset {recipe.data.name!r}: {e}") from None
     set_noise_prob(model, recipe.noise.prob)
+    if recipe.neuron.shared_decay:
+        share_decay(model)
     return model
 
 

@@ -30,10 +30,11 @@ def init_weights(model: nn.Module, scheme: str) -> None:
     """Initialise conv / linear weights in place; norm affine parameters and biases stay as built.
 
     kaiming: He-normal conv weights (fan_out, ReLU gain, as torchvision's ResNets), PyTorch's default for
-    linear layers; reference: N(0, 0.5²) for every conv and linear weight (the reference VGG init).
+    linear layers; reference: N(0, 0.5²) for every conv and linear weight (the reference VGG init);
+    torch_default: every layer as PyTorch builds it (the published ResNet runs).
     """
-    if scheme not in ("kaiming", "reference"):
-        raise ValueError(f"unknown init scheme {scheme!r} (kaiming or reference)")
+    if scheme not in ("kaiming", "reference", "torch_default"):
+        raise ValueError(f"unknown init scheme {scheme!r} (kaiming, reference or torch_default)")
     for m in model.modules():
         if scheme == "reference" and isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.5)

@@ -96,7 +96,7 @@ class SpikingResNet(nn.Module):
 
 
 def build_resnet(name: str, recipe: Recipe, info: DataInfo) -> nn.Module:
-    """The ResNet ``name`` of :data:`RESNETS`, Kaiming-initialised, channels-last if the recipe asks."""
+    """The ResNet ``name`` of :data:`RESNETS`, initialised per ``model.init``, channels-last if the recipe asks."""
     model = SpikingResNet(recipe, info, RESNETS[name])
-    init_weights(model, "kaiming")
+    init_weights(model, recipe.model.init)
     return model.to(memory_format=torch.channels_last) if recipe.model.channels_last else model
