@@ -105,7 +105,7 @@ def test_select_last_trains_on_everything_and_tests_the_final_epoch(tmp_path) ->
     recipe = load_recipe("digits_quick", TINY + ["train.val_fraction=0", "train.select=last"])
     result = train(recipe, out_dir=tmp_path)
     summary = json.loads((result.run_dir / "summary.json").read_text())
-    assert summary["best_epoch"] == recipe.train.epochs - 1  # the last epoch, whatever it scored
+    assert summary["best_epoch"] == recipe.train.epochs  # the last epoch (1-based), whatever it scored
     best, last = (load_checkpoint(result.run_dir / "checkpoints" / f) for f in ("best.pt", "last.pt"))
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
