@@ -10,11 +10,22 @@ This module imports no torch: the CLI validates a recipe before any heavy import
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from asgl.errors import RecipeError  # re-exported here
 
@@ -79,8 +90,96 @@ class DataConfig(Section):
     audio_augment: AudioAugmentConfig = Field(default_factory=AudioAugmentConfig)
 
 
+# ---------------------------------------------------------------- model.layers (model.name = "sequential")
+# A layer is a table with exactly one of the keys below, or a short string ("conv64", "maxpool", ...).
+
+
+class ConvLayer(Section):
+    conv: int = Field(ge=1, description="Output channels.")
+    kernel: int = Field(3, ge=1)
+    stride: int = Field(1, ge=1)
+    padding: int | None = Field(None, ge=0, description="None = kernel // 2.")
+    norm: bool = Field(True, description="Followed by the recipe's norm (neuron.norm); the conv has no bias then.")
+    lif: bool = Field(True, description="Followed by a LIF layer.")
+
+
+class LinearLayer(Section):
+    linear: int = Field(ge=1, description="Output features; the input must be flat (add 'flatten' first).")
+    norm: bool = Field(True, description="Followed by the recipe's norm; the linear layer has no bias then.")
+    lif: bool = Field(True, description="Followed by a LIF layer.")
+
+
+class PoolLayer(Section):
+    pool: Literal["avg", "max"]
+    size: int = Field(2, ge=1, description="Window and stride.")
+
+
+class FlattenLayer(Section):
+    flatten: Literal[True] = True
+
+
+class DropoutLayer(Section):
+    dropout: float = Field(ge=0, lt=1)
+
+
+class ResidualLayer(Section):
+    residual: list[LayerSpec] = Field(min_length=1, description="The block; its output is added to its input.")
+    lif: bool = Field(True, description="A LIF layer after the sum.")
+
+
+LAYER_KINDS = ("conv", "linear", "pool", "flatten", "dropout", "residual")
+SHORT_LAYERS = {  # short string -> table
+    r"conv(\d+)": lambda m: {"conv": int(m[1])},
+    r"linear(\d+)": lambda m: {"linear": int(m[1])},
+    r"(avg|max)pool(\d*)": lambda m: {"pool": m[1], "size": int(m[2] or 2)},
+    r"flatten": lambda m: {"flatten": True},
+    r"dropout(0?\.\d+)": lambda m: {"dropout": float(m[1])},
+}
+
+
+def _expand_short_layer(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    for pattern, table in SHORT_LAYERS.items():
+        if m := re.fullmatch(pattern, value.strip()):
+            return table(m)
+    raise ValueError(
+        f"unknown layer {value!r}: expected conv<channels>, linear<features>, avgpool[size], maxpool[size], "
+        "flatten, dropout<p> or a table with one of the keys " + ", ".join(LAYER_KINDS)
+    )
+
+
+def _layer_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kinds = [k for k in LAYER_KINDS if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    return next((k for k in LAYER_KINDS if k in type(value).model_fields), None)
+
+
+LayerSpec = Annotated[
+    Union[
+        Annotated[ConvLayer, Tag("conv")],
+        Annotated[LinearLayer, Tag("linear")],
+        Annotated[PoolLayer, Tag("pool")],
+        Annotated[FlattenLayer, Tag("flatten")],
+        Annotated[DropoutLayer, Tag("dropout")],
+        Annotated[ResidualLayer, Tag("residual")],
+    ],
+    Discriminator(
+        _layer_kind,
+        custom_error_type="layer_kind",
+        custom_error_message="a layer is a table with exactly one of the keys " + ", ".join(LAYER_KINDS),
+    ),
+    BeforeValidator(_expand_short_layer),
+]
+ResidualLayer.model_rebuild()
+
+
 class ModelConfig(Section):
-    name: str = Field("digits_convnet", description="A name of asgl.models.MODELS.")
+    name: str = Field(
+        "digits_convnet",
+        description="A name of asgl.models.MODELS, or 'package.module:function', a builder (recipe, info) -> nn.Module.",
+    )
     num_classes: int | None = Field(None, ge=2, description="None = taken from the dataset.")
     in_channels: int | None = Field(None, ge=1, description="None = taken from the dataset.")
     hidden: int = Field(240, ge=1, description="Hidden units of recurrent/MLP models.")
@@ -89,6 +188,15 @@ class ModelConfig(Section):
     init: Literal["kaiming", "reference"] = Field("kaiming", description="reference = N(0, 0.5^2) VGG init.")
     dropout: float = Field(0.0, ge=0, lt=1)
     channels_last: bool = False
+    layers: list[LayerSpec] | None = Field(
+        None, min_length=1, description="Layers of model.name = 'sequential', followed by a linear classifier."
+    )
+
+    @model_validator(mode="after")
+    def _layers_for_sequential(self) -> ModelConfig:
+        if (self.name == "sequential") != (self.layers is not None):
+            raise ValueError("model.layers is required by model.name = 'sequential' and used by no other model")
+        return self
 
 
 class NeuronConfig(Section):
