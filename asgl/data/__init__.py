@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch.utils.data import Dataset, Subset
-
 from asgl.errors import DataMissingError  # re-exported here
 
 if TYPE_CHECKING:
@@ -74,17 +73,17 @@ def _module(name: str):
     return importlib.import_module(DATASETS[name])
 
 
-def describe_data(recipe: Recipe) -> DataInfo:
+def describe_data(recipe: "Recipe") -> DataInfo:
     """What the recipe's data looks like to a model, without touching the data (see each module's ``info``)."""
     return _module(recipe.data.name).info(recipe)
 
 
-def build_data(recipe: Recipe) -> DataBundle:
+def build_data(recipe: "Recipe") -> DataBundle:
     """Train / validation / test datasets of the recipe (validation carved from the training set)."""
     return _module(recipe.data.name).build(recipe)
 
 
-def check_data(recipe: Recipe) -> list[DataProblem]:
+def check_data(recipe: "Recipe") -> list[DataProblem]:
     """Whether the recipe's data is present and readable, without loading it all."""
     return _module(recipe.data.name).check(recipe)
 

@@ -31,12 +31,12 @@ def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor(d.target, dtype=torch.long)
 
 
-def info(recipe: Recipe) -> DataInfo:
+def info(recipe: "Recipe") -> DataInfo:
     """Grey 8x8 images of 10 classes."""
     return DataInfo("static", 1, (IMAGE_SIZE, IMAGE_SIZE), 10, recipe.train.time_steps)
 
 
-def build(recipe: Recipe) -> DataBundle:
+def build(recipe: "Recipe") -> DataBundle:
     from sklearn.model_selection import train_test_split
 
     x, y = load_digits_tensors()
@@ -50,6 +50,6 @@ def build(recipe: Recipe) -> DataBundle:
     return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
 
 
-def check(recipe: Recipe) -> list[DataProblem]:
+def check(recipe: "Recipe") -> list[DataProblem]:
     x, _ = load_digits_tensors()
     return [DataProblem("sklearn.datasets.load_digits", True, f"embedded, {len(x)} images", "")]
