@@ -32,7 +32,12 @@ def parse_list(text: str, what: str, cast: type = str) -> list:
 
 
 # options shared by every sweep command
-JOBS = typer.Option(1, "--jobs", min=1, help="Cells run at a time here; CPU threads and GPUs are split among them.")
+JOBS = typer.Option(
+    1,
+    "--jobs",
+    min=1,
+    help="Cells run at a time here, as child processes sharing the CPU threads and GPUs (1: in this process).",
+)
 LAUNCHER = typer.Option(
     "local", "--launcher", help="local: child processes here; slurm: one submitit job per cell; submitit-local."
 )
@@ -46,9 +51,11 @@ def make_launcher(
     launcher: str, out: Path, jobs: int, device: str, partition: Optional[str], gpus: int, cpus: int, minutes: int
 ):
     from asgl.config import RecipeError
-    from asgl.diagnose.grid import local_launcher, submitit_launcher, visible_gpus
+    from asgl.diagnose.grid import inprocess_launcher, local_launcher, submitit_launcher, visible_gpus
 
     console = Console(stderr=True)
+    if launcher == "local" and jobs == 1:
+        return inprocess_launcher(out, console)
     if launcher == "local":
         return local_launcher(out, jobs, len(os.sched_getaffinity(0)), visible_gpus(device), console)
     if launcher not in LAUNCHERS:
@@ -81,7 +88,9 @@ def show_results(title: str, rows: list, failed: list[str], axes: list, seeds: i
     Console().print(table)
     print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.png'}")
     if failed:
-        raise fail(f"{len(failed)} cell(s) failed: {', '.join(failed)}; logs in {out / 'logs'}", code=1)
+        raise fail(
+            f"{len(failed)} cell(s) failed: {', '.join(failed)} (logs of child processes: {out / 'logs'})", code=1
+        )
 
 
 def run_sweep(run, out: Path) -> tuple:

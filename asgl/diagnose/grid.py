@@ -44,6 +44,7 @@ from asgl.config import (
     recipe_to_toml,
     validate_recipe,
 )
+from asgl.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -179,10 +180,16 @@ def cell_state(cell: Cell, out: Path) -> tuple[dict[str, Any] | None, Path | Non
 
 
 def cell_command(cell: Cell, out: Path, resume: Path | None, threads: int | None) -> list[str]:
-    """The ``asgl train`` command line of a cell (new, or resumed from ``resume``)."""
+    """The ``asgl train`` command line of a cell, new (its recipe is written to ``cells/``) or resumed."""
     command = [sys.executable, "-m", "asgl_cli", "train"]
-    command += ["--resume", str(resume)] if resume is not None else [str(out / "cells" / f"{cell.name}.toml")]
-    command += ["--out", str(out)] if resume is None else []
+    if resume is not None:
+        command += ["--resume", str(resume)]
+    else:
+        recipe_file = out / "cells" / f"{cell.name}.toml"
+        recipe_file.parent.mkdir(exist_ok=True)
+        recipe_file.write_text(recipe_to_toml(cell.recipe))
+        command += [str(recipe_file), "--out", str(out)]
+    (out / "logs").mkdir(exist_ok=True)
     return command + (["--set", f"run.threads={threads}"] if threads is not None else [])
 
 
@@ -228,6 +235,31 @@ class Task:
 
 
 Launch = Callable[[Sequence[Task], Callable[[Cell, int], None]], None]
+
+
+def inprocess_launcher(out: Path, console: Any) -> Launch:
+    """One cell after the other in this process: no start-up cost per cell. SIGINT / SIGTERM stop the running
+    cell at a checkpoint and raise :class:`GridInterrupted`."""
+
+    def launch(tasks: Sequence[Task], done: Callable[[Cell, int], None]) -> None:
+        from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted, recipe_for_resume, train
+
+        for task in tasks:
+            console.rule(task.cell.name)
+            try:
+                if task.resume is not None:
+                    train(recipe_for_resume(task.resume), resume=task.resume, console=console)
+                else:
+                    train(task.cell.recipe, out_dir=out, console=console)
+                code = 0
+            except TrainingInterrupted as e:
+                raise GridInterrupted(e.exit_code - 128, out) from None
+            except (UserError, NonFiniteLossError) as e:
+                console.print(f"[red]{task.cell.name}:[/] {e}", soft_wrap=True)
+                code = 1
+            done(task.cell, code)
+
+    return launch
 
 
 def local_launcher(out: Path, jobs: int, cpus: int, gpus: Sequence[str], console: Any) -> Launch:
@@ -335,8 +367,6 @@ def run_grid(
     Returns the rows of the finished cells (in plan order) and the names of the cells that failed.
     """
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cells").mkdir(exist_ok=True)
-    (out / "logs").mkdir(exist_ok=True)
     rows: dict[str, GridRow] = {}
     tasks = []
     for cell in cells:
@@ -344,8 +374,6 @@ def run_grid(
         if summary is not None:
             rows[cell.name] = row_of(cell, summary)
             continue
-        if run_dir is None:
-            (out / "cells" / f"{cell.name}.toml").write_text(recipe_to_toml(cell.recipe))
         tasks.append(Task(cell, run_dir))
     console.print(f"{len(cells)} cells: {len(rows)} finished already, {len(tasks)} to run", soft_wrap=True)
     failed: list[str] = []
