@@ -80,7 +80,8 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
                 check_model(recipe, describe_data(recipe))
         except UserError as e:
             failed += 1
-            err_console.print(f"[red]invalid[/] {item}: {e}", markup=False, soft_wrap=True)
+            err_console.print(f"[red]invalid[/] {item}", soft_wrap=True)
+            err_console.print(str(e), markup=False, soft_wrap=True)
             continue
         out.print(f"[green]ok[/] {item}", soft_wrap=True)
     if failed:
