@@ -219,10 +219,10 @@ def visible_gpus(device: str) -> list[str]:
     return ids[: torch.cuda.device_count()]
 
 
-def run_command(command: list[str], log: str, env: dict[str, str]) -> int:
+def run_command(command: list[str], log: str) -> int:
     """Run one cell's command with its output appended to ``log``; its exit status (a submitit job's body)."""
     with open(log, "a") as f:
-        return subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env}).returncode
+        return subprocess.run(command, stdout=f, stderr=subprocess.STDOUT).returncode
 
 
 # ---------------------------------------------------------------- launchers
@@ -325,7 +325,7 @@ def submitit_launcher(out: Path, cluster: str, parameters: dict[str, Any], conso
         jobs = {}
         for task in tasks:
             command = cell_command(task.cell, out, task.resume, threads)
-            job = executor.submit(run_command, command, str(out / "logs" / f"{task.cell.name}.log"), {})
+            job = executor.submit(run_command, command, str(out / "logs" / f"{task.cell.name}.log"))
             console.print(f"[dim]submitted[/] {task.cell.name}: job {job.job_id}", soft_wrap=True)
             jobs[job] = task.cell
         for job in submitit.helpers.as_completed(list(jobs), poll_frequency=1 if cluster == "local" else 30):
@@ -379,7 +379,8 @@ def run_grid(
     failed: list[str] = []
 
     def done(cell: Cell, code: int) -> None:
-        summary = read_summary(cell_runs(out, cell.name)[-1]) if code == 0 and cell_runs(out, cell.name) else None
+        runs = cell_runs(out, cell.name)
+        summary = read_summary(runs[-1]) if code == 0 and runs else None
         if summary is None:
             failed.append(cell.name)
             console.print(
