@@ -38,9 +38,7 @@ JOBS = typer.Option(
     min=1,
     help="Cells run at a time here, as child processes sharing the CPU threads and GPUs (1: in this process).",
 )
-LAUNCHER = typer.Option(
-    "local", "--launcher", help="local: child processes here; slurm: one submitit job per cell; submitit-local."
-)
+LAUNCHER = typer.Option("local", "--launcher", help="local (here), slurm (a submitit job per cell) or submitit-local.")
 PARTITION = typer.Option(None, "--partition", help="SLURM partition (slurm launcher).")
 GPUS = typer.Option(0, "--gpus-per-job", min=0, help="GPUs of each SLURM job.")
 CPUS = typer.Option(4, "--cpus-per-job", min=1, help="CPU cores (and threads) of each SLURM job.")
@@ -112,7 +110,7 @@ def grid(
     seeds: int = typer.Option(1, "--seeds", min=1, help="Runs per point, seeds run.seed + 0..N-1."),
     jobs: int = JOBS,
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key for every run (repeatable)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Sweep folder (default <run.out_dir>/<name>-sweep-grid)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Sweep folder (default: <name>-sweep-grid in run.out_dir)."),
     launcher: str = LAUNCHER,
     partition: Optional[str] = PARTITION,
     gpus_per_job: int = GPUS,
