@@ -156,3 +156,12 @@ def test_validate_imports_a_user_builder(tmp_path):
     bad.write_text('[model]\nname = "no_such_package.nets:build"\n')
     result = CliRunner().invoke(app, ["recipes", "validate", str(bad)])
     assert result.exit_code == 2 and "cannot import 'no_such_package.nets'" in result.output
+
+
+def test_layers_survive_the_resolved_recipe_of_a_run_folder():
+    import tomllib
+
+    from asgl.config import recipe_to_toml
+
+    recipe = sequential(["conv8", {"residual": ["conv8", {"conv": 8, "lif": False}]}, "avgpool", "dropout0.1"])
+    assert validate_recipe(tomllib.loads(recipe_to_toml(recipe))) == recipe
