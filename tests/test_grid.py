@@ -46,6 +46,7 @@ def test_plan_is_the_product_of_the_axes_times_the_seeds():
         (["width=1,2"], "must be dotted"),
         (["surrogate.width=1", "surrogate.width=2"], "appears twice"),
         (["surrogate.width=1,-2"], "surrogate.width = -2"),
+        (["data.root=d/x,d_x"], "same run name"),
     ],
 )
 def test_bad_axes_are_refused_before_anything_runs(axes, expected):

@@ -126,11 +126,16 @@ def cell_recipe(recipe: Recipe, values: Sequence[AxisValue], seed: int) -> Recip
 
 def plan_grid(recipe: Recipe, axes: Sequence[Axis], seeds: int) -> list[Cell]:
     """Every cell of the grid, in product order (first axis outermost, seeds innermost), recipes validated."""
-    return [
+    cells = [
         Cell(values, s, cell_recipe(recipe, values, s))
         for values in itertools.product(*(a.values for a in axes))
         for s in range(seeds)
     ]
+    names = [c.name for c in cells]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise RecipeError(f"--axis values that differ only in punctuation give the same run name ({', '.join(twice)})")
+    return cells
 
 
 # ---------------------------------------------------------------- the cells on disk
