@@ -55,7 +55,8 @@ def make_launcher(
     if launcher == "local" and jobs == 1:
         return inprocess_launcher(out, console)
     if launcher == "local":
-        return local_launcher(out, jobs, len(os.sched_getaffinity(0)), visible_gpus(device), console)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return local_launcher(out, jobs, cpus, visible_gpus(device), console)
     if launcher not in LAUNCHERS:
         raise RecipeError(f"--launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")
     try:
