@@ -87,9 +87,7 @@ def show_results(title: str, rows: list, failed: list[str], axes: list, seeds: i
     Console().print(table)
     print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.png'}")
     if failed:
-        raise fail(
-            f"{len(failed)} cell(s) failed: {', '.join(failed)} (logs of child processes: {out / 'logs'})", code=1
-        )
+        raise fail(f"{len(failed)} cell(s) failed: {', '.join(failed)} (their output is under {out})", code=1)
 
 
 def run_sweep(run, out: Path) -> tuple:

@@ -1,11 +1,12 @@
 """Sweeps over any recipe keys: the product of the axes times the seeds, each cell an ordinary training run.
 
-Every cell is one ``asgl train`` process: a child process of the sweep (``jobs`` at a time, CPU threads or
-GPUs split among them), or a submitit job (a SLURM cluster, or submitit's local executor). In the sweep
-folder ``out``:
+Every cell is one training run: in the sweep's own process, in an ``asgl train`` child process (``jobs`` at
+a time, CPU threads or GPUs split among them), or in a submitit job (a SLURM cluster, or submitit's local
+executor). In the sweep folder ``out``:
 
-    cells/<name>.toml            the cell's recipe, written before it starts (``<name>`` = ``<recipe>-<tags>-s<seed>``)
-    logs/<name>.log              its output (appended to when it is resumed)
+    cells/<name>.toml            a child process's recipe (``<name>`` = ``<recipe>-<tags>-s<seed>``)
+    logs/<name>.log              a child process's output (appended to when it is resumed)
+    submitit/                    submitit's job files and job output
     <name>-<timestamp>/          its run folder, written by that process alone
     grid.csv, grid.png           one line per finished cell; mean ± std over seeds, one line per value of the
                                  second axis (or of the other axes), written by the sweep process alone
@@ -224,12 +225,6 @@ def visible_gpus(device: str) -> list[str]:
     return ids[: torch.cuda.device_count()]
 
 
-def run_command(command: list[str], log: str) -> int:
-    """Run one cell's command with its output appended to ``log``; its exit status (a submitit job's body)."""
-    with open(log, "a") as f:
-        return subprocess.run(command, stdout=f, stderr=subprocess.STDOUT).returncode
-
-
 # ---------------------------------------------------------------- launchers
 
 
@@ -242,26 +237,42 @@ class Task:
 Launch = Callable[[Sequence[Task], Callable[[Cell, int], None]], None]
 
 
+def train_cell(task: Task, out: Path, threads: int | None = None, console: Any = None) -> int:
+    """Train one cell in this process (the body of a submitit job too): 0, or 1 when it failed.
+
+    :class:`asgl.engine.trainer.TrainingInterrupted` (SIGINT / SIGTERM, a checkpoint written) propagates.
+    """
+    from rich.console import Console
+
+    from asgl.engine.trainer import NonFiniteLossError, recipe_for_resume, train
+
+    console = console or Console(stderr=True)
+    sets = [f"run.threads={threads}"] if threads is not None else []
+    try:
+        if task.resume is not None:
+            train(recipe_for_resume(task.resume, sets), resume=task.resume, console=console)
+        else:
+            recipe = validate_recipe(apply_overrides(recipe_to_dict(task.cell.recipe), sets), task.cell.name)
+            train(recipe, out_dir=out, console=console)
+    except (UserError, NonFiniteLossError) as e:
+        console.print(f"[red]{task.cell.name}:[/] {e}", soft_wrap=True)
+        return 1
+    return 0
+
+
 def inprocess_launcher(out: Path, console: Any) -> Launch:
     """One cell after the other in this process: no start-up cost per cell. SIGINT / SIGTERM stop the running
     cell at a checkpoint and raise :class:`GridInterrupted`."""
 
     def launch(tasks: Sequence[Task], done: Callable[[Cell, int], None]) -> None:
-        from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted, recipe_for_resume, train
+        from asgl.engine.trainer import TrainingInterrupted
 
         for task in tasks:
             console.rule(task.cell.name)
             try:
-                if task.resume is not None:
-                    train(recipe_for_resume(task.resume), resume=task.resume, console=console)
-                else:
-                    train(task.cell.recipe, out_dir=out, console=console)
-                code = 0
+                code = train_cell(task, out, console=console)
             except TrainingInterrupted as e:
                 raise GridInterrupted(e.exit_code - 128, out) from None
-            except (UserError, NonFiniteLossError) as e:
-                console.print(f"[red]{task.cell.name}:[/] {e}", soft_wrap=True)
-                code = 1
             done(task.cell, code)
 
     return launch
@@ -319,18 +330,17 @@ def local_launcher(out: Path, jobs: int, cpus: int, gpus: Sequence[str], console
 
 
 def submitit_launcher(out: Path, cluster: str, parameters: dict[str, Any], console: Any) -> Launch:
-    """One submitit job per cell (``cluster`` = ``slurm`` or ``local``), waited for and collected here."""
+    """One submitit job per cell (``cluster`` = ``slurm`` or ``local``), waited for and collected here; a job's
+    output is in ``<out>/submitit/``."""
 
     def launch(tasks: Sequence[Task], done: Callable[[Cell, int], None]) -> None:
         import submitit
 
         executor = submitit.AutoExecutor(folder=out / "submitit", cluster=cluster)
         executor.update_parameters(**parameters)
-        threads = parameters.get("cpus_per_task")
         jobs = {}
         for task in tasks:
-            command = cell_command(task.cell, out, task.resume, threads)
-            job = executor.submit(run_command, command, str(out / "logs" / f"{task.cell.name}.log"))
+            job = executor.submit(train_cell, task, out, parameters.get("cpus_per_task"))
             console.print(f"[dim]submitted[/] {task.cell.name}: job {job.job_id}", soft_wrap=True)
             jobs[job] = task.cell
         for job in submitit.helpers.as_completed(list(jobs), poll_frequency=1 if cluster == "local" else 30):
