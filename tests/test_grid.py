@@ -132,3 +132,12 @@ def test_grid_through_submitit_local_executor(tmp_path):
     assert [r["surrogate.width"] for r in rows] == ["1", "10"]
     assert len(finished_runs(out)) == 2 and len(list((out / "submitit").glob("*_result.pkl"))) == 2  # 2 jobs
     assert "submitted" in result.output
+
+
+def test_a_failed_cell_is_reported_and_the_others_collected(tmp_path):
+    out = tmp_path / "grid"
+    # the second cell asks for batches larger than its 32-sample training split: the trainer refuses it
+    args = ["sweep", "grid", "digits_quick", "--axis", "train.batch_size=16,1000", *SET, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "1 cell(s) failed: digits_quick-batch_size1000-s0" in result.output
+    assert [r["train.batch_size"] for r in read_csv(out / "grid.csv")] == ["16"]
