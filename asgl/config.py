@@ -27,8 +27,11 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 import tomllib
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -180,6 +183,91 @@ DATA_SECTIONS: tuple[type[DataSection], ...] = (
 DataConfig = Annotated[Union[DATA_SECTIONS], Field(discriminator="name")]  # noqa: UP007
 
 
+# ---------------------------------------------------------------- model.layers (model.name = "sequential")
+# A layer is a table with exactly one of the keys below, or a short string ("conv64", "maxpool", ...).
+
+
+class ConvLayer(Section):
+    conv: int = Field(ge=1, description="Output channels.")
+    kernel: int = Field(3, ge=1)
+    stride: int = Field(1, ge=1)
+    padding: int | None = Field(None, ge=0, description="None = kernel // 2.")
+    norm: bool = Field(True, description="Followed by the recipe's norm (neuron.norm); the conv has no bias then.")
+    lif: bool = Field(True, description="Followed by a LIF layer.")
+
+
+class LinearLayer(Section):
+    linear: int = Field(ge=1, description="Output features; the input must be flat (add 'flatten' first).")
+    norm: bool = Field(True, description="Followed by the recipe's norm; the linear layer has no bias then.")
+    lif: bool = Field(True, description="Followed by a LIF layer.")
+
+
+class PoolLayer(Section):
+    pool: Literal["avg", "max"]
+    size: int = Field(2, ge=1, description="Window and stride.")
+
+
+class FlattenLayer(Section):
+    flatten: Literal[True] = True
+
+
+class DropoutLayer(Section):
+    dropout: float = Field(ge=0, lt=1)
+
+
+class ResidualLayer(Section):
+    residual: list[LayerSpec] = Field(min_length=1, description="The block; its output is added to its input.")
+    lif: bool = Field(True, description="A LIF layer after the sum.")
+
+
+LAYER_KINDS = ("conv", "linear", "pool", "flatten", "dropout", "residual")
+SHORT_LAYERS = {  # short string -> table
+    r"conv(\d+)": lambda m: {"conv": int(m[1])},
+    r"linear(\d+)": lambda m: {"linear": int(m[1])},
+    r"(avg|max)pool(\d*)": lambda m: {"pool": m[1], "size": int(m[2] or 2)},
+    r"flatten": lambda m: {"flatten": True},
+    r"dropout(0?\.\d+)": lambda m: {"dropout": float(m[1])},
+}
+
+
+def _expand_short_layer(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    for pattern, table in SHORT_LAYERS.items():
+        if m := re.fullmatch(pattern, value.strip()):
+            return table(m)
+    raise ValueError(
+        f"unknown layer {value!r}: expected conv<channels>, linear<features>, avgpool[size], maxpool[size], "
+        "flatten, dropout<p> or a table with one of the keys " + ", ".join(LAYER_KINDS)
+    )
+
+
+def _layer_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kinds = [k for k in LAYER_KINDS if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    return next((k for k in LAYER_KINDS if k in type(value).model_fields), None)
+
+
+LayerSpec = Annotated[
+    Union[
+        Annotated[ConvLayer, Tag("conv")],
+        Annotated[LinearLayer, Tag("linear")],
+        Annotated[PoolLayer, Tag("pool")],
+        Annotated[FlattenLayer, Tag("flatten")],
+        Annotated[DropoutLayer, Tag("dropout")],
+        Annotated[ResidualLayer, Tag("residual")],
+    ],
+    Discriminator(
+        _layer_kind,
+        custom_error_type="layer_kind",
+        custom_error_message="a layer is a table with exactly one of the keys " + ", ".join(LAYER_KINDS),
+    ),
+    BeforeValidator(_expand_short_layer),
+]
+ResidualLayer.model_rebuild()
+
+
 # ---------------------------------------------------------------- model: one section per model family
 
 
@@ -225,8 +313,31 @@ class RecurrentSNNConfig(ModelSection):
     channels_last: ClassVar[bool] = False  # sequences [B, T, F] have no memory layout to choose
 
 
-MODEL_SECTIONS: tuple[type[ModelSection], ...] = (DigitsConvNetConfig, ResNetConfig, VGGConfig, RecurrentSNNConfig)
-ModelConfig = Annotated[Union[MODEL_SECTIONS], Field(discriminator="name")]  # noqa: UP007
+class SequentialConfig(ConvModel):
+    """A network written in the recipe: ``layers``, then dropout and a linear classifier (docs/research.md)."""
+
+    name: Literal["sequential"] = "sequential"
+    layers: list[LayerSpec] = Field(min_length=1, description="The layers, in order (docs/research.md).")
+    init: Literal["kaiming", "reference", "torch_default"] = Field(
+        "kaiming", description="reference = N(0, 0.5^2); torch_default = PyTorch's own layer init."
+    )
+
+
+# user builders are named by their import path; in messages and error locations they go by this tag
+CUSTOM_MODEL = "package.module:function"
+
+
+class CustomModelConfig(ConvModel):
+    """A user builder ``(recipe, info) -> nn.Module``, imported by its path (docs/research.md)."""
+
+    name: str = Field(description="package.module:function")
+
+    @field_validator("name")
+    @classmethod
+    def _import_path(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name):
+            raise ValueError(f"expected {CUSTOM_MODEL!r}, a builder (recipe, info) -> nn.Module")
+        return name
 
 
 def section_names(sections: tuple[type[Section], ...]) -> dict[str, type[Section]]:
@@ -234,8 +345,21 @@ def section_names(sections: tuple[type[Section], ...]) -> dict[str, type[Section
     return {name: cls for cls in sections for name in get_args(cls.model_fields["name"].annotation)}
 
 
+def _model_tag(value: Any) -> Any:
+    """The union tag of a ``[model]`` table: its name, or :data:`CUSTOM_MODEL` for an import path."""
+    name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
+    return CUSTOM_MODEL if isinstance(name, str) and ":" in name else name
+
+
+MODEL_SECTIONS: tuple[type[ModelSection], ...] = (
+    DigitsConvNetConfig, ResNetConfig, VGGConfig, RecurrentSNNConfig, SequentialConfig
+)  # fmt: skip
 DATASET_SECTIONS = section_names(DATA_SECTIONS)
-MODEL_NAME_SECTIONS = section_names(MODEL_SECTIONS)
+MODEL_NAME_SECTIONS = section_names(MODEL_SECTIONS) | {CUSTOM_MODEL: CustomModelConfig}
+ModelConfig = Annotated[
+    Union[tuple(Annotated[cls, Tag(name)] for name, cls in MODEL_NAME_SECTIONS.items())],  # noqa: UP007
+    Discriminator(_model_tag),
+]
 # recipe sections chosen by their ``name``: section -> (what a name names, name -> section model, default)
 CHOSEN_BY_NAME: dict[str, tuple[str, dict[str, type[Section]], str]] = {
     "data": ("dataset", DATASET_SECTIONS, "digits"),

@@ -57,7 +57,7 @@ def show(name: str = typer.Argument(..., help="Bundled recipe name (or a recipe 
 @app.command("validate")
 @user_errors
 def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundled names.")) -> None:
-    """Check recipes against the schema and the model registry; exit 2 if any is invalid."""
+    """Check recipes against the schema, the model registry and the data's shapes; exit 2 if any is invalid."""
     failed = 0
     out = make_console()
     for item in files:
@@ -68,12 +68,18 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
             err_console.print(Text.assemble(("invalid", "red"), f" {item}"), soft_wrap=True)
             err_console.print(str(e), markup=False, soft_wrap=True)
             continue
-        from asgl.models import MODELS  # after the schema: the registry needs torch
+        from asgl.data import describe_data  # after the schema: the model checks need torch
+        from asgl.errors import UserError
+        from asgl.models import check_model, check_model_name
 
-        if recipe.model.name not in MODELS:
+        try:
+            check_model_name(recipe)
+            if recipe.model.name == "sequential":  # layer shapes follow from the data's description
+                check_model(recipe, describe_data(recipe))
+        except UserError as e:
             failed += 1
-            problem = f" {item}: model.name = {recipe.model.name!r} is not one of {', '.join(MODELS)}"
-            err_console.print(Text.assemble(("invalid", "red"), problem), soft_wrap=True)
+            err_console.print(Text.assemble(("invalid", "red"), f" {item}"), soft_wrap=True)
+            err_console.print(str(e), markup=False, soft_wrap=True)
             continue
         out.print(Text.assemble(("ok", "green"), f" {item}"))
     if failed:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from asgl_cli.errors import user_errors
 
@@ -30,7 +29,7 @@ def import_reference(
 
     path, count = run_import(source, cfg, out)
     decay = "learned decays from the file" if cfg.neuron.learn_decay else f"decay {cfg.neuron.decay} from the recipe"
-    console = Console()
+    console = make_console()
     console.print(f"imported {count} tensors into {cfg.model.name} ({decay}):", soft_wrap=True)
     print(path)
     console.print("evaluate with:", soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -29,18 +30,28 @@ def train(
     nproc: int = typer.Option(
         1, "--nproc", min=1, help="Train with N processes (DDP: one per GPU, gloo on CPU) via torchrun."
     ),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="Machines of a multi-node job (each runs this command)."),
+    rdzv: Optional[str] = typer.Option(
+        None, "--rdzv", help="host:port every node can reach, where the nodes meet (c10d rendezvous)."
+    ),
+    node_rank: Optional[int] = typer.Option(
+        None, "--node-rank", min=0, help="Fix this machine's index (static rendezvous at --rdzv); node 0 writes."
+    ),
 ) -> None:
     """Train a recipe into a new run folder, or continue one with --resume."""
     from asgl.config import RecipeError
 
     cfg = recipe_to_run(recipe, overrides, out, resume)
-    if nproc > 1:
+    if nproc > 1 or nnodes > 1:
         if "LOCAL_RANK" in os.environ:
-            raise RecipeError("--nproc cannot be used inside torchrun: torchrun already started the processes")
+            raise RecipeError(
+                "--nproc / --nnodes cannot be used inside torchrun: torchrun already started the processes"
+            )
+        launch = torchrun_launch(nproc, nnodes, node_rank, rdzv)
         from asgl.engine.device import check_runtime
 
         check_runtime(cfg)  # before the processes start: one message, not one per rank
-        relaunch_with_torchrun(nproc, recipe, overrides, out, resume)
+        relaunch_with_torchrun(launch, recipe, overrides, out, resume)
 
     from asgl.diagnose.report import diagnosis_callbacks
     from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted
@@ -102,14 +113,34 @@ def print_result(cfg: Recipe, result: TrainResult) -> None:
     report.print(table)
 
 
+def torchrun_launch(nproc: int, nnodes: int, node_rank: Optional[int], rdzv: Optional[str]) -> list[str]:
+    """torchrun's options: one machine (``--standalone``), or ``nnodes`` machines meeting at ``rdzv``: c10d
+    (torchrun orders the nodes), or static with ``node_rank`` (node 0 holds rank 0, which writes the run folder)."""
+    from asgl.config import RecipeError
+
+    per_node = ["--nproc-per-node", str(nproc)]
+    if nnodes == 1:
+        return ["--standalone", *per_node]
+    if rdzv is None or not re.fullmatch(r"[^:\s]+:\d+", rdzv):
+        raise RecipeError(f"--nnodes {nnodes} needs --rdzv host:port (an address every node can reach), got {rdzv!r}")
+    if node_rank is None:
+        rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv, "--rdzv-id", f"asgl-{rdzv}"]
+    elif node_rank < nnodes:
+        host, port = rdzv.rsplit(":", 1)
+        rendezvous = ["--node-rank", str(node_rank), "--master-addr", host, "--master-port", port]
+    else:
+        raise RecipeError(f"--node-rank {node_rank} must be below --nnodes {nnodes}")
+    return ["--nnodes", str(nnodes), *rendezvous, *per_node]
+
+
 def relaunch_with_torchrun(
-    nproc: int, recipe: Optional[str], overrides: list[str], out: Optional[Path], resume: Optional[str]
+    launch: list[str], recipe: Optional[str], overrides: list[str], out: Optional[Path], resume: Optional[str]
 ) -> None:
-    """Replace this process by ``torchrun --standalone --nproc-per-node N -m asgl_cli train ...`` (same arguments).
+    """Replace this process by ``torchrun <launch> -m asgl_cli train ...`` (same arguments).
 
     exec, not a child process: signals (Ctrl-C, SIGTERM) reach torchrun, which passes them to every rank.
     """
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+    args = [sys.executable, "-m", "torch.distributed.run", *launch]
     args += ["-m", "asgl_cli", "train", *([recipe] if recipe else [])]
     args += [a for item in overrides for a in ("--set", item)]
     args += ["--out", str(out)] if out is not None else []

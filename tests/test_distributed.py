@@ -1,9 +1,11 @@
-"""DistributedDataParallel on CPU: 2 gloo processes under torchrun train, stop on SIGTERM and resume exactly."""
+"""DistributedDataParallel on CPU: 2 gloo processes under torchrun train (on one node or two), stop on SIGTERM and
+resume exactly."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +108,46 @@ def test_torchrun_two_gloo_processes_train(ddp_reference: Path):
     ) == (1, 1)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_loopback_equal_one_node_of_two_processes(ddp_reference: Path, tmp_path: Path):
+    """`asgl train --nnodes 2 --rdzv 127.0.0.1:PORT` on two "machines" of one gloo process each (c10d rendezvous)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    node = [
+        sys.executable,
+        "-m",
+        "asgl_cli",
+        "train",
+        "digits_quick",
+        "--nnodes",
+        "2",
+        "--rdzv",
+        f"127.0.0.1:{free_port()}",
+    ]
+    nodes = [
+        subprocess.Popen(
+            [*node, *SET, "--out", str(tmp_path)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [n.communicate(timeout=240) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    (run_dir,) = tmp_path.iterdir()  # global rank 0 alone wrote
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rs]  # noqa: E731
+    assert strip(read_metrics(run_dir / "metrics.jsonl")) == strip(read_metrics(ddp_reference / "metrics.jsonl"))
+    a, b = load_checkpoint(run_dir)["model"], load_checkpoint(ddp_reference)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_sigterm_on_every_rank_then_resume_equals_uninterrupted(ddp_reference: Path, tmp_path: Path):
     (tmp_path / "worker.py").write_text(INTERRUPTED_WORKER)
     proc = run([str(tmp_path / "worker.py"), str(tmp_path / "runs"), *TINY], tmp_path)
@@ -160,3 +202,19 @@ def test_nan_on_one_rank_is_skipped_by_every_rank_and_sums_are_reduced(tmp_path:
     (record,) = read_metrics(run_dir / "metrics.jsonl")
     assert record["skipped_steps"] == 1
     assert record["train_loss"] == 2.0
+
+
+def test_multi_node_options_become_torchrun_rendezvous_options():
+    from asgl.config import RecipeError
+    from asgl_cli.train import torchrun_launch
+
+    assert torchrun_launch(2, 1, None, None) == ["--standalone", "--nproc-per-node", "2"]
+    c10d = torchrun_launch(1, 2, None, "node0:29400")
+    assert c10d[:2] == ["--nnodes", "2"] and c10d[c10d.index("--rdzv-endpoint") + 1] == "node0:29400"
+    assert c10d[c10d.index("--rdzv-backend") + 1] == "c10d"
+    static = torchrun_launch(4, 3, 2, "10.0.0.1:1234")
+    assert static == ["--nnodes", "3", "--node-rank", "2", "--master-addr", "10.0.0.1", "--master-port", "1234",
+                      "--nproc-per-node", "4"]  # fmt: skip
+    for args, expected in [((1, 2, None, None), "needs --rdzv"), ((1, 2, 2, "h:1"), "below --nnodes 2")]:
+        with pytest.raises(RecipeError, match=expected):
+            torchrun_launch(*args)

@@ -9,6 +9,7 @@ from typing import get_args
 import pytest
 
 from asgl.config import (
+    CUSTOM_MODEL,
     DATASET_SECTIONS,
     MODEL_NAME_SECTIONS,
     ModelSection,
@@ -36,7 +37,7 @@ def choices(section, key: str) -> set[str]:
     ("registry", "schema"),
     [
         (DATASETS, set(DATASET_SECTIONS)),
-        (MODELS, set(MODEL_NAME_SECTIONS)),
+        (MODELS, set(MODEL_NAME_SECTIONS) - {CUSTOM_MODEL}),  # user builders are not registered
         (SURROGATES, choices(SurrogateConfig, "family")),
         (LOSSES, choices(TrainConfig, "loss")),
         (READOUTS, choices(ModelSection, "readout")),

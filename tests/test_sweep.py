@@ -97,7 +97,7 @@ def test_sweep_with_two_seeds_reports_mean_and_std(tmp_path):
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "sweep.csv").open()))
-    assert [(r["method"], r["width"], r["seed"]) for r in rows] == [("asgl", "2.0", "0"), ("asgl", "2.0", "1")]
+    assert [(r["method"], float(r["width"]), r["seed"]) for r in rows] == [("asgl", 2.0, "0"), ("asgl", 2.0, "1")]
     base = load_recipe("digits_quick").run.seed
     configs = [(Path(r["run_dir"]) / "config.resolved.toml").read_text() for r in rows]
     assert [f"seed = {base + i}\n" in c for i, c in enumerate(configs)] == [True, True]

@@ -1,4 +1,4 @@
-"""Small matplotlib figures of the diagnosis and the sweep (Agg backend, PNG files)."""
+"""Small matplotlib figures of the diagnosis (Agg backend, PNG files); the sweep plots live in asgl.diagnose.grid."""
 
 from __future__ import annotations
 
@@ -60,24 +60,6 @@ def plot_dynamics_bars(rows: Sequence[LayerDynamics], path: Path) -> None:
     )
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def plot_sweep(points: dict[str, dict[float, list[float]]], path: Path, metric: str = "test accuracy") -> None:
-    """Accuracy vs width per method (log-x), mean ± std over seeds. points[method][width] = [acc, ...]."""
-    import statistics
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for method, by_width in points.items():
-        widths = sorted(by_width)
-        means = [100 * statistics.fmean(by_width[w]) for w in widths]
-        stds = [100 * statistics.pstdev(by_width[w]) for w in widths]
-        ax.errorbar(widths, means, yerr=stds, marker="o", capsize=3, label=method)
-    ax.set_xscale("log")
-    ax.set_xlabel("surrogate width α")
-    ax.set_ylabel(f"{metric} (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
     _save(fig, path)
 
 

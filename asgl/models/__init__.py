@@ -1,5 +1,8 @@
 """Model registry: recipe ``model.name`` -> builder ``(recipe, info) -> nn.Module``.
 
+``model.name`` may also name a user builder, ``"package.module:function"`` (see :mod:`asgl.models.custom`),
+and ``"sequential"`` builds the network written in ``model.layers`` (see :mod:`asgl.models.sequential`).
+
 Every model takes the data loader's input (see asgl.layers.to_time_major) and returns per-step logits
 [T, B, K]. Its LIF layers are built from the recipe's ``neuron`` and ``surrogate`` sections; its own
 options (``model.hidden``, ``model.init``, ...) are the keys of its section in asgl.config.MODEL_SECTIONS.
@@ -15,7 +18,8 @@ from torch import nn
 from asgl.config import Recipe, RecipeError
 from asgl.data import DataInfo
 from asgl.errors import ModelDataMismatch  # re-exported here
-from asgl.models import digits, recurrent, resnet, vgg
+from asgl.models import digits, recurrent, resnet, sequential, vgg
+from asgl.models.custom import build_user_model, import_builder, is_import_path
 from asgl.neuron import lif_layers, set_noise_prob, share_decay
 
 Builder = Callable[[Recipe, DataInfo], nn.Module]
@@ -29,17 +33,19 @@ MODELS: dict[str, Builder] = {
     "vgg11": partial(vgg.build_vgg, "vgg11"),
     "vgg13": partial(vgg.build_vgg, "vgg13"),
     "recurrent_snn": recurrent.recurrent_snn,
+    "sequential": sequential.build_sequential,
 }
 
 
-# models that take sequences [B, T, F]; every other model is convolutional and takes images or frames
+# models that take sequences [B, T, F]; "sequential" and user builders take what their layers take
 SEQUENCE_MODELS = {"recurrent_snn"}
+CONV_MODELS = set(MODELS) - SEQUENCE_MODELS - {"sequential"}
 
 
 def check_model_data(recipe: Recipe, info: DataInfo) -> None:
     """Raise :class:`ModelDataMismatch` when explicit model sizes contradict the dataset."""
     m = recipe.model
-    if m.name not in SEQUENCE_MODELS and info.kind == "sequence":
+    if m.name in CONV_MODELS and info.kind == "sequence":
         raise ModelDataMismatch(
             f"model.name = {m.name!r} is convolutional but dataset {recipe.data.name!r} gives sequences [B, T, F]; "
             f"use one of {', '.join(sorted(SEQUENCE_MODELS))}"
@@ -54,14 +60,32 @@ def check_model_data(recipe: Recipe, info: DataInfo) -> None:
         )
 
 
-def build_model(recipe: Recipe, info: DataInfo) -> nn.Module:
-    """The recipe's model for data described by ``info``, with p set to ``noise.prob`` (and one shared decay
-    when ``neuron.shared_decay``)."""
-    if recipe.model.name not in MODELS:
-        raise ModelDataMismatch(f"model.name = {recipe.model.name!r}: unknown model; known: {', '.join(MODELS)}")
+def check_model_name(recipe: Recipe) -> None:
+    """``model.name`` is a registered model, or a user builder that can be imported."""
+    name = recipe.model.name
+    if is_import_path(name):
+        import_builder(name)
+    elif name not in MODELS:
+        raise ModelDataMismatch(
+            f"model.name = {name!r}: unknown model; known: {', '.join(MODELS)}, or 'package.module:function'"
+        )
+
+
+def check_model(recipe: Recipe, info: DataInfo) -> None:
+    """Everything about the recipe's model that can be checked without building it: the name, explicit
+    sizes, the shapes of ``model.layers``."""
+    check_model_name(recipe)
     check_model_data(recipe, info)
+    if recipe.model.name == "sequential":
+        sequential.check_layers(recipe, info)
+
+
+def build_model(recipe: Recipe, info: DataInfo) -> nn.Module:
+    """The recipe's model for data described by ``info``, with p set to ``noise.prob``."""
+    check_model(recipe, info)
+    name = recipe.model.name
     try:
-        model = MODELS[recipe.model.name](recipe, info)
+        model = build_user_model(name, recipe, info) if is_import_path(name) else MODELS[name](recipe, info)
     except (ModelDataMismatch, RecipeError):
         raise
     except ValueError as e:  # builders reject inputs they cannot take (input size, input kind)
