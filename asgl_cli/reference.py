@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from asgl.terminal import make_console
 from asgl_cli.errors import user_errors
 
 

@@ -19,6 +19,8 @@ def section_models(annotation: object) -> list[type[BaseModel]]:
     """The pydantic models inside a field's annotation (a plain model, a union of models, Annotated[...])."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
+    if typing.get_origin(annotation) is list:  # a list of tables (model.layers) is one key, explained as a whole
+        return []
     return [m for arg in typing.get_args(annotation) for m in section_models(arg)]
 
 

@@ -35,8 +35,8 @@ def test_plan_is_the_product_of_the_axes_times_the_seeds():
     assert (last.surrogate.width, last.noise.prob, last.run.seed) == (10.0, 0.2, base.run.seed + 1)
     assert [v.label for v in cells[-1].values] == ["10", "0.2"]
     # two keys ending alike: the run names spell the whole key
-    axes = parse_axes(["noise.prob=0.1", "data.audio_augment.prob=0.5"])
-    assert plan_grid(base, axes, 1)[0].name == "digits_quick-noise.prob0.1-data.audio_augment.prob0.5-s0"
+    axes = parse_axes(["optim.name=adam", "data.name=digits"])
+    assert plan_grid(base, axes, 1)[0].name == "digits_quick-optim.nameadam-data.namedigits-s0"
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_plan_is_the_product_of_the_axes_times_the_seeds():
         (["width=1,2"], "must be dotted"),
         (["surrogate.width=1", "surrogate.width=2"], "appears twice"),
         (["surrogate.width=1,-2"], "surrogate.width = -2"),
-        (["data.root=d/x,d_x"], "same run name"),
+        (["run.out_dir=d/x,d_x"], "same run name"),
     ],
 )
 def test_bad_axes_are_refused_before_anything_runs(axes, expected):
