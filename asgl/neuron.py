@@ -36,8 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from asgl.config import NeuronConfig, SurrogateConfig
-from asgl.kernels.compiled_lif import lif_compiled
 from asgl.errors import BackendUnavailable
+from asgl.kernels.compiled_lif import lif_compiled
 from asgl.spike import (
     MaskDraw,
     SpikeMode,
@@ -88,10 +88,13 @@ def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> Callable[[Ten
 
 
 def lif_stepwise(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | Tensor | None, spec: SpikeSpec
 ) -> Tensor:
-    """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...]."""
-    mask = None if mask is None else materialize_mask(mask, current.shape, current.device)
+    """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...].
+
+    ``mask``: a draw (materialised here) or, for tests of a kernel that takes one, the bool mask [T, B, ...]."""
+    if isinstance(mask, MaskDraw):
+        mask = materialize_mask(mask, current.shape, current.device)
     state = torch.zeros_like(current[0])
     amplitude = theta if spec.amplitude_threshold else 1.0
     reset = "hard" if spec.hard_reset else "soft"
@@ -241,12 +244,11 @@ def lif_triton(
 def cpu_kernel() -> ModuleType | None:
     """asgl.kernels.cpu_lif, or None after one line on the ``asgl`` logger when numba cannot load."""
     try:
-        from asgl.kernels import cpu_lif
+        return importlib.import_module("asgl.kernels.cpu_lif")
     except Exception as err:  # numba missing, or built against another numpy: any import failure
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         logging.getLogger("asgl").warning("LIF: the numba CPU kernel cannot load (%s); using the fused backend", reason)
         return None
-    return cpu_lif
 
 
 def lif_cpu_kernel(
