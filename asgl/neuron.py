@@ -275,11 +275,11 @@ if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
 
 def resolve_backend(name: str, x: Tensor) -> Backend:
     """The backend called ``name`` for input ``x``; ``auto`` = triton on CUDA, the CPU kernel on CPU (each
-    where it can run), else fused."""
+    where it can run, and the CPU kernel not under torch.compile, which cannot trace it), else fused."""
     if name == "auto":
         if x.is_cuda:
             return BACKENDS.get("triton", lif_fused)
-        return lif_fused if cpu_kernel() is None else lif_cpu_kernel
+        return lif_fused if torch.compiler.is_compiling() or cpu_kernel() is None else lif_cpu_kernel
     if name not in BACKENDS:
         raise BackendUnavailable(f"LIF backend {name!r} is not available here (have: {', '.join(BACKENDS)})")
     return BACKENDS[name]

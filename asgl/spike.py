@@ -51,12 +51,14 @@ def heaviside(x: Tensor) -> Tensor:
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
-_U64 = (1 << 64) - 1
 
 
 def _signed(v: int) -> int:
     """A 64-bit unsigned constant as the int64 with the same bits (torch has no uint64 arithmetic)."""
     return v - (1 << 64) if v >= 1 << 63 else v
+
+
+_GOLDEN_I64, _MIX1_I64, _MIX2_I64 = _signed(_GOLDEN), _signed(_MIX1), _signed(_MIX2)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class MaskDraw:
     """
 
     prob: float
-    seed: int
+    seed: int  # 0 <= seed < 2⁶³
     offset: int = 0
 
     @property
@@ -87,15 +89,15 @@ def new_mask_draw(noise_prob: float, generator: torch.Generator | None) -> MaskD
 
 
 def mask_bits(seed: int, counter: Tensor) -> Tensor:
-    """splitmix64 of (seed, counter): int64 counter [...] -> uniform 32-bit integers (int64) [...].
+    """splitmix64 of (seed, counter): int64 counter [...] -> uniform 32-bit integers (int64) [...]; 0 <= seed < 2⁶³.
 
     z = (seed + (counter + 1)·γ) mod 2⁶⁴, then z ^= z >> 30; z *= M1; z ^= z >> 27; z *= M2; z ^= z >> 31;
     the top 32 bits of z. int64 products wrap modulo 2⁶⁴ like the unsigned ones, and the right shifts are
     made logical by masking the sign-extended bits.
     """
-    z = (counter + 1) * _signed(_GOLDEN) + _signed(seed & _U64)
-    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * _signed(_MIX1)
-    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * _signed(_MIX2)
+    z = (counter + 1) * _GOLDEN_I64 + seed
+    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * _MIX1_I64
+    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * _MIX2_I64
     z = z ^ ((z >> 31) & ((1 << 33) - 1))
     return (z >> 32) & 0xFFFFFFFF
 

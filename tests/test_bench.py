@@ -30,10 +30,11 @@ def test_relu_network_swaps_every_lif_and_keeps_weights():
 def test_run_bench_reports_every_variant_and_the_memory_order():
     result = run_bench(load_recipe("digits_quick", TINY), batch_size=4, repeats=2, warmup=1)
     by = {v.variant: v for v in result.variants}
-    assert set(by) == {"fused", "stepwise", "relu"} and "triton" in result.skipped
+    assert set(by) == {"fused", "cpu_kernel", "stepwise", "relu"} and "triton" in result.skipped
     assert all(len(v.times_ms) == 2 and 0 < v.min_ms <= v.median_ms for v in by.values())
     # saved-for-backward bytes are deterministic: fused keeps u + mask, stepwise its whole graph, ReLU less
     assert by["relu"].memory_bytes < by["fused"].memory_bytes < by["stepwise"].memory_bytes
+    assert by["cpu_kernel"].memory_bytes == by["fused"].memory_bytes  # both keep u only
     assert result.ratios["stepwise_over_fused"] == pytest.approx(by["stepwise"].median_ms / by["fused"].median_ms)
     size = synthetic_info(load_recipe("digits_quick", TINY)).input_size
     assert result.memory_kind == "cpu_saved_for_backward" and result.input_shape == [4, 1, *size]
