@@ -234,10 +234,10 @@ def lif_triton(
     """Triton backend (CUDA), same contract as :func:`lif_stepwise`; what the kernel lacks goes to :func:`lif_fused`."""
     from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
 
-    if not triton_lif.supports(current, spec.surrogate):
-        return lif_fused(current, gamma, theta, k, mask, spec)
-    mask = None if mask is None else materialize_mask(mask, current.shape, current.device)
-    return triton_lif.lif_triton(current, gamma, theta, k, mask, spec)
+    draw, mask = mask, None if mask is None else materialize_mask(mask, current.shape, current.device)
+    if triton_lif.supports(current, gamma, theta, k, mask, spec):
+        return triton_lif.lif_triton(current, gamma, theta, k, mask, spec)
+    return lif_fused(current, gamma, theta, k, draw, spec)
 
 
 @functools.cache
@@ -273,13 +273,19 @@ if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
     BACKENDS["triton"] = lif_triton
 
 
-def resolve_backend(name: str, x: Tensor) -> Backend:
-    """The backend called ``name`` for input ``x``; ``auto`` = triton on CUDA, the CPU kernel on CPU (each
-    where it can run, and the CPU kernel not under torch.compile, which cannot trace it), else fused."""
-    if name == "auto":
-        if x.is_cuda:
-            return BACKENDS.get("triton", lif_fused)
-        return lif_fused if torch.compiler.is_compiling() or cpu_kernel() is None else lif_cpu_kernel
+def auto_backend(on_cuda: bool, deterministic: bool) -> str:
+    """The backend ``auto`` runs. On CUDA: triton where registered, but fused where the run must be
+    deterministic, since the triton backward adds its parameter gradients up across programs in no fixed
+    order. On CPU: the CPU kernel (deterministic by construction) where numba loads and the call is not
+    being traced by torch.compile, else fused."""
+    if on_cuda:
+        return "triton" if "triton" in BACKENDS and not deterministic else "fused"
+    return "fused" if torch.compiler.is_compiling() or cpu_kernel() is None else "cpu_kernel"
+
+
+def resolve_backend(name: str, x: Tensor, deterministic: bool = False) -> Backend:
+    """The backend called ``name`` (``auto``: see :func:`auto_backend`) for input ``x``."""
+    name = auto_backend(x.is_cuda, deterministic) if name == "auto" else name
     if name not in BACKENDS:
         raise BackendUnavailable(f"LIF backend {name!r} is not available here (have: {', '.join(BACKENDS)})")
     return BACKENDS[name]
@@ -326,6 +332,7 @@ class LIF(nn.Module):
         self.backend = neuron.backend
         self.noise_prob = noise_prob
         self.generator: torch.Generator | None = None
+        self.deterministic = False  # set for run.deterministic (see use_deterministic_backends)
 
     def decay(self) -> Tensor:
         return torch.sigmoid(self.decay_logit)
@@ -356,7 +363,7 @@ class LIF(nn.Module):
         )
 
     def resolve_backend(self, x: Tensor) -> Backend:
-        return resolve_backend(self.backend, x)
+        return resolve_backend(self.backend, x, self.deterministic)
 
     def forward(self, x: Tensor) -> Tensor:
         """x [T, B, *feature_shape] input current -> spikes [T, B, *feature_shape] (amplitude θ or 1)."""
@@ -386,6 +393,17 @@ def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
     """Set p (probability of the analog mode) on every LIF layer."""
     for _, layer in lif_layers(model):
         layer.noise_prob = noise_prob
+
+
+def use_deterministic_backends(model: nn.Module, device: torch.device) -> str | None:
+    """Make ``auto`` resolve deterministically in every LIF layer; returns the one-line note to show when that
+    changes a layer's backend on ``device`` (triton -> fused), else None."""
+    layers = [layer for _, layer in lif_layers(model)]
+    for layer in layers:
+        layer.deterministic = True
+    if any(layer.backend == "auto" for layer in layers) and auto_backend(device.type == "cuda", False) == "triton":
+        return "run.deterministic: LIF backend 'auto' runs 'fused', not 'triton'"
+    return None
 
 
 def set_spike_mode(model: nn.Module, mode: SpikeMode) -> None:

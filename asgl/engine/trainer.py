@@ -41,7 +41,7 @@ from asgl.engine.logging import MetricsLog, TensorBoard, TrainProgress, neuron_s
 from asgl.engine.runfolder import create_run_folder, run_folder_of
 from asgl.losses import build_loss, predict
 from asgl.models import build_model, count_parameters
-from asgl.neuron import set_noise_prob
+from asgl.neuron import set_noise_prob, use_deterministic_backends
 from asgl.optim import Optimizers, build_optimizers
 from asgl.schedules import noise_prob_at
 
@@ -290,6 +290,8 @@ def _train(
     check_batches(len(data.train), recipe)
     torch.manual_seed(recipe.run.seed)  # weights do not depend on how much RNG data building used
     model = build_model(recipe, data.info).to(device)
+    if recipe.run.deterministic and (note := use_deterministic_backends(model, device)):
+        console.print(f"[yellow]warning:[/] {note}")
     if recipe.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
 

@@ -4,15 +4,19 @@ Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuro
 keeps the membrane state in registers, writes the output and u [T, N] and saves u plus the bool mask; the
 backward runs the reverse recurrence over T in registers and reduces the decay, threshold and width
 gradients inside the kernel (block sums + atomic adds). Tensors are viewed as [T, N], N = B·prod(features);
-a per-neuron or per-channel width is expanded to the feature shape and indexed with n mod F.
+a per-neuron or per-channel width is expanded to the feature shape and indexed with n mod F (F = 1 for a
+per-layer width). Offsets are int64, so T·N may pass 2³¹.
 
 Runs on CUDA, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before importing
-triton), which is how the tests check it without a GPU. float32 only (the LIF layer casts half precision
-to float32); :func:`asgl.neuron.lif_triton` sends other dtypes and the arctan surrogate (no arctan in
-Triton's core) to the PyTorch fused path.
+triton), which is how the tests check the maths without a GPU; tests/test_triton_compile.py compiles every
+variant for real GPU targets. float32 only (the LIF layer casts half precision to float32);
+:func:`asgl.neuron.lif_triton` sends other operands (see :func:`supports`) and the arctan surrogate (no
+arctan in Triton's core) to the PyTorch fused path.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import triton
@@ -20,7 +24,6 @@ import triton.language as tl
 from torch import Tensor
 
 from asgl.spike import SpikeSpec
-from asgl.surrogates import Surrogate
 
 FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "triangle": 3}
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
@@ -69,26 +72,27 @@ def _spike(x, y, m, MODE: tl.constexpr, FAMILY: tl.constexpr):
 
 
 @triton.jit
-def _load_slope(k_ptr, offs, valid, F, K_SCALAR: tl.constexpr):
-    if K_SCALAR:
-        return tl.load(k_ptr)
+def _load_slope(k_ptr, offs, valid, F):
+    """Slope per lane [BLOCK_N]: k[n mod F]; F = 1 for a per-layer width (one value in every lane).
+
+    One return of one block type: the compiler rejects a scalar return beside a block return.
+    """
     return tl.load(k_ptr + offs % F, mask=valid, other=1.0)
 
 
 @triton.jit
 def _lif_forward_kernel(
     cur_ptr, u_ptr, out_ptr, mask_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F,
-    MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
-    K_SCALAR: tl.constexpr, BLOCK_N: tl.constexpr,
+    MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    offs = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
     gamma = tl.load(gamma_ptr)
     theta = tl.load(theta_ptr)
-    k = _load_slope(k_ptr, offs, valid, F, K_SCALAR)
+    k = _load_slope(k_ptr, offs, valid, F)
     state = tl.zeros([BLOCK_N], dtype=tl.float32)
     for t in range(T):
-        idx = t * N + offs
+        idx = tl.cast(t, tl.int64) * N + offs
         u = gamma * state + tl.load(cur_ptr + idx, mask=valid, other=0.0)
         tl.store(u_ptr + idx, u, mask=valid)
         x = u - theta
@@ -104,18 +108,18 @@ def _lif_backward_kernel(
     MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
     K_SCALAR: tl.constexpr, K_GRAD: tl.constexpr, ANALOG_K_ONLY: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    offs = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
     gamma = tl.load(gamma_ptr)
     theta = tl.load(theta_ptr)
-    k = _load_slope(k_ptr, offs, valid, F, K_SCALAR)
+    k = _load_slope(k_ptr, offs, valid, F)
     grad_state = tl.zeros([BLOCK_N], dtype=tl.float32)  # dL/dũ[t] from step t+1
     grad_next = tl.zeros([BLOCK_N], dtype=tl.float32)  # dL/du[t+1]
     acc_gamma = tl.zeros([BLOCK_N], dtype=tl.float32)
     acc_theta = tl.zeros([BLOCK_N], dtype=tl.float32)
     acc_k = tl.zeros([BLOCK_N], dtype=tl.float32)
     for i in range(T):
-        idx = (T - 1 - i) * N + offs
+        idx = tl.cast(T - 1 - i, tl.int64) * N + offs
         u = tl.load(u_ptr + idx, mask=valid, other=0.0)
         g_out = tl.load(gout_ptr + idx, mask=valid, other=0.0)
         x = u - theta
@@ -153,28 +157,43 @@ def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bo
     return k.expand(feature_shape).contiguous().view(-1), False
 
 
+def forward_flags(spec: SpikeSpec) -> dict[str, int | bool]:
+    """The compile-time switches of :func:`_lif_forward_kernel` for this spike."""
+    return {
+        "MODE": MODES[spec.mode],
+        "FAMILY": FAMILIES[spec.surrogate.name],
+        "HARD": spec.hard_reset,
+        "AMP_THETA": spec.amplitude_threshold,
+        "BLOCK_N": BLOCK,
+    }
+
+
+def backward_flags(spec: SpikeSpec, k_scalar: bool) -> dict[str, int | bool]:
+    """The compile-time switches of :func:`_lif_backward_kernel` for this spike and width granularity."""
+    k_grad = spec.mode != "heaviside" and not (spec.width_analog and spec.mode == "sg")
+    analog_k_only = spec.width_analog and spec.mode == "asgl"
+    return forward_flags(spec) | {"K_SCALAR": k_scalar, "K_GRAD": k_grad, "ANALOG_K_ONLY": analog_k_only}
+
+
+def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
+    """Launch on x's GPU, whatever the current CUDA device (nothing to do for CPU tensors under the interpreter)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
-        family, mode, hard_reset, amplitude_threshold = (
-            spec.surrogate.name,
-            spec.mode,
-            spec.hard_reset,
-            spec.amplitude_threshold,
-        )
         current = current.contiguous()
-        steps = current.shape[0]
-        n = current[0].numel()
-        k_flat, k_scalar = _slope_per_feature(k, current.shape[2:])
+        steps, n = current.shape[0], current[0].numel()
+        k_flat, _ = _slope_per_feature(k, current.shape[2:])
         u_all = torch.empty_like(current)
         out = torch.empty_like(current)
         mask_u8 = mask.contiguous().view(torch.uint8) if mask is not None else u_all  # unread unless asgl
-        grid = (triton.cdiv(n, BLOCK),)
-        _lif_forward_kernel[grid](
-            current, u_all, out, mask_u8, gamma.reshape(1), theta.reshape(1), k_flat, steps, n, k_flat.numel(),
-            MODE=MODES[mode], FAMILY=FAMILIES[family], HARD=hard_reset, AMP_THETA=amplitude_threshold,
-            K_SCALAR=k_scalar, BLOCK_N=BLOCK,
-        )  # fmt: skip
+        with _on_device(current):
+            _lif_forward_kernel[(triton.cdiv(n, BLOCK),)](
+                current, u_all, out, mask_u8, gamma.reshape(1), theta.reshape(1), k_flat, steps, n, k_flat.numel(),
+                **forward_flags(spec),
+            )  # fmt: skip
         ctx.save_for_backward(u_all, gamma, theta, k, mask)
         ctx.spec = spec
         return out
@@ -182,14 +201,6 @@ class _TritonLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         u_all, gamma, theta, k, mask = ctx.saved_tensors
-        spec: SpikeSpec = ctx.spec
-        family, mode, hard_reset, amplitude_threshold = (
-            spec.surrogate.name,
-            spec.mode,
-            spec.hard_reset,
-            spec.amplitude_threshold,
-        )
-        width_analog = spec.width_analog
         grad_out = grad_out.contiguous()
         steps, n = u_all.shape[0], u_all[0].numel()
         k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
@@ -197,15 +208,12 @@ class _TritonLIF(torch.autograd.Function):
         grad_gamma = torch.zeros(1, dtype=torch.float32, device=u_all.device)
         grad_theta = torch.zeros(1, dtype=torch.float32, device=u_all.device)
         grad_k = torch.zeros_like(k_flat)
-        k_grad = mode != "heaviside" and not (width_analog and mode == "sg")
         mask_u8 = mask.contiguous().view(torch.uint8) if mask is not None else u_all
-        grid = (triton.cdiv(n, BLOCK),)
-        _lif_backward_kernel[grid](
-            u_all, grad_out, grad_u, mask_u8, gamma.reshape(1), theta.reshape(1), k_flat,
-            grad_gamma, grad_theta, grad_k, steps, n, k_flat.numel(),
-            MODE=MODES[mode], FAMILY=FAMILIES[family], HARD=hard_reset, AMP_THETA=amplitude_threshold,
-            K_SCALAR=k_scalar, K_GRAD=k_grad, ANALOG_K_ONLY=width_analog and mode == "asgl", BLOCK_N=BLOCK,
-        )  # fmt: skip
+        with _on_device(u_all):
+            _lif_backward_kernel[(triton.cdiv(n, BLOCK),)](
+                u_all, grad_out, grad_u, mask_u8, gamma.reshape(1), theta.reshape(1), k_flat,
+                grad_gamma, grad_theta, grad_k, steps, n, k_flat.numel(), **backward_flags(ctx.spec, k_scalar),
+            )  # fmt: skip
         grad_k = grad_k.reshape(k.shape) if k_scalar else grad_k.view(u_all.shape[2:]).sum_to_size(k.shape)
         return (
             grad_u,
@@ -216,17 +224,25 @@ class _TritonLIF(torch.autograd.Function):
         )  # fmt: skip
 
 
-def supports(current: Tensor, surrogate: Surrogate) -> bool:
-    """Whether the kernel handles this input (float32, a family written in Triton)."""
-    return current.dtype == torch.float32 and surrogate.name in FAMILIES
+def supports(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> bool:
+    """Whether the kernels take these operands: all float32 on one device (the mask bool), a family in Triton."""
+    params_ok = all(p.dtype == torch.float32 and p.device == current.device for p in (gamma, theta, k))
+    mask_ok = mask is None or (
+        mask.dtype == torch.bool and mask.device == current.device and mask.shape == current.shape
+    )
+    return current.dtype == torch.float32 and params_ok and mask_ok and spec.surrogate.name in FAMILIES
 
 
 def lif_triton(
     current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
 ) -> Tensor:
     """The kernels as an autograd function, same contract as :func:`asgl.neuron.lif_stepwise` (see :func:`supports`)."""
-    if not supports(current, spec.surrogate):
+    if spec.mode == "asgl" and mask is None:
+        raise ValueError("the asgl spike needs its bool mask [T, B, ...]; got None")
+    if not supports(current, gamma, theta, k, mask, spec):
+        operands = ", ".join(f"{x.dtype} on {x.device}" for x in (current, gamma, theta, k))
         raise ValueError(
-            f"the Triton LIF takes float32 and {', '.join(FAMILIES)}; got {current.dtype}, {spec.surrogate.name}"
+            f"the Triton LIF takes float32 operands on one device, a bool mask like the input and the families "
+            f"{', '.join(FAMILIES)}; got {operands}, mask {None if mask is None else mask.dtype}, {spec.surrogate.name}"
         )
     return _TritonLIF.apply(current, gamma, theta, k, mask, spec)
