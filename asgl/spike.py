@@ -95,11 +95,11 @@ def mask_bits(seed: int, counter: Tensor) -> Tensor:
     the top 32 bits of z. int64 products wrap modulo 2⁶⁴ like the unsigned ones, and the right shifts are
     made logical by masking the sign-extended bits.
     """
-    z = (counter + 1) * _GOLDEN_I64 + seed
-    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * _MIX1_I64
-    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * _MIX2_I64
-    z = z ^ ((z >> 31) & ((1 << 33) - 1))
-    return (z >> 32) & 0xFFFFFFFF
+    z = counter.add(1).mul_(_GOLDEN_I64).add_(seed)  # in place from here: one temporary besides z
+    z.bitwise_xor_((z >> 30).bitwise_and_((1 << 34) - 1)).mul_(_MIX1_I64)
+    z.bitwise_xor_((z >> 27).bitwise_and_((1 << 37) - 1)).mul_(_MIX2_I64)
+    z.bitwise_xor_((z >> 31).bitwise_and_((1 << 33) - 1))
+    return z.bitwise_right_shift_(32).bitwise_and_(0xFFFFFFFF)
 
 
 def materialize_mask(draw: MaskDraw, shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
