@@ -1,6 +1,7 @@
 """Training-step benchmark: one step (forward + loss + backward + optimiser) of a recipe's network in variants.
 
-- ``fused``: LIF layers on the PyTorch fused backend; ``triton``: on the Triton kernel (CUDA only);
+- ``fused``: LIF layers on the PyTorch fused backend; ``cpu_kernel``: on the numba CPU kernel (CPU only);
+  ``triton``: on the Triton kernel (CUDA only);
 - ``stepwise``: LIF layers on the step-by-step autograd reference;
 - ``compiled`` (opt-in, ``--variants``): LIF layers on the torch.compile CPU/GPU backend (warm-up compiles);
 - ``relu``: the same network with every LIF layer replaced by ReLU, run on the same [T·B] fold: the cost
@@ -32,10 +33,10 @@ from asgl.data import DataInfo, describe_data
 from asgl.engine.device import autocast, check_amp, resolve_device
 from asgl.losses import build_loss
 from asgl.models import build_model
-from asgl.neuron import BACKENDS, lif_layers
+from asgl.neuron import BACKENDS, cpu_kernel, lif_layers
 from asgl.optim import build_optimizers
 
-DEFAULT_VARIANTS = ("fused", "triton", "stepwise", "relu")
+DEFAULT_VARIANTS = ("fused", "cpu_kernel", "triton", "stepwise", "relu")
 VARIANTS = (*DEFAULT_VARIANTS, "compiled")  # compiled is opt-in: its first steps compile for seconds
 
 
@@ -211,6 +212,9 @@ def run_bench(
         if name == "triton" and ("triton" not in BACKENDS or dev.type != "cuda"):
             skipped[name] = "needs CUDA and triton"
             continue
+        if name == "cpu_kernel" and (dev.type != "cpu" or cpu_kernel() is None):
+            skipped[name] = "needs a CPU device and numba"
+            continue
         if name == "relu" and not calls_every_lif(base, x):
             skipped[name] = (
                 "some LIF layer is not called as a module (e.g. a recurrent loop), so ReLU cannot replace it"
@@ -239,12 +243,15 @@ def run_bench(
             VariantTiming(name, statistics.median(ts), q[0], q[2], min(ts), cpu, _memory(steps[name], x, y), ts)
         )
     by = {r.variant: r for r in rows}
-    fast = by.get("triton") or by.get("fused")
+    fast = by.get("triton") or by.get("cpu_kernel") or by.get("fused")
     ratios = {
         "stepwise_over_fused": _ratio(by.get("stepwise"), by.get("fused")),
         "fused_over_relu": _ratio(by.get("fused"), by.get("relu")),
         "triton_over_relu": _ratio(by.get("triton"), by.get("relu")),
         "fused_over_triton": _ratio(by.get("fused"), by.get("triton")),
+        "cpu_kernel_over_relu": _ratio(by.get("cpu_kernel"), by.get("relu")),
+        "fused_over_cpu_kernel": _ratio(by.get("fused"), by.get("cpu_kernel")),
+        "cpu_time_cpu_kernel_over_relu": _ratio(by.get("cpu_kernel"), by.get("relu"), cpu=True),
         "stepwise_over_relu": _ratio(by.get("stepwise"), by.get("relu")),
         "stepwise_over_compiled": _ratio(by.get("stepwise"), by.get("compiled")),
         "compiled_over_relu": _ratio(by.get("compiled"), by.get("relu")),

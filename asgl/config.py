@@ -381,8 +381,9 @@ class NeuronConfig(Section):
     reset: Literal["hard", "soft"] = "hard"
     amplitude: Literal["threshold", "unit"] = Field("threshold", description="Spike amplitude theta (reference) or 1.")
     norm: Literal["tdbn", "bntt", "step", "threshold_bn", "none"] = "tdbn"
-    backend: Literal["auto", "fused", "stepwise", "triton", "compiled"] = Field(
-        "auto", description="auto = triton on CUDA if available, else fused; compiled = torch.compile (opt-in)."
+    backend: Literal["auto", "fused", "stepwise", "cpu_kernel", "triton", "compiled"] = Field(
+        "auto",
+        description="auto = triton on CUDA, cpu_kernel (numba) on CPU, else fused; compiled = torch.compile (opt-in).",
     )
     width_grad: Literal["all", "analog"] = Field(
         "all", description="Width gradient from every element, or analog ones only (extension)."

@@ -9,33 +9,55 @@ One step, input current I[t] ([B, ...]), state ũ[t−1] (ũ[−1] = 0):
 
 Nothing is detached (full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
 ``stepwise`` (plain autograd, the reference) and ``fused`` (one autograd function: the forward runs without
-a graph and saves only u [T, B, ...] and the bool mask; the backward is one reverse pass over T that
-regenerates the spike and surrogate terms from u step by step, so its temporaries are [B, ...] slices that
-stay in cache). ``triton`` (asgl.kernels.triton_lif) registers itself in :data:`BACKENDS` where CUDA and
-Triton are available; ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the fused maths)
-is always registered.
+a graph and saves only u [T, B, ...]; the backward is one reverse pass over T that regenerates the spike and
+surrogate terms from u step by step, so its temporaries are [B, ...] slices that stay in cache).
+``cpu_kernel`` (asgl.kernels.cpu_lif, numba) runs the same maths in one pass each way over [T, N] on CPU and
+is what ``auto`` picks there; where numba cannot load, ``auto`` says so in one line and runs ``fused``.
+``triton`` (asgl.kernels.triton_lif) registers itself in :data:`BACKENDS` where CUDA and Triton are
+available; ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the fused maths) is always
+registered.
+
+The ASGL mask reaches a backend as a :class:`asgl.spike.MaskDraw` (seed, offset, p), never as a tensor:
+the element i of step t is a pure function of (seed, offset + t·N + i), so the kernels regenerate it where
+they need it and :func:`asgl.spike.materialize_mask` gives the stepwise reference the same mask.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import logging
 import math
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, get_args
 
 import torch
 from torch import Tensor, nn
 
+from asgl.errors import BackendUnavailable
 from asgl.kernels.compiled_lif import lif_compiled
-from asgl.spike import Amplitude, Reset, Spike, SpikeSpec, WidthGrad, draw_mask, heaviside, hybrid_spike, sg_spike
+from asgl.spike import (
+    Amplitude,
+    MaskDraw,
+    Reset,
+    Spike,
+    SpikeSpec,
+    WidthGrad,
+    heaviside,
+    hybrid_spike,
+    materialize_mask,
+    new_mask_draw,
+    sg_spike,
+)
 from asgl.surrogates import Surrogate, SurrogateWidth, check_choice
 
 if TYPE_CHECKING:
     from asgl.config import NeuronConfig, SurrogateConfig
 
 # A backend runs a LIF layer over a whole sequence:
-# (current [T, B, ...], gamma, theta, k, mask [T, B, ...] bool or None, spec) -> output [T, B, ...]
-Backend = Callable[[Tensor, Tensor, Tensor, Tensor, "Tensor | None", SpikeSpec], Tensor]
+# (current [T, B, ...], gamma, theta, k, mask draw (asgl mode in training) or None, spec) -> output [T, B, ...]
+Backend = Callable[[Tensor, Tensor, Tensor, Tensor, "MaskDraw | None", SpikeSpec], Tensor]
 
 
 def lif_step(
@@ -71,9 +93,13 @@ def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> Callable[[Ten
 
 
 def lif_stepwise(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | Tensor | None, spec: SpikeSpec
 ) -> Tensor:
-    """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...]."""
+    """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...].
+
+    ``mask``: a draw (materialised here) or, for tests of a kernel that takes one, the bool mask [T, B, ...]."""
+    if isinstance(mask, MaskDraw):
+        mask = materialize_mask(mask, current.shape, current.device)
     state = torch.zeros_like(current[0])
     amplitude = theta if spec.amplitude == "threshold" else 1.0
     outs = []
@@ -119,15 +145,15 @@ class _FusedLIF(torch.autograd.Function):
         for t in range(current.shape[0]):
             u = torch.addcmul(current[t], state, gamma, out=u_all[t])
             x = u - theta
-            s = _spike_values(x, k * x, surrogate, spike, None if mask is None else mask[t], spikes[t])
+            s = _spike_values(x, k * x, surrogate, spike, step_mask(mask, current, t), spikes[t])
             state = reset_state(u, s, theta, reset)
-        ctx.save_for_backward(u_all, gamma, theta, k, mask)
-        ctx.spec = spec
+        ctx.save_for_backward(u_all, gamma, theta, k)
+        ctx.mask, ctx.spec = mask, spec
         return spikes.mul_(theta) if spec.amplitude == "threshold" else spikes
 
     @staticmethod
     def backward(ctx, grad_out):
-        u_all, gamma, theta, k, mask = ctx.saved_tensors
+        u_all, gamma, theta, k = ctx.saved_tensors
         spec: SpikeSpec = ctx.spec
         surrogate, spike, reset = spec.surrogate, spec.spike, spec.reset
         hard_reset, amplitude_threshold = reset == "hard", spec.amplitude == "threshold"
@@ -145,7 +171,8 @@ class _FusedLIF(torch.autograd.Function):
             u, g_out = u_all[t], grad_out[t]
             x = u - theta
             y = k * x
-            s = _spike_values(x, y, surrogate, spike, None if mask is None else mask[t], s_buffer)
+            mask_t = step_mask(ctx.mask, u_all, t)
+            s = _spike_values(x, y, surrogate, spike, mask_t, s_buffer)
             grad_s = g_out * theta if amplitude_threshold else g_out
             if grad_state is not None:
                 grad_s = torch.addcmul(grad_s, grad_state, u if hard_reset else theta, value=-1)
@@ -164,7 +191,7 @@ class _FusedLIF(torch.autograd.Function):
                 if need_theta:
                     sum_gd += gd.sum_to_size(k.shape)
                 if need_k and width_analog and spike == "asgl":
-                    sum_k += (gd * x).masked_fill_(mask[t], 0).sum_to_size(k.shape)
+                    sum_k += (gd * x).masked_fill_(mask_t, 0).sum_to_size(k.shape)
                 elif need_k and not (width_analog and spike == "sg"):
                     sum_k += _sum_product(gd, x, k.shape)
             if need_theta:
@@ -179,30 +206,82 @@ class _FusedLIF(torch.autograd.Function):
         return grad_u, sum_gamma if need_gamma else None, grad_theta, sum_k if need_k else None, None, None
 
 
-def lif_fused(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> Tensor:
+def step_mask(draw: MaskDraw | None, current: Tensor, t: int) -> Tensor | None:
+    """The bool mask [B, ...] of step t of ``current`` [T, B, ...] under ``draw`` (None when there is none)."""
+    if draw is None:
+        return None
+    n = current[0].numel()
+    return materialize_mask(MaskDraw(draw.prob, draw.seed, draw.offset + t * n), current.shape[1:], current.device)
+
+
+def lif_fused(
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
+) -> Tensor:
     """Fused backend, same contract as :func:`lif_stepwise`."""
     return _FusedLIF.apply(current, gamma, theta, k, mask, spec)
 
 
 def lif_triton(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
     """Triton backend (CUDA), same contract as :func:`lif_stepwise`; what the kernel lacks goes to :func:`lif_fused`."""
     from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
 
-    backend = triton_lif.lif_triton if triton_lif.supports(current, gamma, theta, k, mask, spec) else lif_fused
+    draw, mask = mask, None if mask is None else materialize_mask(mask, current.shape, current.device)
+    if triton_lif.supports(current, gamma, theta, k, mask, spec):
+        return triton_lif.lif_triton(current, gamma, theta, k, mask, spec)
+    return lif_fused(current, gamma, theta, k, draw, spec)
+
+
+@functools.cache
+def cpu_kernel() -> ModuleType | None:
+    """asgl.kernels.cpu_lif, or None after one line on the ``asgl`` logger when numba cannot load."""
+    try:
+        return importlib.import_module("asgl.kernels.cpu_lif")
+    except Exception as err:  # numba missing, or built against another numpy: any import failure
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        logging.getLogger("asgl").warning("LIF: the numba CPU kernel cannot load (%s); using the fused backend", reason)
+        return None
+
+
+def lif_cpu_kernel(
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
+) -> Tensor:
+    """CPU kernel backend (numba), same contract as :func:`lif_stepwise`; CUDA tensors, half precision and
+    families the kernel lacks go to :func:`lif_fused`."""
+    kernel = cpu_kernel()
+    if kernel is None:
+        raise BackendUnavailable("LIF backend 'cpu_kernel' needs numba, which cannot load here; use 'fused'")
+    backend = kernel.lif_cpu_kernel if kernel.supports(current, spec) else lif_fused
     return backend(current, gamma, theta, k, mask, spec)
 
 
-BACKENDS: dict[str, Backend] = {"stepwise": lif_stepwise, "fused": lif_fused, "compiled": lif_compiled}
+BACKENDS: dict[str, Backend] = {
+    "stepwise": lif_stepwise,
+    "fused": lif_fused,
+    "cpu_kernel": lif_cpu_kernel,
+    "compiled": lif_compiled,
+}
 if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
     BACKENDS["triton"] = lif_triton
 
 
 def auto_backend(on_cuda: bool, deterministic: bool) -> str:
-    """The backend ``auto`` runs: triton on CUDA where registered, else fused; fused too where the run must be
-    deterministic, since the triton backward adds its parameter gradients up across programs in no fixed order."""
-    return "triton" if on_cuda and "triton" in BACKENDS and not deterministic else "fused"
+    """The backend ``auto`` runs. On CUDA: triton where registered, but fused where the run must be
+    deterministic, since the triton backward adds its parameter gradients up across programs in no fixed
+    order. On CPU: the CPU kernel (deterministic by construction) where numba loads and the call is not
+    being traced by torch.compile, else fused."""
+    if on_cuda:
+        return "triton" if "triton" in BACKENDS and not deterministic else "fused"
+    return "fused" if torch.compiler.is_compiling() or cpu_kernel() is None else "cpu_kernel"
+
+
+def resolve_backend(name: str, x: Tensor, deterministic: bool = False) -> Backend:
+    """The backend called ``name`` (``auto``: see :func:`auto_backend`) for input ``x``."""
+    name = auto_backend(x.is_cuda, deterministic) if name == "auto" else name
+    if name not in BACKENDS:
+        raise BackendUnavailable(f"LIF backend {name!r} is not available here (have: {', '.join(BACKENDS)})")
+    return BACKENDS[name]
 
 
 def _register(module: nn.Module, name: str, value: Tensor, learnable: bool) -> None:
@@ -287,29 +366,27 @@ class LIF(nn.Module):
         """The spike in use: ``spike`` in training, binary Θ in eval mode."""
         return self.spike if self.training else "heaviside"
 
+    def mask_draw(self) -> MaskDraw | None:
+        """A fresh mask draw (seed from ``generator``) for the ASGL mode in training, else None."""
+        return new_mask_draw(self.noise_prob, self.generator) if self.active_spike() == "asgl" else None
+
     def draw_mask(self, shape: torch.Size, device: torch.device) -> Tensor | None:
-        """Bool mask [T, B, ...] for the ASGL spike in training, else None."""
-        if self.active_spike() != "asgl":
-            return None
-        return draw_mask(shape, self.noise_prob, self.generator, device)
+        """The bool mask [T, B, ...] of a fresh draw for the ASGL mode in training, else None."""
+        draw = self.mask_draw()
+        return None if draw is None else materialize_mask(draw, shape, device)
 
     def spec(self) -> SpikeSpec:
         """The active spike with this layer's surrogate, reset, amplitude and width-gradient rule."""
         return SpikeSpec(self.surrogate, self.active_spike(), self.reset, self.amplitude, self.width_grad)
 
     def resolve_backend(self, x: Tensor) -> Backend:
-        name = self.backend
-        if name == "auto":
-            name = auto_backend(x.is_cuda, self.deterministic)
-        if name not in BACKENDS:
-            raise RuntimeError(f"LIF backend {name!r} is not available here (have: {', '.join(BACKENDS)})")
-        return BACKENDS[name]
+        return resolve_backend(self.backend, x, self.deterministic)
 
     def forward(self, x: Tensor) -> Tensor:
         """x [T, B, *feature_shape] input current -> spikes [T, B, *feature_shape] (amplitude θ or 1)."""
         dtype = x.dtype
         current = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-        mask = self.draw_mask(current.shape, current.device)
+        mask = self.mask_draw()
         out = self.resolve_backend(current)(
             current,
             self.decay().to(current.dtype),

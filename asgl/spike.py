@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,15 +50,72 @@ def heaviside(x: Tensor) -> Tensor:
     return (x >= 0).to(x.dtype)
 
 
+# splitmix64 (Steele, Lea & Flood 2014): counter × golden gamma, then a finaliser that mixes every bit
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+
+
+def _signed(v: int) -> int:
+    """A 64-bit unsigned constant as the int64 with the same bits (torch has no uint64 arithmetic)."""
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+_GOLDEN_I64, _MIX1_I64, _MIX2_I64 = _signed(_GOLDEN), _signed(_MIX1), _signed(_MIX2)
+
+
+@dataclass(frozen=True)
+class MaskDraw:
+    """The ASGL mask of one LIF call as a counter-based draw, so no mask tensor needs to exist.
+
+    Element i of step t (N elements per step) is spiking (True) iff ``mask_bits(seed, offset + t·N + i)``,
+    a uniform 32-bit integer, is at least ``threshold`` = ⌈p·2³²⌉: probability 1 − p. The same
+    (seed, offset) gives the same mask on every backend and device.
+    """
+
+    prob: float
+    seed: int  # 0 <= seed < 2⁶³
+    offset: int = 0
+
+    @property
+    def threshold(self) -> int:
+        """⌈p·2³²⌉ in [0, 2³²]: 0 keeps every element spiking, 2³² none."""
+        return min(max(math.ceil(self.prob * 2**32), 0), 2**32)
+
+
+def new_mask_draw(noise_prob: float, generator: torch.Generator | None) -> MaskDraw:
+    """A fresh draw: the seed is one 62-bit integer taken from ``generator`` (None = the global torch RNG),
+    so saving and restoring that generator's state replays the same masks."""
+    device = generator.device if generator is not None else None
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
+    return MaskDraw(noise_prob, seed)
+
+
+def mask_bits(seed: int, counter: Tensor) -> Tensor:
+    """splitmix64 of (seed, counter): int64 counter [...] -> uniform 32-bit integers (int64) [...]; 0 <= seed < 2⁶³.
+
+    z = (seed + (counter + 1)·γ) mod 2⁶⁴, then z ^= z >> 30; z *= M1; z ^= z >> 27; z *= M2; z ^= z >> 31;
+    the top 32 bits of z. int64 products wrap modulo 2⁶⁴ like the unsigned ones, and the right shifts are
+    made logical by masking the sign-extended bits.
+    """
+    z = counter.add(1).mul_(_GOLDEN_I64).add_(seed)  # in place from here: one temporary besides z
+    z.bitwise_xor_((z >> 30).bitwise_and_((1 << 34) - 1)).mul_(_MIX1_I64)
+    z.bitwise_xor_((z >> 27).bitwise_and_((1 << 37) - 1)).mul_(_MIX2_I64)
+    z.bitwise_xor_((z >> 31).bitwise_and_((1 << 33) - 1))
+    return z.bitwise_right_shift_(32).bitwise_and_(0xFFFFFFFF)
+
+
+def materialize_mask(draw: MaskDraw, shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
+    """The bool mask [*shape] of ``draw`` (True = spiking); element j (row-major) uses counter offset + j."""
+    counter = torch.arange(draw.offset, draw.offset + math.prod(shape), device=device, dtype=torch.int64)
+    return (mask_bits(draw.seed, counter) >= draw.threshold).view(shape)
+
+
 def draw_mask(
     shape: torch.Size | tuple[int, ...], noise_prob: float, generator: torch.Generator | None, device: torch.device
 ) -> Tensor:
     """Bool mask, True = spiking element (probability 1 − p), False = analog element (probability p)."""
-    if noise_prob <= 0:
-        return torch.ones(shape, dtype=torch.bool, device=device)
-    if noise_prob >= 1:
-        return torch.zeros(shape, dtype=torch.bool, device=device)
-    return torch.rand(shape, generator=generator, device=device) >= noise_prob
+    return materialize_mask(new_mask_draw(noise_prob, generator), shape, device)
 
 
 def _straight_through(value: Tensor, smooth: Tensor) -> Tensor:

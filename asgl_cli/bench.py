@@ -18,6 +18,9 @@ RATIO_LABELS = {
     "fused_over_relu": "SNN (fused) step / ReLU step",
     "triton_over_relu": "SNN (triton) step / ReLU step",
     "fused_over_triton": "Triton speed-up over fused",
+    "cpu_kernel_over_relu": "SNN (CPU kernel) step / ReLU step",
+    "fused_over_cpu_kernel": "CPU kernel speed-up over fused",
+    "cpu_time_cpu_kernel_over_relu": "SNN (CPU kernel) step / ReLU step (process CPU time)",
     "stepwise_over_relu": "SNN (stepwise) step / ReLU step",
     "stepwise_over_compiled": "compiled LIF speed-up over stepwise",
     "compiled_over_relu": "SNN (compiled) step / ReLU step",
@@ -38,9 +41,9 @@ def bench(
     repeats: int = typer.Option(10, "--repeats", "-r", help="Timed steps per variant (after warm-up)."),
     warmup: int = typer.Option(2, "--warmup", help="Untimed steps per variant first."),
     variants: str = typer.Option(
-        "fused,triton,stepwise,relu",
+        "fused,cpu_kernel,triton,stepwise,relu",
         "--variants",
-        help="Comma-separated: fused, triton, stepwise, relu, compiled (opt-in).",
+        help="Comma-separated: fused, cpu_kernel, triton, stepwise, relu, compiled (opt-in).",
     ),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: the recipe's run.device)."),
     json_out: Optional[Path] = typer.Option(

@@ -1,110 +1,132 @@
-"""Fused and compiled vs step-by-step LIF: forward+backward time and memory saved for backward, as ratios.
+"""One LIF layer, forward + backward, against an element-wise ReLU of the same size and (if installed) SpikingJelly.
 
-    python benchmarks/bench_lif.py [--steps 8] [--shape 32,64,16,16] [--repeats 20]
+    python benchmarks/bench_lif.py [--steps 8] [--shape 32,8192] [--repeats 11] [--backends fused,cpu_kernel]
 
-Time is the median (wall and process CPU time) of ``repeats`` fwd+bwd passes after warm-up, backends interleaved; memory
-is the bytes autograd keeps for the backward pass (counted with saved-tensor hooks), which is what bounds
-the batch size in training. The compiled backend's first pass (its compile time) is reported on its own.
+Every variant runs once per repeat in turn (round-robin), so load on a shared machine hits them alike; the
+figures are medians after warm-up, wall and process CPU time, and the ratios are of medians of the same run:
+ASGL-mode over SG-mode LIF per backend, and each over ``torch.relu`` fwd+bwd on the same [T, ...] tensor
+(the memory-traffic floor of an element-wise op). Memory is the bytes autograd keeps for the backward pass
+(saved-tensor hooks), which bounds the batch size in training. SpikingJelly's multi-step ``LIFNode``
+(sigmoid surrogate, SG) is a column of its own when the package imports; it is never a dependency.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from asgl.neuron import BACKENDS, LIF
 from asgl.surrogates import SurrogateWidth
 
 
-def saved_bytes(layer: LIF, x: torch.Tensor) -> int:
+def saved_bytes(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
     total = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        total += t.numel() * t.element_size()
+        total += t.numel() * t.element_size() if t.data_ptr() != x.data_ptr() else 0
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        layer(x)
+        module(x)
     return total
 
 
-def fwd_bwd_ms(layer: LIF, x: torch.Tensor) -> tuple[float, float]:
+def fwd_bwd_ms(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[float, float]:
     """(wall, process CPU) milliseconds of one forward + backward pass."""
     if x.is_cuda:
         torch.cuda.synchronize()
     wall, cpu = time.perf_counter(), time.process_time()
-    layer(x).sum().backward()
+    out = module(x)
+    out.backward(torch.ones_like(out))
     if x.is_cuda:
         torch.cuda.synchronize()
     x.grad = None
     return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
 
 
-def bench(
-    steps: int, shape: tuple[int, ...], repeats: int, mode: str, device: str, warmup: int = 3
-) -> dict[str, float]:
-    """Backends timed round-robin (one pass of each per repeat), so machine load hits them alike.
+def spikingjelly_lif() -> nn.Module | None:
+    """SpikingJelly's multi-step LIF (torch, sigmoid surrogate), or None where it is not installed."""
+    if importlib.util.find_spec("spikingjelly") is None:
+        return None
+    from spikingjelly.activation_based import neuron, surrogate
 
-    Process CPU time is reported beside wall time: on a shared machine it is the steadier measure of work.
-    """
-    layer = LIF(SurrogateWidth(shape[1:], "sigmoid", width=2.0), spike=mode, noise_prob=0.2).to(device)
-    x = torch.randn(steps, *shape, device=device, requires_grad=True)
-    backends = ["stepwise", "fused", "compiled"]
-    backends += ["triton"] if device.startswith("cuda") and "triton" in BACKENDS else []
-    times: dict[str, list[tuple[float, float]]] = {b: [] for b in backends}
-    layer.backend = "compiled"
-    compile_ms = fwd_bwd_ms(layer, x)[0]  # first pass: compiles the forward and the backward
-    for i in range(warmup + repeats):
+    return neuron.LIFNode(step_mode="m", surrogate_function=surrogate.Sigmoid())
+
+
+def variants(shape: tuple[int, ...], backends: list[str], device: str) -> dict[str, Callable]:
+    """name -> module: relu, every backend in asgl and sg mode, spikingjelly when installed."""
+    out: dict[str, Callable] = {"relu": torch.relu}
+    for mode in ("asgl", "sg"):
         for backend in backends:
-            layer.backend = backend
-            ms = fwd_bwd_ms(layer, x)
-            if i >= warmup:
-                times[backend].append(ms)
-    out: dict[str, float] = {}
-    for backend, ts in times.items():
-        layer.backend = backend
-        out[f"{backend}_ms"] = statistics.median(t[0] for t in ts)
-        out[f"{backend}_cpu_ms"] = statistics.median(t[1] for t in ts)
-        out[f"{backend}_saved_MiB"] = saved_bytes(layer, x) / 2**20
-    out["speedup"] = out["stepwise_ms"] / out["fused_ms"]
-    out["speedup_cpu"] = out["stepwise_cpu_ms"] / out["fused_cpu_ms"]
-    out["memory_ratio"] = out["stepwise_saved_MiB"] / out["fused_saved_MiB"]
-    out["compile_s"] = compile_ms / 1e3
-    out["compiled_speedup"] = out["stepwise_ms"] / out["compiled_ms"]
-    out["compiled_speedup_cpu"] = out["stepwise_cpu_ms"] / out["compiled_cpu_ms"]
-    if "triton" in times:
-        out["triton_speedup_over_fused"] = out["fused_ms"] / out["triton_ms"]
+            width = SurrogateWidth(shape, "sigmoid", width=2.0)
+            out[f"{backend}_{mode}"] = LIF(width, spike=mode, backend=backend, noise_prob=0.2).to(device)
+    sj = spikingjelly_lif()
+    if sj is not None:
+        out["spikingjelly_sg"] = sj.to(device)
     return out
+
+
+def bench(steps: int, shape: tuple[int, ...], backends: list[str], repeats: int, device: str, warmup: int = 2) -> dict:
+    modules = variants(shape[1:], backends, device)
+    x = torch.randn(steps, *shape, device=device, requires_grad=True)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in modules}
+    for i in range(warmup + repeats):
+        for name, module in modules.items():
+            if name.startswith("spikingjelly"):  # it keeps its membrane between calls
+                module.reset()
+            ms = fwd_bwd_ms(module, x)
+            if i >= warmup:
+                times[name].append(ms)
+    result = {
+        name: {
+            "ms": statistics.median(t[0] for t in ts),
+            "cpu_ms": statistics.median(t[1] for t in ts),
+            "saved_MiB": saved_bytes(modules[name], x) / 2**20,
+        }
+        for name, ts in times.items()
+    }
+    ratios = {}
+    for backend in backends:
+        asgl, sg = result[f"{backend}_asgl"]["ms"], result[f"{backend}_sg"]["ms"]
+        ratios |= {f"{backend}_asgl_over_sg": asgl / sg, f"{backend}_asgl_over_relu": asgl / result["relu"]["ms"]}
+        ratios[f"{backend}_sg_over_relu"] = sg / result["relu"]["ms"]
+        if "spikingjelly_sg" in result:
+            ratios[f"spikingjelly_over_{backend}_asgl"] = result["spikingjelly_sg"]["ms"] / asgl
+    return {"steps": steps, "shape": list(shape), "device": device, "times": result, "ratios": ratios}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--shape", default="32,64,16,16", help="B,C,H,W (or B,F) of one time step")
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--shape", default="32,8192", help="B,C,H,W (or B,F) of one time step")
+    ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--backends", default=None, help="comma-separated (default: fused, cpu_kernel or triton)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON only")
     args = ap.parse_args()
+    fast = "triton" if args.device.startswith("cuda") and "triton" in BACKENDS else "cpu_kernel"
+    backends = args.backends.split(",") if args.backends else ["fused", fast]
     shape = tuple(int(v) for v in args.shape.split(","))
-    print(f"LIF fwd+bwd, T={args.steps}, step shape {shape}, device {args.device}, torch {torch.__version__}")
-    for mode in ("asgl", "sg"):
-        r = bench(args.steps, shape, args.repeats, mode, args.device)
-        print(
-            f"{mode:5s} stepwise {r['stepwise_ms']:8.2f} ms (CPU {r['stepwise_cpu_ms']:.2f}) "
-            f"saved {r['stepwise_saved_MiB']:6.1f} MiB | fused {r['fused_ms']:8.2f} ms (CPU {r['fused_cpu_ms']:.2f}) "
-            f"saved {r['fused_saved_MiB']:6.1f} MiB | speed-up {r['speedup']:.2f}x (CPU time {r['speedup_cpu']:.2f}x), "
-            f"memory {r['memory_ratio']:.2f}x less | compiled {r['compiled_ms']:8.2f} ms (CPU {r['compiled_cpu_ms']:.2f}) "
-            f"saved {r['compiled_saved_MiB']:6.1f} MiB, speed-up {r['compiled_speedup']:.2f}x "
-            f"(CPU time {r['compiled_speedup_cpu']:.2f}x), compile {r['compile_s']:.1f} s"
-            + (
-                f" | triton {r['triton_ms']:.2f} ms, {r['triton_speedup_over_fused']:.2f}x fused"
-                if "triton_ms" in r
-                else ""
-            )
-        )
+    r = bench(args.steps, shape, backends, args.repeats, args.device)
+    if args.json:
+        print(json.dumps(r))
+        return
+    print(
+        f"LIF fwd+bwd, T={args.steps}, step {shape}, {args.device}, torch {torch.__version__}, {args.repeats} repeats"
+    )
+    print(f"{'variant':<18}{'median ms':>11}{'CPU ms':>10}{'saved MiB':>11}")
+    for name, t in r["times"].items():
+        print(f"{name:<18}{t['ms']:>11.2f}{t['cpu_ms']:>10.2f}{t['saved_MiB']:>11.1f}")
+    for name, value in r["ratios"].items():
+        print(f"{name:<32}{value:>7.2f}x")
 
 
 if __name__ == "__main__":

@@ -33,10 +33,12 @@ def test_relu_network_swaps_every_lif_and_keeps_weights():
 def test_run_bench_reports_every_variant_and_the_memory_order():
     result = run_bench(load_recipe("digits_quick", TINY), batch_size=4, repeats=2, warmup=1)
     by = {v.variant: v for v in result.variants}
-    assert set(by) == {"fused", "stepwise", "relu"} and "triton" in result.skipped
+    assert set(by) == {"fused", "cpu_kernel", "stepwise", "relu"} and "triton" in result.skipped
     assert all(len(v.times_ms) == 2 and 0 < v.min_ms <= v.median_ms for v in by.values())
-    # saved-for-backward bytes are deterministic: fused keeps u + mask, stepwise its whole graph, ReLU less
+    # saved-for-backward bytes are deterministic: fused and the CPU kernel keep u only (the mask is regenerated),
+    # stepwise its whole graph, ReLU less
     assert by["relu"].memory_bytes < by["fused"].memory_bytes < by["stepwise"].memory_bytes
+    assert by["cpu_kernel"].memory_bytes == by["fused"].memory_bytes
     assert result.memory_kind == "cpu_saved_for_backward" and result.input_shape == [4, 1, 8, 8]  # 8x8 grey digits
 
 
@@ -54,7 +56,8 @@ def test_timings_are_the_timed_repeats_of_each_variant(monkeypatch):
         now[0] += script["relu" if relu else lif_layers(step.model)[0][1].backend].pop(0) / 1e3
 
     monkeypatch.setattr(asgl.bench._Step, "__call__", scripted_step)
-    result = run_bench(load_recipe("digits_quick", TINY), batch_size=2, repeats=3, warmup=1)
+    variants = ("fused", "stepwise", "relu")
+    result = run_bench(load_recipe("digits_quick", TINY), batch_size=2, repeats=3, warmup=1, variants=variants)
     by = {v.variant: v for v in result.variants}
     assert not any(script.values())  # every scripted step ran
     expected = {"fused": (4, 3.5, 4.5, 3), "stepwise": (12, 10, 16, 8), "relu": (1.5, 1.25, 1.75, 1)}

@@ -9,7 +9,7 @@ import torch
 
 from asgl.kernels import compiled_lif
 from asgl.neuron import BACKENDS, LIF, lif_compiled, lif_stepwise, set_mask_generator
-from asgl.spike import SpikeSpec, draw_mask
+from asgl.spike import MaskDraw, SpikeSpec
 from asgl.surrogates import SURROGATES, SurrogateWidth
 
 THETA = 0.8
@@ -26,7 +26,7 @@ def inputs(k_shape, seed=0):
 def run(backend, family, mode, reset, amplitude, k_shape, width_grad="all"):
     """Output and gradients (current, gamma, theta, k) of a weighted sum of the output."""
     args = inputs(k_shape)
-    mask = draw_mask(args[0].shape, 0.3, torch.Generator().manual_seed(1), "cpu") if mode == "asgl" else None
+    mask = MaskDraw(0.3, seed=1) if mode == "asgl" else None
     out = backend(
         *args, mask, SpikeSpec(SURROGATES[family], mode, reset, "threshold" if amplitude else "unit", width_grad)
     )
@@ -62,7 +62,7 @@ def test_compiled_matches_stepwise(family, mode, reset, amplitude, k_shape, widt
 
 def test_saves_one_float_tensor_and_the_bool_mask():
     args = inputs(())
-    mask = draw_mask(args[0].shape, 0.3, torch.Generator().manual_seed(1), "cpu")
+    mask = MaskDraw(0.3, seed=1)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         lif_compiled(*args, mask, SpikeSpec(SURROGATES["sigmoid"], "asgl"))  # CASES[0]: no new compile
@@ -73,7 +73,7 @@ def test_layer_backend_is_opt_in():
     width = SurrogateWidth((4, 3, 3), "sigmoid", width=2.0)
     layer = LIF(width, spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True, noise_prob=0.3)
     x = inputs(())[0]
-    assert layer.resolve_backend(x) is BACKENDS["fused"]  # auto never compiles
+    assert layer.resolve_backend(x) is not BACKENDS["compiled"]  # auto never compiles
     outs = []
     for backend in ("compiled", "stepwise"):
         layer.backend = backend

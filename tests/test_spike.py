@@ -1,9 +1,21 @@
 """The hybrid spike (docs/method.md#the-hybrid-spike): forward/backward, straight-through width gradient, masks."""
 
+import math
+
 import pytest
 import torch
 
-from asgl.spike import asgl_spike, draw_mask, heaviside, hybrid_spike, sg_spike
+from asgl.spike import (
+    MaskDraw,
+    asgl_spike,
+    draw_mask,
+    heaviside,
+    hybrid_spike,
+    mask_bits,
+    materialize_mask,
+    new_mask_draw,
+    sg_spike,
+)
 from asgl.surrogates import SURROGATES
 
 SIG = SURROGATES["sigmoid"]
@@ -64,3 +76,55 @@ def test_mask_is_seedable():
     b = draw_mask((3, 100), 0.4, torch.Generator().manual_seed(7), torch.device("cpu"))
     c = draw_mask((3, 100), 0.4, torch.Generator().manual_seed(8), torch.device("cpu"))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def _splitmix64_top32(seed: int, counter: int) -> int:
+    """splitmix64 written from its definition with Python integers (no wrap-around tricks)."""
+    m = (1 << 64) - 1
+    z = (seed + (counter + 1) * 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return (z ^ (z >> 31)) >> 32
+
+
+def test_mask_bits_are_splitmix64():
+    seed = (1 << 62) - 12345
+    counters = [0, 1, 2, 10**12, 2**40 + 7, 2**62]
+    got = mask_bits(seed, torch.tensor(counters)).tolist()
+    assert got == [_splitmix64_top32(seed, c) for c in counters]
+
+
+def test_mask_statistics():
+    p = 0.3
+    n_steps, n = 4, 2**18  # > 1e6 draws
+    mask = materialize_mask(MaskDraw(p, seed=123456789), (n_steps, n), "cpu").double()
+    mean, sigma = mask.mean().item(), math.sqrt(p * (1 - p) / mask.numel())
+    assert abs(mean - (1 - p)) < 4 * sigma
+    limit = 4 / math.sqrt(n)  # correlation of independent draws: ~N(0, 1/n)
+    for a, b in ((mask[:, :-1], mask[:, 1:]), (mask[:-1], mask[1:])):  # neighbouring elements, steps
+        assert abs(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()) < limit
+    other = materialize_mask(MaskDraw(p, seed=123456790), (n_steps, n), "cpu").double()
+    assert abs(torch.corrcoef(torch.stack([mask.flatten(), other.flatten()]))[0, 1].item()) < limit
+
+
+def test_mask_draw_is_a_pure_function_of_seed_and_offset():
+    draw = MaskDraw(0.4, seed=99)
+    whole = materialize_mask(draw, (3, 50), "cpu")
+    assert torch.equal(whole, materialize_mask(draw, (3, 50), "cpu"))
+    assert torch.equal(whole[1], materialize_mask(MaskDraw(0.4, 99, offset=50), (50,), "cpu"))  # step t at t·N
+    assert not torch.equal(whole, materialize_mask(MaskDraw(0.4, seed=100), (3, 50), "cpu"))
+    assert materialize_mask(MaskDraw(0.0, 5), (100,), "cpu").all()
+    assert not materialize_mask(MaskDraw(1.0, 5), (100,), "cpu").any()
+
+
+def test_mask_seed_comes_from_the_generator():
+    g = torch.Generator().manual_seed(11)
+    state = g.get_state()
+    first, second = new_mask_draw(0.2, g), new_mask_draw(0.2, g)
+    assert first != second  # the generator advanced
+    g.set_state(state)  # a resumed run restores the generator and replays the same masks
+    assert new_mask_draw(0.2, g) == first
+    torch.manual_seed(5)
+    a = new_mask_draw(0.2, None)
+    torch.manual_seed(5)
+    assert new_mask_draw(0.2, None) == a  # None = the global RNG, saved in checkpoints

@@ -13,7 +13,7 @@ pytest.importorskip("triton", reason="triton is not installed")
 from asgl.kernels import triton_lif  # noqa: E402
 from asgl.kernels.triton_lif import BLOCK  # noqa: E402
 from asgl.neuron import BACKENDS, LIF, lif_stepwise, lif_triton, set_mask_generator  # noqa: E402
-from asgl.spike import SpikeSpec, draw_mask  # noqa: E402
+from asgl.spike import MaskDraw, SpikeSpec, materialize_mask  # noqa: E402
 from asgl.surrogates import SURROGATES, SurrogateWidth  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -25,11 +25,9 @@ def run(backend, current, family, mode, reset, amplitude, k_shape, width_grad="a
     gamma = torch.tensor(0.6, device=DEVICE, requires_grad=True)
     theta = torch.tensor(0.8, device=DEVICE, requires_grad=True)
     k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()), device=DEVICE).reshape(k_shape).requires_grad_()
-    mask = (
-        draw_mask(current.shape, 0.3, torch.Generator(DEVICE).manual_seed(1), current.device)
-        if mode == "asgl"
-        else None
-    )
+    draw = MaskDraw(0.3, seed=1) if mode == "asgl" else None
+    direct = backend is triton_lif.lif_triton and draw is not None  # the kernel itself takes the bool mask
+    mask = materialize_mask(draw, current.shape, current.device) if direct else draw
     spec = SpikeSpec(SURROGATES[family], mode, reset, "threshold" if amplitude else "unit", width_grad)
     out = backend(current, gamma, theta, k, mask, spec)
     weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)

@@ -1,7 +1,7 @@
 """The multi-step LIF compiled with torch.compile: one generated kernel for the forward and one for the backward.
 
 Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuron._FusedLIF`): the forward
-saves only u [T, B, ...] and the bool mask; the backward runs the reverse recurrence over T, regenerating the
+saves u [T, B, ...] and the bool mask it materialises from the mask draw; the backward runs the reverse recurrence over T, regenerating the
 spike and surrogate terms from u, and reduces the decay, threshold and width gradients to their shapes with
 ``sum_to_size``. The maths are two pure functions whose loop over T is unrolled by Dynamo; Inductor fuses
 each into one loop nest (C++ on CPU, Triton on CUDA), so the ~30 eager ops per step, their dispatch cost
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from asgl.spike import SpikeSpec
+from asgl.spike import MaskDraw, SpikeSpec, materialize_mask
 
 # Dynamo compiles one graph per (shape, dtype, configuration) of a function and, past its default limit of 8,
 # silently runs the function eagerly; a network has a few LIF shapes times train/eval modes.
@@ -130,7 +130,8 @@ def _unavailable(err: Exception) -> RuntimeError:
 
 class _CompiledLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
+    def forward(ctx, current, gamma, theta, k, draw: MaskDraw | None, spec: SpikeSpec):
+        mask = None if draw is None else materialize_mask(draw, current.shape, current.device)
         args = (
             current,
             gamma,
@@ -161,7 +162,7 @@ class _CompiledLIF(torch.autograd.Function):
 
 
 def lif_compiled(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
     """Compiled backend, same contract as :func:`asgl.neuron.lif_stepwise`."""
     return _CompiledLIF.apply(current, gamma, theta, k, mask, spec)

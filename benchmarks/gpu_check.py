@@ -1,0 +1,207 @@
+"""One command on one GPU (a few minutes): is asgl right and fast there? Prints a table, then one JSON line.
+
+    python benchmarks/gpu_check.py [--quick]
+
+1. the CUDA tests (tests/test_triton.py on the real device, not the interpreter);
+2. Triton vs stepwise parity on CUDA for every mode, family, reset and width granularity (spikes identical,
+   gradients within 1e-4 at float32);
+3. ``asgl bench cifar100_resnet18`` at batch 128 with fused, triton and relu, AMP off / bf16 / fp16,
+   channels-last off / on: step times, ratios and peak training-step memory;
+4. images per second of a synthetic CIFAR-100 epoch slice through the real training loop (``asgl.engine.
+   trainer.train`` with random images in place of the dataset), and the seconds per 50,000-image epoch;
+5. one ``train.compile = true`` step.
+
+Each part records its failure and the others still run. Without CUDA it says so in one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("asgl", "sg", "heaviside", "analog")
+FAMILIES = ("sigmoid", "rectangle", "tanh", "arctan", "triangle")
+GRANULARITY_SHAPES = {"layer": (), "channel": (4, 1, 1), "neuron": (4, 3, 3)}
+
+
+def cuda_tests() -> dict[str, Any]:
+    """tests/test_triton.py on the GPU (TRITON_INTERPRET unset, so the kernels are compiled for real)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "tests/test_triton.py", "tests/test_cpu_lif.py"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    lines = proc.stdout.strip().splitlines()
+    return {"ok": proc.returncode == 0, "summary": lines[-1] if lines else proc.stderr.strip()[-200:]}
+
+
+def parity_case(backend: Callable, mode: str, family: str, hard: bool, k_shape: tuple[int, ...]) -> float:
+    """Largest gradient difference |a − b| / (1 + |b|), triton vs stepwise, for one case; raises if spikes differ."""
+    from asgl.neuron import lif_stepwise
+    from asgl.spike import MaskDraw, SpikeSpec
+    from asgl.surrogates import SURROGATES
+
+    g = torch.Generator().manual_seed(0)
+    current = (torch.randn(6, 3, 4, 3, 3, generator=g) * 1.5).cuda()
+    params = [torch.tensor(0.6), torch.tensor(0.8), torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()))]
+    params[2] = params[2].reshape(k_shape)
+    width_grad = "analog" if mode == "asgl" and not hard else "all"
+    spec = SpikeSpec(SURROGATES[family], mode, "hard" if hard else "soft", "threshold", width_grad)
+    draw = MaskDraw(0.3, seed=7) if mode == "asgl" else None
+    results = []
+    for fn in (lif_stepwise, backend):
+        args = [current.clone().requires_grad_()] + [p.cuda().requires_grad_() for p in params]
+        out = fn(*args, draw, spec)
+        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), device="cuda").view_as(out)).sum(), args)
+        results.append((out.detach(), grads))
+    (ref, ref_grads), (out, grads) = results
+    binary = (ref == 0) | (ref == 0.8)
+    if not torch.equal(out[binary], ref[binary]):
+        raise AssertionError("spikes differ")
+    return max(float(((a - b).abs() / (1 + b.abs())).max()) for a, b in zip(grads, ref_grads))
+
+
+def triton_parity() -> dict[str, Any]:
+    from asgl.neuron import BACKENDS
+
+    failures, worst = [], 0.0
+    for mode in MODES:
+        for family in FAMILIES:
+            for hard in (True, False):
+                for granularity, k_shape in GRANULARITY_SHAPES.items():
+                    name = f"{mode}/{family}/{'hard' if hard else 'soft'}/{granularity}"
+                    try:
+                        diff = parity_case(BACKENDS["triton"], mode, family, hard, k_shape)
+                        worst = max(worst, diff)
+                        if diff > 1e-4:
+                            failures.append(f"{name}: gradient diff {diff:.2e}")
+                    except Exception as err:  # recorded, the other cases still run
+                        failures.append(f"{name}: {type(err).__name__}: {err}")
+    return {
+        "ok": not failures,
+        "cases": len(MODES) * len(FAMILIES) * 2 * 3,
+        "worst_grad_diff": worst,
+        "failures": failures,
+    }
+
+
+def bench_grid(batch: int, repeats: int) -> dict[str, Any]:
+    """asgl bench cifar100_resnet18 for AMP off/bf16/fp16 x channels-last off/on."""
+    from asgl.bench import run_bench
+    from asgl.config import load_recipe
+
+    rows = {}
+    for amp in ("off", "bf16", "fp16"):
+        for channels_last in (False, True):
+            recipe = load_recipe(
+                "cifar100_resnet18",
+                ["run.device=cuda", f"train.amp={amp}", f"model.channels_last={str(channels_last).lower()}"],
+            )
+            r = run_bench(recipe, batch, repeats, 2, ("fused", "triton", "relu"), "cuda")
+            rows[f"amp={amp},channels_last={channels_last}"] = {
+                "ms": {v.variant: v.median_ms for v in r.variants},
+                "peak_MiB": {v.variant: v.memory_bytes / 2**20 for v in r.variants},
+                "ratios": r.ratios,
+                "skipped": r.skipped,
+            }
+    return {"ok": True, "batch": batch, "rows": rows}
+
+
+def synthetic_epoch(images: int, batch: int) -> dict[str, Any]:
+    """The real training loop on ``images`` random CIFAR-100-shaped samples (one epoch, no evaluation split)."""
+    import asgl.engine.trainer as trainer
+    from asgl.bench import synthetic_info
+    from asgl.config import load_recipe
+    from asgl.data import DataBundle
+
+    recipe = load_recipe("cifar100_resnet18", ["run.device=cuda", "train.epochs=1", f"train.batch_size={batch}"])
+    info = synthetic_info(recipe)
+    x = torch.rand(images, 3, 32, 32)
+    y = torch.randint(0, info.num_classes, (images,))
+    data = torch.utils.data.TensorDataset(x, y)
+    small = torch.utils.data.TensorDataset(x[:batch], y[:batch])
+    build = trainer.build_data
+    trainer.build_data = lambda _recipe: DataBundle(data, small, small, info)
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            trainer.train(recipe, out_dir=out)
+            seconds = time.perf_counter() - start
+    finally:
+        trainer.build_data = build
+    return {"ok": True, "images": images, "seconds": seconds, "images_per_s": images / seconds,
+            "epoch_s_50k": 50_000 * seconds / images}  # fmt: skip
+
+
+def compile_step(batch: int) -> dict[str, Any]:
+    from asgl.bench import run_bench
+    from asgl.config import load_recipe
+
+    recipe = load_recipe("cifar100_resnet18", ["run.device=cuda", "train.compile=true"])
+    r = run_bench(recipe, batch, 3, 2, ("fused",), "cuda")
+    return {"ok": True, "ms": r.variants[0].median_ms}
+
+
+def run_part(part: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    start = time.perf_counter()
+    try:
+        result = part()
+    except Exception as err:  # one part failing must not hide the others
+        result = {"ok": False, "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"}
+    return result | {"seconds": round(time.perf_counter() - start, 1)}
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table: one line per part and one per bench row; failures listed under their part."""
+    lines = [f"{'part':<44}{'ok':>4}{'seconds':>9}  detail"]
+    for name, r in results.items():
+        detail = r.get("error") or r.get("summary") or ""
+        if name == "parity" and "cases" in r:
+            detail = f"{r['cases']} cases, worst gradient diff {r['worst_grad_diff']:.1e}"
+        if name == "epoch" and "images_per_s" in r:
+            detail = f"{r['images_per_s']:.0f} images/s, {r['epoch_s_50k']:.1f} s per 50k-image epoch"
+        if name == "compile" and "ms" in r:
+            detail = f"{r['ms']:.1f} ms per step"
+        lines.append(f"{name:<44}{'yes' if r.get('ok') else 'NO':>4}{r.get('seconds', 0):>9.1f}  {detail}")
+        lines += [f"    {failure}" for failure in r.get("failures", [])]
+        for row, b in r.get("rows", {}).items():
+            ms = ", ".join(f"{k} {v:.1f} ms" for k, v in b["ms"].items())
+            mem = ", ".join(f"{k} {v:.0f} MiB" for k, v in b["peak_MiB"].items())
+            lines.append(f"    {row:<40}{ms}; peak {mem}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller bench and epoch slice (a smoke run)")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here; run it on a machine with a GPU", file=sys.stderr)
+        return 2
+    batch, images = (32, 2048) if args.quick else (128, 10_240)
+    parts: dict[str, Callable[[], dict[str, Any]]] = {
+        "cuda tests": cuda_tests,
+        "parity": triton_parity,
+        "bench cifar100_resnet18": lambda: bench_grid(batch, 3 if args.quick else 10),
+        "epoch": lambda: synthetic_epoch(images, batch),
+        "compile": lambda: compile_step(batch),
+    }
+    results = {name: run_part(part) for name, part in parts.items()}
+    device = torch.cuda.get_device_name()
+    print(f"gpu_check on {device}, torch {torch.__version__}")
+    print(table(results))
+    print(json.dumps({"device": device, "torch": torch.__version__, "results": results}))
+    return 0 if all(r.get("ok") for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

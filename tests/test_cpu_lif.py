@@ -1,0 +1,120 @@
+"""The numba CPU kernel backend against the stepwise reference, its determinism, and its fallback.
+
+Each (mode, family, per-neuron width) configuration is one numba compile of a forward and a backward
+(seconds, cached on disk afterwards), so the cases are few and each covers several options at once.
+"""
+
+import logging
+import sys
+
+import pytest
+import torch
+
+from asgl.config import NeuronConfig, SurrogateConfig
+from asgl.errors import BackendUnavailable
+from asgl.neuron import LIF, cpu_kernel, lif_cpu_kernel, lif_fused, lif_stepwise, resolve_backend, set_mask_generator
+from asgl.spike import MaskDraw, SpikeSpec, materialize_mask
+from asgl.surrogates import SURROGATES
+
+pytest.importorskip("numba", reason="the CPU kernel needs numba")
+
+THETA = 0.8
+
+
+def inputs(k_shape, dtype=torch.float32, shape=(6, 3, 4, 3, 3)):
+    current = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=dtype) * 1.5
+    gamma = torch.tensor(0.6, dtype=dtype)
+    theta = torch.tensor(THETA, dtype=dtype)
+    k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()), dtype=dtype).reshape(k_shape)
+    return [t.requires_grad_() for t in (current, gamma, theta, k)]
+
+
+def run(backend, args, mode, spec, draw):
+    """Output and gradients (current, gamma, theta, k) of a weighted sum of the output."""
+    out = backend(*args, draw if mode == "asgl" else None, spec)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    grads = torch.autograd.grad((out * weights).sum(), args, allow_unused=True)
+    return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(args, grads)]
+
+
+CASES = [
+    # family, mode, reset, amplitude threshold, width shape (layer, channel, neuron), width gradient
+    ("sigmoid", "asgl", "hard", True, (), "all"),
+    ("arctan", "asgl", "soft", False, (4, 3, 3), "analog"),
+    ("tanh", "sg", "soft", True, (4, 1, 1), "all"),
+    ("triangle", "analog", "hard", False, (4, 1, 1), "all"),
+    ("rectangle", "heaviside", "soft", True, (), "all"),
+]
+
+
+@pytest.mark.parametrize("family,mode,reset,amplitude,k_shape,width_grad", CASES)
+def test_kernel_matches_stepwise(family, mode, reset, amplitude, k_shape, width_grad):
+    spec = SpikeSpec(SURROGATES[family], mode, reset, "threshold" if amplitude else "unit", width_grad)
+    draw = MaskDraw(0.3, seed=1234)
+    ref_out, ref_grads = run(lif_stepwise, inputs(k_shape), mode, spec, draw)
+    out, grads = run(lif_cpu_kernel, inputs(k_shape), mode, spec, draw)
+    binary = (ref_out == 0) | (ref_out == (THETA if amplitude else 1.0))
+    assert torch.equal(out[binary], ref_out[binary])  # identical spikes (no u lands within rounding of θ here)
+    assert mode == "analog" or binary.float().mean() > 0.5
+    if mode == "asgl":  # the analog elements are exactly where the same materialised mask is False
+        mask = materialize_mask(draw, ref_out.shape, "cpu")
+        assert (~mask).any() and binary[mask].all()
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)  # analog values: fp32 rounding only
+    for name, g, ref in zip(("current", "gamma", "theta", "k"), grads, ref_grads):
+        torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
+    assert grads[2].abs().sum() > 0  # the comparison is not between zeros
+    if mode != "heaviside":  # Θ passes no gradient to u, so none to the current, decay or width
+        assert all(g.abs().sum() > 0 for g in (grads[0], grads[1], grads[3]))
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_kernel_gradcheck_float64(reset):
+    """Analog mode (smooth everywhere): the kernel's gradients against finite differences of its forward."""
+    args = inputs((4, 1, 1), torch.float64, shape=(3, 2, 4, 1, 2))
+    spec = SpikeSpec(SURROGATES["triangle"], "analog", reset, "threshold")
+    assert torch.autograd.gradcheck(lambda *a: lif_cpu_kernel(*a, None, spec), args, eps=1e-6, atol=1e-6)
+
+
+def test_gradients_are_bit_identical_across_runs_and_thread_counts():
+    spec = SpikeSpec(SURROGATES["sigmoid"], "asgl", "hard", "threshold")
+    args = inputs((), shape=(4, 3, 4, 16, 16))  # 3072 neurons: several blocks
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            results.append(run(lif_cpu_kernel, args, "asgl", spec, MaskDraw(0.3, seed=9)))
+    finally:
+        torch.set_num_threads(threads)
+    for out, grads in results[1:]:
+        assert torch.equal(out, results[0][0])
+        assert all(torch.equal(g, ref) for g, ref in zip(grads, results[0][1]))
+
+
+def test_auto_picks_the_kernel_on_cpu_and_the_layer_matches_stepwise():
+    neuron = NeuronConfig(spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True)
+    layer = LIF.from_config(neuron, SurrogateConfig(family="sigmoid", width=2.0), (4, 3, 3), noise_prob=0.3)
+    x = inputs(())[0]
+    assert layer.resolve_backend(x) is lif_cpu_kernel
+    outs = []
+    for backend in ("auto", "stepwise"):
+        layer.backend = backend
+        set_mask_generator(layer, torch.Generator().manual_seed(3))  # same seed, so the same mask
+        outs.append(layer(x))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=1e-5)
+
+
+def test_fallback_to_fused_when_numba_cannot_load(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "asgl.kernels.cpu_lif", None)  # any import of it now fails
+    cpu_kernel.cache_clear()
+    try:
+        args = inputs(())
+        with caplog.at_level(logging.WARNING, logger="asgl"):
+            backend = resolve_backend("auto", args[0])
+            assert resolve_backend("auto", args[0]) is backend is lif_fused
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 1 and "numba CPU kernel cannot load" in lines[0] and "fused" in lines[0]
+        with pytest.raises(BackendUnavailable, match="'fused'"):
+            lif_cpu_kernel(*args, None, SpikeSpec(SURROGATES["sigmoid"], "sg"))
+    finally:
+        cpu_kernel.cache_clear()
