@@ -178,6 +178,78 @@ def _ratio(a: VariantTiming | None, b: VariantTiming | None, cpu: bool = False) 
     return a.cpu_median_ms / b.cpu_median_ms if cpu else a.median_ms / b.median_ms
 
 
+def _steps(
+    base: nn.Module, variants: tuple[str, ...], recipe: Recipe, dev: torch.device, x: Tensor
+) -> tuple[dict[str, _Step], dict[str, str]]:
+    """One training step per variant that can run here, and why the others cannot."""
+    skipped: dict[str, str] = {}
+    steps: dict[str, _Step] = {}
+    for name in variants:
+        if name == "triton" and ("triton" not in BACKENDS or dev.type != "cuda"):
+            skipped[name] = "needs CUDA and triton"
+        elif name == "cpu_kernel" and (dev.type != "cpu" or cpu_kernel() is None):
+            skipped[name] = "needs a CPU device and numba"
+        elif name == "relu" and not calls_every_lif(base, x):
+            skipped[name] = (
+                "some LIF layer is not called as a module (e.g. a recurrent loop), so ReLU cannot replace it"
+            )
+        else:
+            model = relu_network(base) if name == "relu" else with_backend(base, name)
+            steps[name] = _Step(model, recipe, dev)
+    return steps, skipped
+
+
+def _timings(
+    steps: dict[str, _Step], x: Tensor, y: Tensor, dev: torch.device, warmup: int, repeats: int
+) -> list[VariantTiming]:
+    """The variants' steps in turn, ``warmup`` untimed rounds then ``repeats`` timed ones (wall and CPU time)."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu_times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(warmup + repeats):
+        for name, step in steps.items():
+            _sync(dev)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            step(x, y)
+            _sync(dev)
+            if r >= warmup:
+                times[name].append((time.perf_counter() - start) * 1e3)
+                cpu_times[name].append((time.process_time() - cpu_start) * 1e3)
+    rows = []
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [ts[0]] * 3
+        cpu = statistics.median(cpu_times[name])
+        rows.append(
+            VariantTiming(name, statistics.median(ts), q[0], q[2], min(ts), cpu, _memory(steps[name], x, y), ts)
+        )
+    return rows
+
+
+# ratio name -> (numerator, denominator, CPU time instead of wall time)
+RATIOS = {
+    "stepwise_over_fused": ("stepwise", "fused", False),
+    "fused_over_relu": ("fused", "relu", False),
+    "triton_over_relu": ("triton", "relu", False),
+    "fused_over_triton": ("fused", "triton", False),
+    "cpu_kernel_over_relu": ("cpu_kernel", "relu", False),
+    "fused_over_cpu_kernel": ("fused", "cpu_kernel", False),
+    "cpu_time_cpu_kernel_over_relu": ("cpu_kernel", "relu", True),
+    "stepwise_over_relu": ("stepwise", "relu", False),
+    "stepwise_over_compiled": ("stepwise", "compiled", False),
+    "compiled_over_relu": ("compiled", "relu", False),
+    "cpu_time_stepwise_over_fused": ("stepwise", "fused", True),
+    "cpu_time_fused_over_relu": ("fused", "relu", True),
+}
+
+
+def _ratios(by: dict[str, VariantTiming]) -> dict[str, float]:
+    """Every ratio of :data:`RATIOS` whose two variants ran, and the saved memory of stepwise over the fastest."""
+    ratios = {k: _ratio(by.get(a), by.get(b), cpu) for k, (a, b, cpu) in RATIOS.items()}
+    fast = by.get("triton") or by.get("cpu_kernel") or by.get("fused")
+    if fast is not None and "stepwise" in by:
+        ratios["memory_stepwise_over_fast"] = by["stepwise"].memory_bytes / max(fast.memory_bytes, 1)
+    return {k: v for k, v in ratios.items() if v is not None}
+
+
 def run_bench(
     recipe: Recipe,
     batch_size: int,
@@ -206,61 +278,9 @@ def run_bench(
     if recipe.model.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
 
-    skipped: dict[str, str] = {}
-    steps: dict[str, _Step] = {}
-    for name in variants:
-        if name == "triton" and ("triton" not in BACKENDS or dev.type != "cuda"):
-            skipped[name] = "needs CUDA and triton"
-            continue
-        if name == "cpu_kernel" and (dev.type != "cpu" or cpu_kernel() is None):
-            skipped[name] = "needs a CPU device and numba"
-            continue
-        if name == "relu" and not calls_every_lif(base, x):
-            skipped[name] = (
-                "some LIF layer is not called as a module (e.g. a recurrent loop), so ReLU cannot replace it"
-            )
-            continue
-        model = relu_network(base) if name == "relu" else with_backend(base, name)
-        steps[name] = _Step(model, recipe, dev)
-
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    cpu_times: dict[str, list[float]] = {name: [] for name in steps}
-    for r in range(warmup + repeats):
-        for name, step in steps.items():
-            _sync(dev)
-            start, cpu_start = time.perf_counter(), time.process_time()
-            step(x, y)
-            _sync(dev)
-            if r >= warmup:
-                times[name].append((time.perf_counter() - start) * 1e3)
-                cpu_times[name].append((time.process_time() - cpu_start) * 1e3)
-
-    rows = []
-    for name, ts in times.items():
-        q = statistics.quantiles(ts, n=4, method="inclusive") if len(ts) > 1 else [ts[0]] * 3
-        cpu = statistics.median(cpu_times[name])
-        rows.append(
-            VariantTiming(name, statistics.median(ts), q[0], q[2], min(ts), cpu, _memory(steps[name], x, y), ts)
-        )
-    by = {r.variant: r for r in rows}
-    fast = by.get("triton") or by.get("cpu_kernel") or by.get("fused")
-    ratios = {
-        "stepwise_over_fused": _ratio(by.get("stepwise"), by.get("fused")),
-        "fused_over_relu": _ratio(by.get("fused"), by.get("relu")),
-        "triton_over_relu": _ratio(by.get("triton"), by.get("relu")),
-        "fused_over_triton": _ratio(by.get("fused"), by.get("triton")),
-        "cpu_kernel_over_relu": _ratio(by.get("cpu_kernel"), by.get("relu")),
-        "fused_over_cpu_kernel": _ratio(by.get("fused"), by.get("cpu_kernel")),
-        "cpu_time_cpu_kernel_over_relu": _ratio(by.get("cpu_kernel"), by.get("relu"), cpu=True),
-        "stepwise_over_relu": _ratio(by.get("stepwise"), by.get("relu")),
-        "stepwise_over_compiled": _ratio(by.get("stepwise"), by.get("compiled")),
-        "compiled_over_relu": _ratio(by.get("compiled"), by.get("relu")),
-        "cpu_time_stepwise_over_fused": _ratio(by.get("stepwise"), by.get("fused"), cpu=True),
-        "cpu_time_fused_over_relu": _ratio(by.get("fused"), by.get("relu"), cpu=True),
-        "memory_stepwise_over_fast": None
-        if fast is None or "stepwise" not in by
-        else by["stepwise"].memory_bytes / max(fast.memory_bytes, 1),
-    }
+    steps, skipped = _steps(base, variants, recipe, dev, x)
+    rows = _timings(steps, x, y, dev, warmup, repeats)
+    ratios = _ratios({r.variant: r for r in rows})
     return BenchResult(
         recipe=recipe.run.name,
         model=recipe.model.name,
@@ -274,6 +294,6 @@ def run_bench(
         memory_kind="cuda_peak_allocated" if dev.type == "cuda" else "cpu_saved_for_backward",
         torch=torch.__version__,
         variants=rows,
-        ratios={k: v for k, v in ratios.items() if v is not None},
+        ratios=ratios,
         skipped=skipped,
     )

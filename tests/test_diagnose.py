@@ -152,8 +152,8 @@ def test_cli_diagnose_gradients_of_a_checkpoint_then_plot_its_folder(tmp_path):
     from conftest import set_args
 
     runner = CliRunner()
-    # 18 steps: enough for the norms' running statistics to let spikes through in eval mode (finite cosines)
-    overrides = TINY + ["data.subset=160", "train.batch_size=8", "train.epochs=1"]
+    # 36 steps: enough for the norms' running statistics to let spikes through in eval mode (finite cosines)
+    overrides = TINY + ["data.subset=320", "train.batch_size=8", "train.epochs=1"]
     trained = runner.invoke(app, ["train", "digits_quick", *set_args(overrides), "--out", str(tmp_path)])
     assert trained.exit_code == 0, trained.output
     (run,) = tmp_path.iterdir()
