@@ -6,21 +6,12 @@ cases are few and share one input shape; the saved-tensor and layer tests reuse 
 
 import pytest
 import torch
+from lif_cases import CASES, THETA, inputs, output_and_grads
 
 from asgl.kernels import compiled_lif
 from asgl.neuron import BACKENDS, LIF, lif_compiled, lif_stepwise, set_mask_generator
 from asgl.spike import MaskDraw, SpikeSpec
 from asgl.surrogates import SURROGATES, SurrogateWidth
-
-THETA = 0.8
-
-
-def inputs(k_shape, seed=0):
-    current = torch.randn(6, 3, 4, 3, 3, generator=torch.Generator().manual_seed(seed)) * 1.5
-    gamma = torch.tensor(0.6)
-    theta = torch.tensor(THETA)
-    k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel())).reshape(k_shape)
-    return [t.requires_grad_() for t in (current, gamma, theta, k)]
 
 
 def run(backend, family, mode, reset, amplitude, k_shape, width_grad="all"):
@@ -30,19 +21,7 @@ def run(backend, family, mode, reset, amplitude, k_shape, width_grad="all"):
     out = backend(
         *args, mask, SpikeSpec(SURROGATES[family], mode, reset, "threshold" if amplitude else "unit", width_grad)
     )
-    weights = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
-    grads = torch.autograd.grad((out * weights).sum(), args, allow_unused=True)
-    return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(args, grads)]
-
-
-CASES = [
-    # family, mode, reset, amplitude threshold, width shape (layer, channel, neuron), width gradient
-    ("sigmoid", "asgl", "hard", True, (), "all"),
-    ("arctan", "asgl", "soft", False, (4, 3, 3), "analog"),
-    ("tanh", "sg", "soft", True, (4, 1, 1), "all"),
-    ("triangle", "analog", "hard", False, (4, 1, 1), "all"),
-    ("rectangle", "heaviside", "soft", True, (), "all"),
-]
+    return output_and_grads(out, args)
 
 
 @pytest.mark.parametrize("family,mode,reset,amplitude,k_shape,width_grad", CASES)

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from lif_cases import CASES, THETA, inputs, output_and_grads
 
 from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.errors import BackendUnavailable
@@ -18,33 +19,11 @@ from asgl.surrogates import SURROGATES
 
 pytest.importorskip("numba", reason="the CPU kernel needs numba")
 
-THETA = 0.8
-
-
-def inputs(k_shape, dtype=torch.float32, shape=(6, 3, 4, 3, 3)):
-    current = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=dtype) * 1.5
-    gamma = torch.tensor(0.6, dtype=dtype)
-    theta = torch.tensor(THETA, dtype=dtype)
-    k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()), dtype=dtype).reshape(k_shape)
-    return [t.requires_grad_() for t in (current, gamma, theta, k)]
-
 
 def run(backend, args, mode, spec, draw):
     """Output and gradients (current, gamma, theta, k) of a weighted sum of the output."""
     out = backend(*args, draw if mode == "asgl" else None, spec)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
-    grads = torch.autograd.grad((out * weights).sum(), args, allow_unused=True)
-    return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(args, grads)]
-
-
-CASES = [
-    # family, mode, reset, amplitude threshold, width shape (layer, channel, neuron), width gradient
-    ("sigmoid", "asgl", "hard", True, (), "all"),
-    ("arctan", "asgl", "soft", False, (4, 3, 3), "analog"),
-    ("tanh", "sg", "soft", True, (4, 1, 1), "all"),
-    ("triangle", "analog", "hard", False, (4, 1, 1), "all"),
-    ("rectangle", "heaviside", "soft", True, (), "all"),
-]
+    return output_and_grads(out, args)
 
 
 @pytest.mark.parametrize("family,mode,reset,amplitude,k_shape,width_grad", CASES)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY as CONFTEST_TINY
 
 from asgl.engine import distributed
 from asgl.engine.checkpoint import load_checkpoint
@@ -19,15 +20,8 @@ from asgl.engine.distributed import DistInfo, ShardedBatches
 from asgl.engine.logging import read_metrics
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-# 48 samples in global batches of 16 (8 per process), 3 steps per epoch
-TINY = [
-    "run.device=cpu",
-    "data.subset=48",
-    "model.hidden=16",
-    "train.batch_size=16",
-    "train.time_steps=2",
-    "train.epochs=1",
-]
+# 48 samples in global batches of 16 (8 per process), 3 steps per epoch, one epoch
+TINY = [*(item for item in CONFTEST_TINY if not item.startswith("train.epochs=")), "train.epochs=1"]
 SET = [a for item in TINY for a in ("--set", item)]
 
 # a worker that sends itself SIGTERM during its 2nd training step on every rank
