@@ -340,6 +340,7 @@ class LIF(nn.Module):
         self.backend = backend
         self.noise_prob = noise_prob
         self.generator: torch.Generator | None = None
+        self.mask_stream = 0  # mixed into every mask seed: the DDP rank (see set_mask_stream)
         self.deterministic = False  # set for run.deterministic (see use_deterministic_backends)
 
     @classmethod
@@ -368,7 +369,9 @@ class LIF(nn.Module):
 
     def mask_draw(self) -> MaskDraw | None:
         """A fresh mask draw (seed from ``generator``) for the ASGL mode in training, else None."""
-        return new_mask_draw(self.noise_prob, self.generator) if self.active_spike() == "asgl" else None
+        if self.active_spike() != "asgl":
+            return None
+        return new_mask_draw(self.noise_prob, self.generator, self.mask_stream)
 
     def draw_mask(self, shape: torch.Size, device: torch.device) -> Tensor | None:
         """The bool mask [T, B, ...] of a fresh draw for the ASGL mode in training, else None."""
@@ -434,6 +437,12 @@ def set_spike(model: nn.Module, spike: Spike) -> None:
     """Set the training spike (asgl, sg, heaviside, analog) on every LIF layer."""
     for _, layer in lif_layers(model):
         layer.spike = spike
+
+
+def set_mask_stream(model: nn.Module, stream: int) -> None:
+    """Give every LIF layer the mask stream ``stream`` (the DDP rank: ranks draw independent masks)."""
+    for _, layer in lif_layers(model):
+        layer.mask_stream = stream
 
 
 def set_mask_generator(model: nn.Module, generator: torch.Generator | None) -> None:

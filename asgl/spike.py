@@ -83,11 +83,24 @@ class MaskDraw:
         return min(max(math.ceil(self.prob * 2**32), 0), 2**32)
 
 
-def new_mask_draw(noise_prob: float, generator: torch.Generator | None) -> MaskDraw:
+def _mix64(v: int) -> int:
+    """The splitmix64 finaliser of a non-negative integer (plain Python: 64-bit unsigned)."""
+    z = (v + _GOLDEN) % (1 << 64)
+    z = ((z ^ (z >> 30)) * _MIX1) % (1 << 64)
+    z = ((z ^ (z >> 27)) * _MIX2) % (1 << 64)
+    return z ^ (z >> 31)
+
+
+def new_mask_draw(noise_prob: float, generator: torch.Generator | None, stream: int = 0) -> MaskDraw:
     """A fresh draw: the seed is one 62-bit integer taken from ``generator`` (None = the global torch RNG),
-    so saving and restoring that generator's state replays the same masks."""
+    so saving and restoring that generator's state replays the same masks.
+
+    ``stream`` (a DDP rank) is mixed into the seed, so processes whose generators agree draw independent
+    masks while consuming their generators alike (a resume restores one state for every process)."""
     device = generator.device if generator is not None else None
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
+    if stream:
+        seed ^= _mix64(stream) & ((1 << 62) - 1)
     return MaskDraw(noise_prob, seed)
 
 

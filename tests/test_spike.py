@@ -128,3 +128,20 @@ def test_mask_seed_comes_from_the_generator():
     a = new_mask_draw(0.2, None)
     torch.manual_seed(5)
     assert new_mask_draw(0.2, None) == a  # None = the global RNG, saved in checkpoints
+
+
+def test_ranks_draw_independent_masks_from_one_generator_state():
+    """DDP ranks share the RNG state (a resume restores one state on every rank): the stream (rank) must
+    still give each its own mask, uncorrelated with the others, and consume the generator alike."""
+    states, masks = [], []
+    for stream in (0, 1, 2):
+        g = torch.Generator().manual_seed(3)
+        draw = new_mask_draw(0.5, g, stream)
+        states.append(g.get_state())
+        masks.append(materialize_mask(draw, (4, 50_000), "cpu").double().flatten())
+    assert all(torch.equal(states[0], s) for s in states[1:])  # the generator advanced the same way
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        assert not torch.equal(masks[a], masks[b])
+        assert abs(torch.corrcoef(torch.stack([masks[a], masks[b]]))[0, 1].item()) < 4 / math.sqrt(200_000)
+    g = torch.Generator().manual_seed(3)
+    assert new_mask_draw(0.5, g, 1) == new_mask_draw(0.5, torch.Generator().manual_seed(3), 1)  # reproducible
