@@ -134,6 +134,16 @@ def kernels(
     LLVM vectorises it: spike values and mask from u, surrogate densities from u (backward), then the state
     and gradient updates. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
 
+    spikes, densities = _row_kernels(mode, family, per_neuron)
+    return _forward_kernel(spikes, hard, amp), _backward_kernel(
+        spikes, densities, mode, hard, amp, width_rule, per_neuron
+    )
+
+
+@functools.cache
+def _row_kernels(mode: int, family: int, per_neuron: bool) -> tuple[Callable, Callable]:
+    """The per-step loops over a block's neurons: spike values and mask, and surrogate densities."""
+
     @njit(inline="always", cache=True, error_model="numpy")
     def spikes(u_row, lo, hi, theta, k, seed, base, thr, spk, analog):  # pragma: no cover
         """spk[j] = s and analog[j] = 1 − mask (j = i − lo) for the neurons lo..hi of one step."""
@@ -151,6 +161,12 @@ def kernels(
         for i in range(lo, hi):
             x = u_row[i] - theta
             dens[i - lo] = _density(family, (k[i] if per_neuron else k0) * x)
+
+    return spikes, densities
+
+
+def _forward_kernel(spikes: Callable, hard: bool, amp: bool) -> Callable:
+    """The forward pass for one configuration (the flags are constants of the closure)."""
 
     @njit(parallel=True, cache=True, error_model="numpy")
     def forward(cur, gamma, theta, k, seed, offset, thr, out, u_all):  # pragma: no cover
@@ -170,6 +186,14 @@ def kernels(
                     u, s = u_all[t, i], spk[i - lo]
                     out[t, i] = s * theta if amp else s
                     state[i - lo] = u - u * s if hard else u - theta * s
+
+    return forward
+
+
+def _backward_kernel(
+    spikes: Callable, densities: Callable, mode: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool
+) -> Callable:
+    """The reverse pass for one configuration (the flags are constants of the closure)."""
 
     @njit(parallel=True, cache=True, error_model="numpy")
     def backward(u_all, g_out, gamma, theta, k, seed, offset, thr, grad_in, parts, k_acc):  # pragma: no cover
@@ -220,7 +244,7 @@ def kernels(
             else:
                 parts[b, 2] = sum_k.sum()
 
-    return forward, backward
+    return backward
 
 
 def _kernels(spec: SpikeSpec, per_neuron: bool) -> tuple[Callable, Callable]:
