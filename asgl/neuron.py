@@ -18,7 +18,7 @@ available; ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the
 registered.
 
 The ASGL mask reaches a backend as a :class:`asgl.spike.MaskDraw` (seed, offset, p), never as a tensor:
-the element i of step t is a pure function of (seed, offset + t·N + i), so the kernels regenerate it where
+the element i of step t is a pure function of (seed, offset + t, i), so the kernels regenerate it where
 they need it and :func:`asgl.spike.materialize_mask` gives the stepwise reference the same mask.
 """
 
@@ -49,6 +49,7 @@ from asgl.spike import (
     materialize_mask,
     new_mask_draw,
     sg_spike,
+    step_mask_of,
 )
 from asgl.surrogates import Surrogate, SurrogateWidth, check_choice
 
@@ -210,8 +211,7 @@ def step_mask(draw: MaskDraw | None, current: Tensor, t: int) -> Tensor | None:
     """The bool mask [B, ...] of step t of ``current`` [T, B, ...] under ``draw`` (None when there is none)."""
     if draw is None:
         return None
-    n = current[0].numel()
-    return materialize_mask(MaskDraw(draw.prob, draw.seed, draw.offset + t * n), current.shape[1:], current.device)
+    return step_mask_of(draw, t, current.shape[1:], current.device)
 
 
 def lif_fused(

@@ -50,45 +50,54 @@ def heaviside(x: Tensor) -> Tensor:
     return (x >= 0).to(x.dtype)
 
 
-# splitmix64 (Steele, Lea & Flood 2014): counter × golden gamma, then a finaliser that mixes every bit
+# splitmix64 (Steele, Lea & Flood 2014) makes one 64-bit key per step from (seed, step counter); the element
+# bits come from two rounds of Wellons' 32-bit "lowbias32" mixer keyed by the two halves of that key, so the
+# per-element work is 32-bit arithmetic that CPUs vectorise and GPUs run natively.
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
-
-
-def _signed(v: int) -> int:
-    """A 64-bit unsigned constant as the int64 with the same bits (torch has no uint64 arithmetic)."""
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-_GOLDEN_I64, _MIX1_I64, _MIX2_I64 = _signed(_GOLDEN), _signed(_MIX1), _signed(_MIX2)
+_ROUND1 = 0x21F0AAAD
+_ROUND2 = 0x735A2D97
+_M32 = 0xFFFFFFFF
+MAX_STEP = 2**32  # elements per step: the element index is a 32-bit word
 
 
 @dataclass(frozen=True)
 class MaskDraw:
     """The ASGL mask of one LIF call as a counter-based draw, so no mask tensor needs to exist.
 
-    Element i of step t (N elements per step) is spiking (True) iff ``mask_bits(seed, offset + t·N + i)``,
-    a uniform 32-bit integer, is at least ``threshold`` = ⌈p·2³²⌉: probability 1 − p. The same
-    (seed, offset) gives the same mask on every backend and device.
+    Step t of the call gets the 64-bit key ``step_key(seed, offset + t)``; element i of that step
+    (0 <= i < N < 2³²) is spiking (True) iff ``element_bits(key, i)``, a uniform 32-bit integer, is at least
+    ``threshold`` = ⌈p·2³²⌉: probability 1 − p. The same (seed, offset) gives the same mask on every backend
+    and device.
     """
 
     prob: float
     seed: int  # 0 <= seed < 2⁶³
-    offset: int = 0
+    offset: int = 0  # the step counter of the first step
 
     @property
     def threshold(self) -> int:
         """⌈p·2³²⌉ in [0, 2³²]: 0 keeps every element spiking, 2³² none."""
         return min(max(math.ceil(self.prob * 2**32), 0), 2**32)
 
+    def keys(self, steps: int) -> list[int]:
+        """The 64-bit keys of steps 0..steps−1."""
+        return [step_key(self.seed, self.offset + t) for t in range(steps)]
 
-def _mix64(v: int) -> int:
-    """The splitmix64 finaliser of a non-negative integer (plain Python: 64-bit unsigned)."""
-    z = (v + _GOLDEN) % (1 << 64)
+
+def step_key(seed: int, counter: int) -> int:
+    """splitmix64 of (seed, counter) in plain integers: z = seed + (counter + 1)·γ mod 2⁶⁴, then
+    z ^= z >> 30; z *= M1; z ^= z >> 27; z *= M2; z ^= z >> 31."""
+    z = (seed + (counter + 1) * _GOLDEN) % (1 << 64)
     z = ((z ^ (z >> 30)) * _MIX1) % (1 << 64)
     z = ((z ^ (z >> 27)) * _MIX2) % (1 << 64)
     return z ^ (z >> 31)
+
+
+def _mix64(v: int) -> int:
+    """The splitmix64 finaliser of a non-negative integer (plain Python: 64-bit unsigned)."""
+    return step_key(0, v)
 
 
 def new_mask_draw(noise_prob: float, generator: torch.Generator | None, stream: int = 0) -> MaskDraw:
@@ -104,24 +113,38 @@ def new_mask_draw(noise_prob: float, generator: torch.Generator | None, stream: 
     return MaskDraw(noise_prob, seed)
 
 
-def mask_bits(seed: int, counter: Tensor) -> Tensor:
-    """splitmix64 of (seed, counter): int64 counter [...] -> uniform 32-bit integers (int64) [...]; 0 <= seed < 2⁶³.
+def _lowbias32(x: Tensor) -> Tensor:
+    """One round of the 32-bit mixer, in place on int64 words holding 32-bit values [...]:
+    x ^= x >> 16; x *= R1; x ^= x >> 15; x *= R2; x ^= x >> 15 (products taken mod 2³²)."""
+    x.bitwise_xor_(x >> 16).mul_(_ROUND1).bitwise_and_(_M32)
+    x.bitwise_xor_(x >> 15).mul_(_ROUND2).bitwise_and_(_M32)
+    return x.bitwise_xor_(x >> 15)
 
-    z = (seed + (counter + 1)·γ) mod 2⁶⁴, then z ^= z >> 30; z *= M1; z ^= z >> 27; z *= M2; z ^= z >> 31;
-    the top 32 bits of z. int64 products wrap modulo 2⁶⁴ like the unsigned ones, and the right shifts are
-    made logical by masking the sign-extended bits.
-    """
-    z = counter.add(1).mul_(_GOLDEN_I64).add_(seed)  # in place from here: one temporary besides z
-    z.bitwise_xor_((z >> 30).bitwise_and_((1 << 34) - 1)).mul_(_MIX1_I64)
-    z.bitwise_xor_((z >> 27).bitwise_and_((1 << 37) - 1)).mul_(_MIX2_I64)
-    z.bitwise_xor_((z >> 31).bitwise_and_((1 << 33) - 1))
-    return z.bitwise_right_shift_(32).bitwise_and_(0xFFFFFFFF)
+
+def element_bits(key: int, index: Tensor) -> Tensor:
+    """Uniform 32-bit words (int64) [...] of the elements ``index`` (int64 in [0, 2³²)) [...] of the step
+    with 64-bit ``key``: x = index ^ low(key), one round, x ^= high(key), one round."""
+    x = _lowbias32(index.bitwise_xor(key & _M32))
+    return _lowbias32(x.bitwise_xor_(key >> 32))
+
+
+def step_mask_of(
+    draw: MaskDraw, t: int, step_shape: torch.Size | tuple[int, ...], device: torch.device | str
+) -> Tensor:
+    """The bool mask [*step_shape] of step t of ``draw`` (True = spiking), elements numbered row-major."""
+    n = math.prod(step_shape)
+    if n >= MAX_STEP:
+        raise ValueError(f"an ASGL mask step holds at most 2³² − 1 elements; got {n}")
+    index = torch.arange(n, device=device, dtype=torch.int64)
+    return (element_bits(step_key(draw.seed, draw.offset + t), index) >= draw.threshold).view(step_shape)
 
 
 def materialize_mask(draw: MaskDraw, shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
-    """The bool mask [*shape] of ``draw`` (True = spiking); element j (row-major) uses counter offset + j."""
-    counter = torch.arange(draw.offset, draw.offset + math.prod(shape), device=device, dtype=torch.int64)
-    return (mask_bits(draw.seed, counter) >= draw.threshold).view(shape)
+    """The bool mask [T, *step] = ``shape`` of ``draw`` (True = spiking): step t is ``step_mask_of(draw, t)``."""
+    if len(shape) == 0:
+        raise ValueError("a mask needs a step dimension first: shape [T, ...]")
+    steps = [step_mask_of(draw, t, shape[1:], device) for t in range(shape[0])]
+    return torch.stack(steps) if steps else torch.zeros(shape, dtype=torch.bool, device=device)
 
 
 def draw_mask(

@@ -9,12 +9,13 @@ from asgl.spike import (
     MaskDraw,
     asgl_spike,
     draw_mask,
+    element_bits,
     heaviside,
     hybrid_spike,
-    mask_bits,
     materialize_mask,
     new_mask_draw,
     sg_spike,
+    step_key,
 )
 from asgl.surrogates import SURROGATES
 
@@ -78,20 +79,38 @@ def test_mask_is_seedable():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def _splitmix64_top32(seed: int, counter: int) -> int:
+def _splitmix64(seed: int, counter: int) -> int:
     """splitmix64 written from its definition with Python integers (no wrap-around tricks)."""
     m = (1 << 64) - 1
     z = (seed + (counter + 1) * 0x9E3779B97F4A7C15) & m
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    return (z ^ (z >> 31)) >> 32
+    return z ^ (z >> 31)
 
 
-def test_mask_bits_are_splitmix64():
+def _lowbias32(x: int) -> int:
+    """Wellons' 32-bit mixer (hash-prospector "lowbias32" constants) with Python integers."""
+    m = (1 << 32) - 1
+    x ^= x >> 16
+    x = (x * 0x21F0AAAD) & m
+    x ^= x >> 15
+    x = (x * 0x735A2D97) & m
+    return x ^ (x >> 15)
+
+
+def test_mask_bits_follow_their_definition():
+    """Step t's key is splitmix64(seed, offset + t); element i's word is two keyed rounds of lowbias32."""
     seed = (1 << 62) - 12345
-    counters = [0, 1, 2, 10**12, 2**40 + 7, 2**62]
-    got = mask_bits(seed, torch.tensor(counters)).tolist()
-    assert got == [_splitmix64_top32(seed, c) for c in counters]
+    for counter in (0, 1, 10**12, 2**62):
+        key = _splitmix64(seed, counter)
+        assert step_key(seed, counter) == key
+        index = [0, 1, 2, 1000, 2**31 + 5, 2**32 - 1]
+        expected = [_lowbias32(_lowbias32(i ^ (key & 0xFFFFFFFF)) ^ (key >> 32)) for i in index]
+        assert element_bits(key, torch.tensor(index)).tolist() == expected
+    draw = MaskDraw(0.37, seed, offset=3)
+    bits = [_lowbias32(_lowbias32(i ^ (k & 0xFFFFFFFF)) ^ (k >> 32)) for k in draw.keys(2) for i in range(40)]
+    expected_mask = torch.tensor([b >= math.ceil(0.37 * 2**32) for b in bits]).view(2, 40)
+    assert torch.equal(materialize_mask(draw, (2, 5, 8), "cpu").view(2, 40), expected_mask)
 
 
 def test_mask_statistics():
@@ -111,10 +130,10 @@ def test_mask_draw_is_a_pure_function_of_seed_and_offset():
     draw = MaskDraw(0.4, seed=99)
     whole = materialize_mask(draw, (3, 50), "cpu")
     assert torch.equal(whole, materialize_mask(draw, (3, 50), "cpu"))
-    assert torch.equal(whole[1], materialize_mask(MaskDraw(0.4, 99, offset=50), (50,), "cpu"))  # step t at t·N
+    assert torch.equal(whole[1:], materialize_mask(MaskDraw(0.4, 99, offset=1), (2, 50), "cpu"))  # step t: offset + t
     assert not torch.equal(whole, materialize_mask(MaskDraw(0.4, seed=100), (3, 50), "cpu"))
-    assert materialize_mask(MaskDraw(0.0, 5), (100,), "cpu").all()
-    assert not materialize_mask(MaskDraw(1.0, 5), (100,), "cpu").any()
+    assert materialize_mask(MaskDraw(0.0, 5), (2, 100), "cpu").all()
+    assert not materialize_mask(MaskDraw(1.0, 5), (2, 100), "cpu").any()
 
 
 def test_mask_seed_comes_from_the_generator():
