@@ -2,16 +2,22 @@
 
 Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuron._FusedLIF`), with the
 sequence viewed as [T, N] (N = every element of one step). Threads take blocks of ``BLOCK`` neurons; a block
-walks T with its state in a small array that stays in L1, so each value of [T, N] is read or written once:
-the forward reads the current and writes the output and u; the backward reads u and the output gradient and
+walks T with its state in small rows that stay in L1, so each value of [T, N] is read or written once: the
+forward reads the current and writes the output and u; the backward reads u and the output gradient and
 writes the input gradient. The ASGL mask is regenerated from its :class:`asgl.spike.MaskDraw` in both passes
-(the same splitmix64 as :func:`asgl.spike.mask_bits`), so no mask tensor exists.
+(the same 32-bit element words as :func:`asgl.spike.element_bits`), so no mask tensor exists.
 
-The decay, threshold and (layer) width gradients are summed per block in float64 and the block partials are
-added in block order afterwards; a channel or neuron width gets per-neuron sums reduced by torch. Blocks
-depend on N only, so gradients are bit-identical whatever the thread count.
+Everything runs in the input's precision (float32 in training: 8 lanes of a 256-bit vector), with the
+exponential written in plain arithmetic (a 2ⁿ range reduction and a short polynomial) and the mask words
+made with 32-bit integer operations, because a libm call or a 64-bit multiply stops LLVM from vectorising
+the loop around it.
 
-Compiled by numba on first use and cached on disk (``cache=True``): the first call of a dtype costs seconds.
+The decay, threshold and (layer) width gradients are summed per neuron in float64 and per block, and the
+block partials are added in block order afterwards; a channel or neuron width gets per-neuron sums reduced
+by torch. Blocks depend on N only, so gradients are bit-identical whatever the thread count.
+
+Compiled by numba on first use and cached on disk (``cache=True``): the first call of a configuration costs
+seconds.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from collections.abc import Callable
 import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 from torch import Tensor
 
 from asgl.spike import MaskDraw, SpikeSpec
@@ -32,224 +40,251 @@ BLOCK = 1024
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
 FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "arctan": 3, "triangle": 4}
 WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
-_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_HALF_PI = math.pi / 2
+_ROUND1, _ROUND2 = 0x21F0AAAD, 0x735A2D97  # the multipliers of asgl.spike's 32-bit mixer
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+_JIT = {"inline": "always", "cache": True, "error_model": "numpy"}
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _bits(seed, counter):
-    """splitmix64 of (seed, counter), top 32 bits; uint64 throughout (see asgl.spike.mask_bits)."""
-    z = seed + (np.uint64(counter) + np.uint64(1)) * _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return (z ^ (z >> np.uint64(31))) >> np.uint64(32)
+@intrinsic
+def _keyed_round(typingctx, x, key):  # pragma: no cover - compiled code
+    """lowbias32(x ^ key) in 32-bit LLVM operations (numba would widen uint32 arithmetic to 64 bits)."""
+    sig = types.uint32(types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        v = builder.xor(args[0], args[1])
+        v = builder.mul(builder.xor(v, builder.lshr(v, ir.Constant(i32, 16))), ir.Constant(i32, _ROUND1))
+        v = builder.mul(builder.xor(v, builder.lshr(v, ir.Constant(i32, 15))), ir.Constant(i32, _ROUND2))
+        return builder.xor(v, builder.lshr(v, ir.Constant(i32, 15)))
+
+    return sig, codegen
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _exp_neg(a):
-    """exp(−a) for a >= 0 in plain arithmetic, so that the loops calling it vectorise (a libm call does not):
-    the degree-12 Taylor polynomial of exp(−r), r = min(a, 80)/64 <= 1.25, raised to the 64th power by six
-    squarings. Relative error below 1e-13 for a <= 20 and 2e-7 at a = 80, where exp(−a) < 2e-35."""
-    r = min(a, 80.0) * (1.0 / 64.0)
-    p = 1.0 - r * (1 / 12)
-    p = 1.0 - r * (1 / 11) * p
-    p = 1.0 - r * (1 / 10) * p
-    p = 1.0 - r * (1 / 9) * p
-    p = 1.0 - r * (1 / 8) * p
-    p = 1.0 - r * (1 / 7) * p
-    p = 1.0 - r * (1 / 6) * p
-    p = 1.0 - r * (1 / 5) * p
-    p = 1.0 - r * (1 / 4) * p
-    p = 1.0 - r * (1 / 3) * p
-    p = 1.0 - r * (1 / 2) * p
-    p = 1.0 - r * p
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    p = p * p
-    return p * p
+@intrinsic
+def _pow2(typingctx, exponent, like):  # pragma: no cover - compiled code
+    """2**exponent (an int32 within the normal range) as a float of ``like``'s type, by placing the biased
+    exponent into the bits (float32: (e + 127) << 23; float64: (e + 1023) << 52)."""
+    sig = like(types.int32, like)
+
+    def codegen(context, builder, signature, args):
+        if signature.return_type == types.float32:
+            bits = builder.shl(builder.add(args[0], ir.Constant(ir.IntType(32), 127)), ir.Constant(ir.IntType(32), 23))
+            return builder.bitcast(bits, ir.FloatType())
+        wide = builder.add(builder.sext(args[0], ir.IntType(64)), ir.Constant(ir.IntType(64), 1023))
+        return builder.bitcast(builder.shl(wide, ir.Constant(ir.IntType(64), 52)), ir.DoubleType())
+
+    return sig, codegen
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _sigmoid(y):
-    e = _exp_neg(abs(y))
-    return (e if y < 0 else 1.0) / (1.0 + e)
+@njit(**_JIT)
+def _is_binary(i, k0, k1, thr):
+    """Whether element i of the step with key halves (k0, k1) spikes: its word is >= thr (int64 in [0, 2³²])."""
+    return np.int64(_keyed_round(_keyed_round(np.uint32(i), k0), k1)) >= thr
 
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _sigmoid_density(y):
-    e = _exp_neg(abs(y))
-    return e / ((1.0 + e) * (1.0 + e))
+@functools.cache
+def _maths(family: int, dtype: type) -> tuple[Callable, Callable]:
+    """(F, f): the unit-slope smooth step of ``family`` (asgl.surrogates; tanh's is σ(2y)) and its density,
+    with every constant in ``dtype`` (np.float32 or np.float64) so that float32 loops stay float32."""
+    one, half, two = dtype(1.0), dtype(0.5), dtype(2.0)
+    wide = dtype is np.float64
+    # exp(−a) = 2⁻ⁿ e⁻ʳ with n = round(a / ln 2), r = a − n ln 2 in [−ln2/2, ln2/2] (ln 2 split in a high part
+    # exact in few bits and a low part), e⁻ʳ by its Taylor polynomial: relative error below 2 ulp
+    a_max = dtype(708.0 if wide else 87.0)  # e^−a_max is still a normal float
+    log2e, ln2_hi = dtype(1.4426950408889634), dtype(0.6931471803691238 if wide else 0.693359375)
+    ln2_lo = dtype(1.9082149292705877e-10 if wide else -2.12194440e-4)
+    inv = tuple(dtype(1.0 / j) for j in range(1, 13 if wide else 8))  # 1/1 .. 1/degree
 
+    @njit(**_JIT)
+    def exp_neg(a):  # pragma: no cover - compiled code
+        """exp(−a) for a >= 0, in plain arithmetic so that the loop calling it vectorises."""
+        a = min(a, a_max)
+        n = np.int32(a * log2e + half)
+        r = (a - dtype(n) * ln2_hi) - dtype(n) * ln2_lo
+        p = one
+        for j in range(len(inv) - 1, -1, -1):
+            p = one - r * inv[j] * p
+        return p * _pow2(-n, a)
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _step(family, y):
-    """F(y), the unit-slope smooth step of ``family`` (asgl.surrogates); tanh's is σ(2y)."""
-    if family == 0:
-        return _sigmoid(y)
-    if family == 1:
-        return min(max(y + 0.5, 0.0), 1.0)
-    if family == 2:
-        return _sigmoid(2.0 * y)
-    if family == 3:
-        return math.atan(_HALF_PI * y) / math.pi + 0.5
-    c = min(max(y, -1.0), 1.0)
-    return 0.5 * (1.0 + c) * (1.0 + c) if c < 0 else 1.0 - 0.5 * (1.0 - c) * (1.0 - c)
+    @njit(**_JIT)
+    def sigmoid(y):  # pragma: no cover - compiled code
+        e = exp_neg(abs(y))
+        return (e if y < 0 else one) / (one + e)
 
+    @njit(**_JIT)
+    def sigmoid_density(y):  # pragma: no cover - compiled code
+        e = exp_neg(abs(y))
+        return e / ((one + e) * (one + e))
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _density(family, y):
-    """f(y) = F'(y)."""
-    if family == 0:
-        return _sigmoid_density(y)
-    if family == 1:
-        return 1.0 if abs(y) <= 0.5 else 0.0
-    if family == 2:
-        return 2.0 * _sigmoid_density(2.0 * y)
-    if family == 3:
-        return 0.5 / (1.0 + (_HALF_PI * y) * (_HALF_PI * y))
-    return max(1.0 - abs(y), 0.0)
+    @njit(**_JIT)
+    def step(y):  # pragma: no cover - compiled code
+        if family == 0:
+            return sigmoid(y)
+        if family == 1:
+            return min(max(y + half, dtype(0.0)), one)
+        if family == 2:
+            return sigmoid(two * y)
+        if family == 3:
+            return dtype(math.atan(dtype(math.pi / 2) * y) / math.pi) + half
+        c = min(max(y, -one), one)
+        return half * (one + c) * (one + c) if c < 0 else one - half * (one - c) * (one - c)
 
+    @njit(**_JIT)
+    def density(y):  # pragma: no cover - compiled code
+        if family == 0:
+            return sigmoid_density(y)
+        if family == 1:
+            return one if abs(y) <= half else dtype(0.0)
+        if family == 2:
+            return two * sigmoid_density(two * y)
+        if family == 3:
+            return half / (one + (dtype(math.pi / 2) * y) * (dtype(math.pi / 2) * y))
+        return max(one - abs(y), dtype(0.0))
 
-@njit(inline="always", cache=True, error_model="numpy")
-def _spike(mode, family, x, y, binary):
-    """Spike value: Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else F(y).
-    Both are computed and one selected, so that the asgl loop has no data-dependent branch."""
-    theta_x = 1.0 if x >= 0 else 0.0
-    if mode == 1 or mode == 2:
-        return theta_x
-    smooth = _step(family, y)
-    return theta_x if mode == 0 and binary else smooth
+    return step, density
 
 
 @functools.cache
 def kernels(
-    mode: int, family: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool
+    mode: int, family: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, dtype: type
 ) -> tuple[Callable, Callable]:
     """(forward, backward) compiled for one configuration: the flags are constants of the closures, so every
-    branch on them folds away. ``k`` is [1] (one width) or [N] (``per_neuron``).
+    branch on them folds away. ``k`` is [1] (one width) or [N] (``per_neuron``); ``dtype`` is the array type.
 
     Each step of a block runs in short loops over the block's neurons, each touching few arrays so that
-    LLVM vectorises it: spike values and mask from u, surrogate densities from u (backward), then the state
-    and gradient updates. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
-
-    spikes, densities = _row_kernels(mode, family, per_neuron)
-    return _forward_kernel(spikes, hard, amp), _backward_kernel(
-        spikes, densities, mode, hard, amp, width_rule, per_neuron
-    )
+    LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
+    spikes, densities = _row_kernels(mode, family, per_neuron, dtype)
+    backward = _backward_kernel(spikes, densities, mode, hard, amp, width_rule, per_neuron, dtype)
+    return _forward_kernel(spikes, hard, amp, per_neuron), backward
 
 
 @functools.cache
-def _row_kernels(mode: int, family: int, per_neuron: bool) -> tuple[Callable, Callable]:
+def _row_kernels(mode: int, family: int, per_neuron: bool, dtype: type) -> tuple[Callable, Callable]:
     """The per-step loops over a block's neurons: spike values and mask, and surrogate densities."""
+    step, density = _maths(family, dtype)
+    one, zero = dtype(1.0), dtype(0.0)
 
-    @njit(inline="always", cache=True, error_model="numpy")
-    def spikes(u_row, lo, hi, theta, k, seed, base, thr, spk, analog):  # pragma: no cover
-        """spk[j] = s and analog[j] = 1 − mask (j = i − lo) for the neurons lo..hi of one step."""
-        k0 = k[0]
-        for i in range(lo, hi):
-            x = u_row[i] - theta
-            binary = mode != 0 or _bits(seed, base + i) >= thr
-            spk[i - lo] = _spike(mode, family, x, (k[i] if per_neuron else k0) * x, binary)
-            analog[i - lo] = 0.0 if binary else 1.0
+    @njit(**_JIT)
+    def spikes(u_b, lo, theta, k_b, k0, k1, thr, spk, analog):  # pragma: no cover - compiled code
+        """spk[j] = s and analog[j] = 1 − mask for the neurons j of one step's block (u_b [m]; neuron lo + j).
+        Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else F(k x); both are computed
+        and one is selected, so that the asgl loop has no data-dependent branch."""
+        k_layer = k_b[0]
+        for j in range(u_b.size):
+            x = u_b[j] - theta
+            theta_x = one if x >= zero else zero
+            if mode == 1 or mode == 2:
+                spk[j] = theta_x
+            else:
+                binary = mode == 0 and _is_binary(lo + j, k0, k1, thr)
+                smooth = step((k_b[j] if per_neuron else k_layer) * x)
+                spk[j] = theta_x if binary else smooth
+                analog[j] = zero if binary else one
 
-    @njit(inline="always", cache=True, error_model="numpy")
-    def densities(u_row, lo, hi, theta, k, dens):  # pragma: no cover
-        """dens[j] = f(k x) for the neurons lo..hi of one step."""
-        k0 = k[0]
-        for i in range(lo, hi):
-            x = u_row[i] - theta
-            dens[i - lo] = _density(family, (k[i] if per_neuron else k0) * x)
+    @njit(**_JIT)
+    def densities(u_b, theta, k_b, dens):  # pragma: no cover - compiled code
+        """dens[j] = f(k x) for the neurons j of one step's block."""
+        k_layer = k_b[0]
+        for j in range(u_b.size):
+            dens[j] = density((k_b[j] if per_neuron else k_layer) * (u_b[j] - theta))
 
     return spikes, densities
 
 
-def _forward_kernel(spikes: Callable, hard: bool, amp: bool) -> Callable:
+def _forward_kernel(spikes: Callable, hard: bool, amp: bool, per_neuron: bool) -> Callable:
     """The forward pass for one configuration (the flags are constants of the closure)."""
 
     @njit(parallel=True, cache=True, error_model="numpy")
-    def forward(cur, gamma, theta, k, seed, offset, thr, out, u_all):  # pragma: no cover
-        """cur [T, N] -> out (a·s) and u_all (u) [T, N]."""
+    def forward(cur, gamma, theta, k, keys, thr, out, u_all):  # pragma: no cover - compiled code
+        """cur [T, N] -> out (a·s) and u_all (u) [T, N]; keys [T, 2] uint32 (each step's key halves)."""
         steps, n = cur.shape
         for b in prange((n + BLOCK - 1) // BLOCK):
             lo = b * BLOCK
-            hi = min(lo + BLOCK, n)
-            state = np.zeros(hi - lo, cur.dtype)
-            spk = np.empty(hi - lo, cur.dtype)
-            analog = np.empty(hi - lo, cur.dtype)
+            m = min(BLOCK, n - lo)  # rows are sliced: an index lo + j would defeat vectorisation
+            k_b = k[lo : lo + m] if per_neuron else k
+            state, spk, analog = np.zeros(m, cur.dtype), np.empty(m, cur.dtype), np.empty(m, cur.dtype)
             for t in range(steps):
-                for i in range(lo, hi):
-                    u_all[t, i] = cur[t, i] + state[i - lo] * gamma
-                spikes(u_all[t], lo, hi, theta, k, seed, offset + t * n, thr, spk, analog)
-                for i in range(lo, hi):
-                    u, s = u_all[t, i], spk[i - lo]
-                    out[t, i] = s * theta if amp else s
-                    state[i - lo] = u - u * s if hard else u - theta * s
+                cur_b, u_b, out_b = cur[t, lo : lo + m], u_all[t, lo : lo + m], out[t, lo : lo + m]
+                for j in range(m):
+                    u_b[j] = cur_b[j] + state[j] * gamma
+                spikes(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, analog)
+                for j in range(m):
+                    u, s = u_b[j], spk[j]
+                    out_b[j] = s * theta if amp else s
+                    state[j] = u - u * s if hard else u - theta * s
 
     return forward
 
 
 def _backward_kernel(
-    spikes: Callable, densities: Callable, mode: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool
+    spikes: Callable,
+    densities: Callable,
+    mode: int,
+    hard: bool,
+    amp: bool,
+    width_rule: int,
+    per_neuron: bool,
+    dtype: type,
 ) -> Callable:
     """The reverse pass for one configuration (the flags are constants of the closure)."""
+    zero = dtype(0.0)
 
     @njit(parallel=True, cache=True, error_model="numpy")
-    def backward(u_all, g_out, gamma, theta, k, seed, offset, thr, grad_in, parts, k_acc):  # pragma: no cover
+    def backward(u_all, g_out, gamma, theta, k, keys, thr, grad_in, parts, k_acc):  # pragma: no cover
         """Reverse pass: grad_in [T, N]; parts [blocks, 3] (decay, threshold, one width); k_acc [N] per neuron.
 
         The parameter gradients are per-neuron float64 sums over T, reduced per block at the end."""
         steps, n = u_all.shape
-        k0 = k[0]
         for b in prange((n + BLOCK - 1) // BLOCK):
             lo = b * BLOCK
-            hi = min(lo + BLOCK, n)
-            g_next = np.zeros(hi - lo, u_all.dtype)  # dL/du[t+1]; dL/dũ[t] = γ·dL/du[t+1]
-            sum_gamma = np.zeros(hi - lo)
-            sum_theta = np.zeros(hi - lo)
-            sum_k = np.zeros(hi - lo)
-            spk = np.empty(hi - lo, u_all.dtype)
-            dens = np.zeros(hi - lo, u_all.dtype)
-            analog = np.zeros(hi - lo, u_all.dtype)
+            m = min(BLOCK, n - lo)  # rows are sliced: an index lo + j would defeat vectorisation
+            k_b = k[lo : lo + m] if per_neuron else k
+            k_layer = k_b[0]
+            g_next = np.zeros(m, dtype)  # dL/du[t+1]; dL/dũ[t] = γ·dL/du[t+1]
+            sum_gamma, sum_theta, sum_k = np.zeros(m), np.zeros(m), np.zeros(m)
+            spk, dens, analog, gd_row = np.zeros(m, dtype), np.zeros(m, dtype), np.zeros(m, dtype), np.zeros(m, dtype)
             for t in range(steps - 1, -1, -1):
-                spikes(u_all[t], lo, hi, theta, k, seed, offset + t * n, thr, spk, analog)
+                u_b, go_b, gi_b = u_all[t, lo : lo + m], g_out[t, lo : lo + m], grad_in[t, lo : lo + m]
+                spikes(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, analog)
                 if mode != 2:
-                    densities(u_all[t], lo, hi, theta, k, dens)
-                for i in range(lo, hi):
-                    j = i - lo
-                    u, s, go, after = u_all[t, i], spk[j], g_out[t, i], g_next[j]
-                    kk = k[i] if per_neuron else k0
-                    big_g = after * gamma
-                    g = big_g - big_g * s if hard else big_g
-                    d_theta = go * s if amp else 0.0
+                    densities(u_b, theta, k_b, dens)
+                for j in range(m):  # the terms that read dL/du[t+1] before it is replaced
+                    u, s, after = u_b[j], spk[j], g_next[j]
+                    sum_gamma[j] += after * (u - u * s if hard else u - theta * s)
                     if not hard:
-                        d_theta -= big_g * s
+                        sum_theta[j] -= after * gamma * s
+                for j in range(m):
+                    u, s, go, big_g = u_b[j], spk[j], go_b[j], g_next[j] * gamma
+                    g = big_g - big_g * s if hard else big_g
                     if mode != 2:
                         gd = ((go * theta if amp else go) - big_g * (u if hard else theta)) * dens[j]
-                        g = g + gd * kk
-                        d_theta -= kk * gd
-                        if width_rule == 0:
-                            sum_k[j] += gd * (u - theta)
-                        elif width_rule == 1:
-                            sum_k[j] += gd * (u - theta) * analog[j]
-                    sum_theta[j] += d_theta
-                    sum_gamma[j] += after * (u - u * s if hard else u - theta * s)
-                    grad_in[t, i] = g
+                        g += gd * (k_b[j] if per_neuron else k_layer)
+                        gd_row[j] = gd
+                    gi_b[j] = g
                     g_next[j] = g
+                for j in range(m):
+                    gd = gd_row[j]
+                    d_theta = go_b[j] * spk[j] if amp else zero
+                    if mode != 2:
+                        d_theta -= (k_b[j] if per_neuron else k_layer) * gd
+                        if width_rule == WIDTH_ALL:
+                            sum_k[j] += gd * (u_b[j] - theta)
+                        elif width_rule == WIDTH_ANALOG:
+                            sum_k[j] += gd * (u_b[j] - theta) * analog[j]
+                    sum_theta[j] += d_theta
             parts[b, 0] = sum_gamma.sum()
             parts[b, 1] = sum_theta.sum()
             if per_neuron:
-                k_acc[lo:hi] = sum_k
+                k_acc[lo : lo + m] = sum_k
             else:
                 parts[b, 2] = sum_k.sum()
 
     return backward
 
 
-def _kernels(spec: SpikeSpec, per_neuron: bool) -> tuple[Callable, Callable]:
+def _kernels(spec: SpikeSpec, per_neuron: bool, dtype: torch.dtype) -> tuple[Callable, Callable]:
     flags = (spec.reset == "hard", spec.amplitude == "threshold", _width_rule(spec), per_neuron)
-    return kernels(MODES[spec.spike], FAMILIES[spec.surrogate.name], *flags)
+    return kernels(MODES[spec.spike], FAMILIES[spec.surrogate.name], *flags, _NUMPY[dtype])
 
 
 def _width_rule(spec: SpikeSpec) -> int:
@@ -258,9 +293,11 @@ def _width_rule(spec: SpikeSpec) -> int:
     return WIDTH_ANALOG if spec.spike == "asgl" else WIDTH_NONE
 
 
-def _mask_args(mask: MaskDraw | None) -> tuple[np.uint64, int, np.uint64]:
+def _mask_args(mask: MaskDraw | None, steps: int) -> tuple[np.ndarray, np.int64]:
+    """Each step's 64-bit key as its (low, high) 32-bit halves [T, 2] uint32, and the threshold (int64)."""
     draw = mask or MaskDraw(0.0, 0)
-    return np.uint64(draw.seed % 2**64), draw.offset, np.uint64(draw.threshold)
+    keys = np.array([(key & 0xFFFFFFFF, key >> 32) for key in draw.keys(steps)], dtype=np.uint32)
+    return keys.reshape(steps, 2), np.int64(draw.threshold)
 
 
 def _per_neuron_k(k: Tensor, step_shape: torch.Size) -> np.ndarray:
@@ -279,11 +316,11 @@ class _CpuLIF(torch.autograd.Function):
         cur = current.detach().contiguous()
         out, u_all = torch.empty_like(cur), torch.empty_like(cur)
         steps = cur.shape[0]
-        dtype = cur.numpy().dtype.type
+        dtype = _NUMPY[cur.dtype]
         _threads()
-        _kernels(spec, k.numel() > 1)[0](
+        _kernels(spec, k.numel() > 1, cur.dtype)[0](
             cur.view(steps, -1).numpy(), dtype(gamma.item()), dtype(theta.item()), _per_neuron_k(k, cur.shape[1:]),
-            *_mask_args(mask), out.view(steps, -1).numpy(), u_all.view(steps, -1).numpy(),
+            *_mask_args(mask, steps), out.view(steps, -1).numpy(), u_all.view(steps, -1).numpy(),
         )  # fmt: skip
         ctx.save_for_backward(u_all, gamma, theta, k)
         ctx.mask, ctx.spec = mask, spec
@@ -297,11 +334,11 @@ class _CpuLIF(torch.autograd.Function):
         grad_in = torch.empty_like(u_all)
         parts = np.zeros(((n + BLOCK - 1) // BLOCK, 3))
         k_acc = np.zeros(n if k.numel() > 1 else 0)
-        dtype = u_all.numpy().dtype.type
+        dtype = _NUMPY[u_all.dtype]
         _threads()
-        _kernels(spec, k.numel() > 1)[1](
+        _kernels(spec, k.numel() > 1, u_all.dtype)[1](
             u_all.view(steps, -1).numpy(), grad_out.contiguous().view(steps, -1).numpy(), dtype(gamma.item()),
-            dtype(theta.item()), _per_neuron_k(k, u_all.shape[1:]), *_mask_args(ctx.mask),
+            dtype(theta.item()), _per_neuron_k(k, u_all.shape[1:]), *_mask_args(ctx.mask, steps),
             grad_in.view(steps, -1).numpy(), parts, k_acc,
         )  # fmt: skip
         sums = [torch.tensor(float(parts[:, c].sum()), dtype=u_all.dtype) for c in range(3)]
@@ -319,11 +356,7 @@ class _CpuLIF(torch.autograd.Function):
 
 def supports(current: Tensor, spec: SpikeSpec) -> bool:
     """Whether the kernel runs this call: a CPU float32/float64 tensor and a family it knows."""
-    return (
-        current.device.type == "cpu"
-        and current.dtype in (torch.float32, torch.float64)
-        and (spec.surrogate.name in FAMILIES)
-    )
+    return current.device.type == "cpu" and current.dtype in _NUMPY and (spec.surrogate.name in FAMILIES)
 
 
 def lif_cpu_kernel(
