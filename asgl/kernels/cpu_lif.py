@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import threading
 from collections.abc import Callable
 
 import numba
@@ -37,12 +39,19 @@ from torch import Tensor
 from asgl.spike import MaskDraw, SpikeSpec
 
 BLOCK = 1024
+# numba's default OpenMP pool keeps its threads spinning for a while after each kernel, taking the cores from
+# torch's own OpenMP pool: every torch op between two LIF layers (a convolution, the loss) ran several times
+# slower. The workqueue pool's threads sleep as soon as a kernel ends. It runs one parallel launch at a time,
+# hence the lock. A threading layer the user chose (NUMBA_THREADING_LAYER) is kept.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+_LAUNCH = threading.Lock()
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
 FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "arctan": 3, "triangle": 4}
 WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
 _ROUND1, _ROUND2 = 0x21F0AAAD, 0x735A2D97  # the multipliers of asgl.spike's 32-bit mixer
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
-_JIT = {"inline": "always", "cache": True, "error_model": "numpy"}
+_JIT = {"inline": "always", "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 
 
 @intrinsic
@@ -83,10 +92,11 @@ def _is_binary(i, k0, k1, thr):
 
 
 @functools.cache
-def _maths(family: int, dtype: type) -> tuple[Callable, Callable]:
-    """(F, f): the unit-slope smooth step of ``family`` (asgl.surrogates; tanh's is σ(2y)) and its density,
-    with every constant in ``dtype`` (np.float32 or np.float64) so that float32 loops stay float32."""
-    one, half, two = dtype(1.0), dtype(0.5), dtype(2.0)
+def _maths(family: int, dtype: type) -> Callable:
+    """y -> (F(y), f(y)): the unit-slope smooth step of ``family`` (asgl.surrogates; tanh's is σ(2y)) and its
+    density, with every constant in ``dtype`` (np.float32 or np.float64) so that float32 loops stay float32.
+    Where only one of the two is used, LLVM drops the other's arithmetic."""
+    zero, one, half, two = dtype(0.0), dtype(1.0), dtype(0.5), dtype(2.0)
     wide = dtype is np.float64
     # exp(−a) = 2⁻ⁿ e⁻ʳ with n = round(a / ln 2), r = a − n ln 2 in [−ln2/2, ln2/2] (ln 2 split in a high part
     # exact in few bits and a low part), e⁻ʳ by its Taylor polynomial: relative error below 2 ulp
@@ -107,41 +117,30 @@ def _maths(family: int, dtype: type) -> tuple[Callable, Callable]:
         return p * _pow2(-n, a)
 
     @njit(**_JIT)
-    def sigmoid(y):  # pragma: no cover - compiled code
+    def sigmoid_pair(y):  # pragma: no cover - compiled code
+        """(σ(y), σ'(y)) from one exponential and one division."""
         e = exp_neg(abs(y))
-        return (e if y < 0 else one) / (one + e)
+        inv = one / (one + e)
+        return (e if y < 0 else one) * inv, e * inv * inv
 
     @njit(**_JIT)
-    def sigmoid_density(y):  # pragma: no cover - compiled code
-        e = exp_neg(abs(y))
-        return e / ((one + e) * (one + e))
-
-    @njit(**_JIT)
-    def step(y):  # pragma: no cover - compiled code
+    def step_density(y):  # pragma: no cover - compiled code
+        """(F(y), f(y)); the sigmoid and tanh share one exponential between them."""
         if family == 0:
-            return sigmoid(y)
-        if family == 1:
-            return min(max(y + half, dtype(0.0)), one)
+            return sigmoid_pair(y)
         if family == 2:
-            return sigmoid(two * y)
+            value, slope = sigmoid_pair(two * y)
+            return value, two * slope
+        if family == 1:
+            return min(max(y + half, zero), one), one if abs(y) <= half else zero
         if family == 3:
-            return dtype(math.atan(dtype(math.pi / 2) * y) / math.pi) + half
+            value = dtype(math.atan(dtype(math.pi / 2) * y) / math.pi) + half
+            return value, half / (one + (dtype(math.pi / 2) * y) * (dtype(math.pi / 2) * y))
         c = min(max(y, -one), one)
-        return half * (one + c) * (one + c) if c < 0 else one - half * (one - c) * (one - c)
+        value = half * (one + c) * (one + c) if c < 0 else one - half * (one - c) * (one - c)
+        return value, max(one - abs(y), zero)
 
-    @njit(**_JIT)
-    def density(y):  # pragma: no cover - compiled code
-        if family == 0:
-            return sigmoid_density(y)
-        if family == 1:
-            return one if abs(y) <= half else dtype(0.0)
-        if family == 2:
-            return two * sigmoid_density(two * y)
-        if family == 3:
-            return half / (one + (dtype(math.pi / 2) * y) * (dtype(math.pi / 2) * y))
-        return max(one - abs(y), dtype(0.0))
-
-    return step, density
+    return step_density
 
 
 @functools.cache
@@ -153,48 +152,45 @@ def kernels(
 
     Each step of a block runs in short loops over the block's neurons, each touching few arrays so that
     LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
-    spikes, densities = _row_kernels(mode, family, per_neuron, dtype)
-    backward = _backward_kernel(spikes, densities, mode, hard, amp, width_rule, per_neuron, dtype)
+    spikes, terms = _row_kernels(mode, family, per_neuron, dtype)
+    backward = _backward_kernel(terms, mode, hard, amp, width_rule, per_neuron, dtype)
     return _forward_kernel(spikes, hard, amp, per_neuron), backward
 
 
 @functools.cache
 def _row_kernels(mode: int, family: int, per_neuron: bool, dtype: type) -> tuple[Callable, Callable]:
-    """The per-step loops over a block's neurons: spike values and mask, and surrogate densities."""
-    step, density = _maths(family, dtype)
+    """The per-step loops over a block's neurons: spike values and mask (forward), and the same with the
+    surrogate densities (backward)."""
+    step_density = _maths(family, dtype)
     one, zero = dtype(1.0), dtype(0.0)
 
     @njit(**_JIT)
-    def spikes(u_b, lo, theta, k_b, k0, k1, thr, spk, analog):  # pragma: no cover - compiled code
-        """spk[j] = s and analog[j] = 1 − mask for the neurons j of one step's block (u_b [m]; neuron lo + j).
-        Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else F(k x); both are computed
-        and one is selected, so that the asgl loop has no data-dependent branch."""
+    def terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog):  # pragma: no cover - compiled code
+        """spk[j] = s, dens[j] = f(k x) and analog[j] = 1 − mask for the neurons j of one step's block (u_b
+        [m]; neuron lo + j). Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else
+        F(k x); both are computed and one is selected, so that the asgl loop has no data-dependent branch."""
         k_layer = k_b[0]
         for j in range(u_b.size):
             x = u_b[j] - theta
             theta_x = one if x >= zero else zero
-            if mode == 1 or mode == 2:
-                spk[j] = theta_x
-            else:
-                binary = mode == 0 and _is_binary(lo + j, k0, k1, thr)
-                smooth = step((k_b[j] if per_neuron else k_layer) * x)
-                spk[j] = theta_x if binary else smooth
-                analog[j] = zero if binary else one
+            smooth, slope = step_density((k_b[j] if per_neuron else k_layer) * x)
+            binary = mode == 1 or mode == 2 or (mode == 0 and _is_binary(lo + j, k0, k1, thr))
+            spk[j] = theta_x if binary else smooth
+            dens[j] = slope
+            analog[j] = zero if binary else one
 
     @njit(**_JIT)
-    def densities(u_b, theta, k_b, dens):  # pragma: no cover - compiled code
-        """dens[j] = f(k x) for the neurons j of one step's block."""
-        k_layer = k_b[0]
-        for j in range(u_b.size):
-            dens[j] = density((k_b[j] if per_neuron else k_layer) * (u_b[j] - theta))
+    def spikes(u_b, lo, theta, k_b, k0, k1, thr, spk, scratch):  # pragma: no cover - compiled code
+        """spk[j] = s for the neurons j of one step's block (the densities go to ``scratch``, unused)."""
+        terms(u_b, lo, theta, k_b, k0, k1, thr, spk, scratch, scratch)
 
-    return spikes, densities
+    return spikes, terms
 
 
 def _forward_kernel(spikes: Callable, hard: bool, amp: bool, per_neuron: bool) -> Callable:
     """The forward pass for one configuration (the flags are constants of the closure)."""
 
-    @njit(parallel=True, cache=True, error_model="numpy")
+    @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
     def forward(cur, gamma, theta, k, keys, thr, out, u_all):  # pragma: no cover - compiled code
         """cur [T, N] -> out (a·s) and u_all (u) [T, N]; keys [T, 2] uint32 (each step's key halves)."""
         steps, n = cur.shape
@@ -217,8 +213,7 @@ def _forward_kernel(spikes: Callable, hard: bool, amp: bool, per_neuron: bool) -
 
 
 def _backward_kernel(
-    spikes: Callable,
-    densities: Callable,
+    terms: Callable,
     mode: int,
     hard: bool,
     amp: bool,
@@ -229,7 +224,7 @@ def _backward_kernel(
     """The reverse pass for one configuration (the flags are constants of the closure)."""
     zero = dtype(0.0)
 
-    @njit(parallel=True, cache=True, error_model="numpy")
+    @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
     def backward(u_all, g_out, gamma, theta, k, keys, thr, grad_in, parts, k_acc):  # pragma: no cover
         """Reverse pass: grad_in [T, N]; parts [blocks, 3] (decay, threshold, one width); k_acc [N] per neuron.
 
@@ -242,36 +237,30 @@ def _backward_kernel(
             k_layer = k_b[0]
             g_next = np.zeros(m, dtype)  # dL/du[t+1]; dL/dũ[t] = γ·dL/du[t+1]
             sum_gamma, sum_theta, sum_k = np.zeros(m), np.zeros(m), np.zeros(m)
-            spk, dens, analog, gd_row = np.zeros(m, dtype), np.zeros(m, dtype), np.zeros(m, dtype), np.zeros(m, dtype)
+            spk, dens, analog = np.zeros(m, dtype), np.zeros(m, dtype), np.zeros(m, dtype)
             for t in range(steps - 1, -1, -1):
                 u_b, go_b, gi_b = u_all[t, lo : lo + m], g_out[t, lo : lo + m], grad_in[t, lo : lo + m]
-                spikes(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, analog)
-                if mode != 2:
-                    densities(u_b, theta, k_b, dens)
-                for j in range(m):  # the terms that read dL/du[t+1] before it is replaced
-                    u, s, after = u_b[j], spk[j], g_next[j]
-                    sum_gamma[j] += after * (u - u * s if hard else u - theta * s)
-                    if not hard:
-                        sum_theta[j] -= after * gamma * s
+                terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, dens, analog)
                 for j in range(m):
-                    u, s, go, big_g = u_b[j], spk[j], go_b[j], g_next[j] * gamma
+                    u, s, go, after = u_b[j], spk[j], go_b[j], g_next[j]
+                    kk = k_b[j] if per_neuron else k_layer
+                    big_g = after * gamma
                     g = big_g - big_g * s if hard else big_g
+                    d_theta = go * s if amp else zero
+                    if not hard:
+                        d_theta -= big_g * s
                     if mode != 2:
                         gd = ((go * theta if amp else go) - big_g * (u if hard else theta)) * dens[j]
-                        g += gd * (k_b[j] if per_neuron else k_layer)
-                        gd_row[j] = gd
+                        g += gd * kk
+                        d_theta -= kk * gd
+                        if width_rule == WIDTH_ALL:
+                            sum_k[j] += gd * (u - theta)
+                        elif width_rule == WIDTH_ANALOG:
+                            sum_k[j] += gd * (u - theta) * analog[j]
+                    sum_theta[j] += d_theta
+                    sum_gamma[j] += after * (u - u * s if hard else u - theta * s)
                     gi_b[j] = g
                     g_next[j] = g
-                for j in range(m):
-                    gd = gd_row[j]
-                    d_theta = go_b[j] * spk[j] if amp else zero
-                    if mode != 2:
-                        d_theta -= (k_b[j] if per_neuron else k_layer) * gd
-                        if width_rule == WIDTH_ALL:
-                            sum_k[j] += gd * (u_b[j] - theta)
-                        elif width_rule == WIDTH_ANALOG:
-                            sum_k[j] += gd * (u_b[j] - theta) * analog[j]
-                    sum_theta[j] += d_theta
             parts[b, 0] = sum_gamma.sum()
             parts[b, 1] = sum_theta.sum()
             if per_neuron:
@@ -306,8 +295,11 @@ def _per_neuron_k(k: Tensor, step_shape: torch.Size) -> np.ndarray:
     return flat.contiguous().numpy()
 
 
-def _threads() -> None:
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+def _launch(kernel: Callable, *args: object) -> None:
+    """Run a compiled kernel on as many threads as torch uses, one launch at a time."""
+    with _LAUNCH:
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        kernel(*args)
 
 
 class _CpuLIF(torch.autograd.Function):
@@ -317,8 +309,8 @@ class _CpuLIF(torch.autograd.Function):
         out, u_all = torch.empty_like(cur), torch.empty_like(cur)
         steps = cur.shape[0]
         dtype = _NUMPY[cur.dtype]
-        _threads()
-        _kernels(spec, k.numel() > 1, cur.dtype)[0](
+        _launch(
+            _kernels(spec, k.numel() > 1, cur.dtype)[0],
             cur.view(steps, -1).numpy(), dtype(gamma.item()), dtype(theta.item()), _per_neuron_k(k, cur.shape[1:]),
             *_mask_args(mask, steps), out.view(steps, -1).numpy(), u_all.view(steps, -1).numpy(),
         )  # fmt: skip
@@ -335,8 +327,8 @@ class _CpuLIF(torch.autograd.Function):
         parts = np.zeros(((n + BLOCK - 1) // BLOCK, 3))
         k_acc = np.zeros(n if k.numel() > 1 else 0)
         dtype = _NUMPY[u_all.dtype]
-        _threads()
-        _kernels(spec, k.numel() > 1, u_all.dtype)[1](
+        _launch(
+            _kernels(spec, k.numel() > 1, u_all.dtype)[1],
             u_all.view(steps, -1).numpy(), grad_out.contiguous().view(steps, -1).numpy(), dtype(gamma.item()),
             dtype(theta.item()), _per_neuron_k(k, u_all.shape[1:]), *_mask_args(ctx.mask, steps),
             grad_in.view(steps, -1).numpy(), parts, k_acc,
