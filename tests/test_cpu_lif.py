@@ -5,6 +5,8 @@ Each (mode, family, per-neuron width) configuration is one numba compile of a fo
 """
 
 import logging
+import os
+import subprocess
 import sys
 
 import pytest
@@ -89,3 +91,43 @@ def test_fallback_to_fused_when_numba_cannot_load(monkeypatch, caplog):
             lif_cpu_kernel(*args, None, SpikeSpec(SURROGATES["sigmoid"], "sg"))
     finally:
         cpu_kernel.cache_clear()
+
+
+CONCURRENT = """
+import threading, torch
+from asgl.kernels.cpu_lif import lif_cpu_kernel
+from asgl.spike import MaskDraw, SpikeSpec
+from asgl.surrogates import SURROGATES
+import numba
+
+spec = SpikeSpec(SURROGATES["sigmoid"], "asgl")
+x = torch.randn(4, 2, 64, 64, generator=torch.Generator().manual_seed(0))
+
+def run():
+    leaf = x.clone().requires_grad_()
+    params = [torch.tensor(v, requires_grad=True) for v in (0.6, 0.8, 2.0)]
+    out = lif_cpu_kernel(leaf, *params, MaskDraw(0.3, 7), spec)
+    out.sum().backward()
+    return out.detach(), leaf.grad
+
+expected = run()
+results = []
+def worker():
+    for _ in range(20):
+        results.append(run())
+threads = [threading.Thread(target=worker) for _ in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert len(results) == 60
+assert all(torch.equal(o, expected[0]) and torch.equal(g, expected[1]) for o, g in results)
+print(numba.threading_layer())
+"""
+
+
+def test_kernel_runs_from_several_python_threads_on_the_sleeping_thread_pool(tmp_path):
+    """numba's workqueue pool (its OpenMP one spins and slows torch's ops) aborts the process on two launches
+    at once: the kernel serialises them, so threads calling it get the single-thread results."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"} | {"NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", CONCURRENT], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["workqueue"]
