@@ -39,6 +39,12 @@ from torch import Tensor
 from asgl.spike import MaskDraw, SpikeSpec
 
 BLOCK = 1024
+MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
+FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "arctan": 3, "triangle": 4}
+WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
+_ROUND1, _ROUND2 = 0x21F0AAAD, 0x735A2D97  # the multipliers of asgl.spike's 32-bit mixer
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+_JIT = {"inline": "always", "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 # numba's default OpenMP pool keeps its threads spinning for a while after each kernel, taking the cores from
 # torch's own OpenMP pool: every torch op between two LIF layers (a convolution, the loss) ran several times
 # slower. The workqueue pool's threads sleep as soon as a kernel ends. It runs one parallel launch at a time,
@@ -46,12 +52,6 @@ BLOCK = 1024
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 _LAUNCH = threading.Lock()
-MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
-FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "arctan": 3, "triangle": 4}
-WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
-_ROUND1, _ROUND2 = 0x21F0AAAD, 0x735A2D97  # the multipliers of asgl.spike's 32-bit mixer
-_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
-_JIT = {"inline": "always", "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 
 
 @intrinsic
@@ -120,8 +120,8 @@ def _maths(family: int, dtype: type) -> Callable:
     def sigmoid_pair(y):  # pragma: no cover - compiled code
         """(σ(y), σ'(y)) from one exponential and one division."""
         e = exp_neg(abs(y))
-        inv = one / (one + e)
-        return (e if y < 0 else one) * inv, e * inv * inv
+        scale = one / (one + e)
+        return (e if y < 0 else one) * scale, e * scale * scale
 
     @njit(**_JIT)
     def step_density(y):  # pragma: no cover - compiled code
