@@ -279,8 +279,9 @@ if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
 
 def auto_backend(on_cuda: bool) -> str:
     """The backend ``auto`` runs. On CUDA: triton where registered, else fused. On CPU: the CPU kernel where
-    numba loads and the call is not being traced by torch.compile, else fused. Each is deterministic (the
-    triton backward sums its parameter gradients in a fixed order), so ``run.deterministic`` changes nothing."""
+    numba loads and the call is not being traced by torch.compile, else fused. None of them adds gradients up
+    in an order that varies from run to run (the triton backward sums per-program partials in a fixed order),
+    so ``run.deterministic`` does not change the choice."""
     if on_cuda:
         return "triton" if "triton" in BACKENDS else "fused"
     return "fused" if torch.compiler.is_compiling() or cpu_kernel() is None else "cpu_kernel"
