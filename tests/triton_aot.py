@@ -8,13 +8,14 @@ Python and accepts code the compiler rejects). Prints one line per target, ``sm_
 Which variants. The launch code's switches multiply: spike (family, mode, reset, amplitude, width rule),
 width granularity (a per-layer width is F = 1, which the JIT turns into a constant, as it does for any
 integer argument equal to 1), input dtype (float32, float16, bfloat16), gradient gating (which of decay,
-threshold, width need a gradient), block configuration (three), and the sizes the JIT specialises on
-(N past 2³¹ as i64, multiples of 16, T = N = 1). The full product would be thousands of compiles; the test
-has about a minute of CPU per target. The spike switches change the code of every step, so their full
-product is compiled, at the default dtype (float32), gating (every gradient) and block configuration
-(512 lanes, 4 warps). The other switches touch only loads and stores (dtype), which sums exist (gating),
-the lanes per program (block) or the integer types of the sizes, independently of the spike: each of their
-values is compiled at least once, with the default spike (sigmoid, asgl, hard reset, amplitude θ).
+threshold, width need a gradient), block configuration (three), and what the JIT specialises on: N past
+2³¹ (i64), sizes that are multiples of 16, T = N = 1, an input that is a view at an unaligned offset. The
+full product would be thousands of compiles; the test has about a minute of CPU per target. The spike
+switches change the code of every step, so their full product is compiled, at the default dtype
+(float32), gating (every gradient) and block configuration (512 lanes, 4 warps). The other switches
+touch only loads and stores (dtype, alignment), which sums exist (gating), the lanes per program (block)
+or the integer types of the sizes, independently of the spike: each of their values is compiled at least
+once, with the default spike (sigmoid, asgl, hard reset, amplitude θ).
 Usage: python tests/triton_aot.py ARCH ...   (e.g. 80 90)
 """
 
@@ -24,6 +25,7 @@ import itertools
 import re
 import sys
 import time
+from typing import NamedTuple
 
 import triton
 from triton.backends.compiler import GPUTarget
@@ -45,6 +47,7 @@ ALL_GRADS = (True, True, True)
 DEFAULT_BLOCK = BLOCK_CONFIGS[1]
 ATOMICS = re.compile(r"\b(atom|red)\.")  # PTX atomic read-modify-write and reduction instructions
 IO_POINTERS = {"cur_ptr", "out_ptr", "gout_ptr", "gu_ptr"}  # in the input's dtype; the others float32 or int64
+INPUT_POINTERS = {"cur_ptr", "gout_ptr"}  # the caller's tensors; the kernels' other tensors are fresh allocations
 
 
 def spike_specs() -> list[SpikeSpec]:
@@ -53,16 +56,24 @@ def spike_specs() -> list[SpikeSpec]:
     return [SpikeSpec(SURROGATES[f], spike, reset, amp, width_grad) for f, spike, reset, amp, width_grad in grid]
 
 
-# kernel, constexprs, (BLOCK_N, num_warps), input dtype, argument types (default i32), integer args divisible by 16
-Variant = tuple[triton.JITFunction, dict, tuple[int, int], str, dict, tuple[str, ...]]
+class Variant(NamedTuple):
+    """One compile: a kernel, its constexprs, and what else the launch decides."""
+
+    fn: triton.JITFunction
+    consts: dict
+    block: tuple[int, int] = DEFAULT_BLOCK  # (BLOCK_N, num_warps)
+    dtype: str = "fp32"  # of the input-dtype pointers
+    wide: tuple[str, ...] = ()  # integer arguments past 2³¹ (i64; the others i32)
+    divisible: tuple[str, ...] = ()  # integer arguments that are multiples of 16
+    aligned_inputs: bool = True  # input and output gradient 16-byte aligned (a view at an offset may not be)
 
 
-def kernels(spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool]) -> list[tuple[triton.JITFunction, dict]]:
+def kernels(spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool] = ALL_GRADS) -> list[Variant]:
     """The two kernels with their switches for one spike, width granularity and gating."""
     width = {"F": 1} if k_scalar else {}
     return [
-        (_lif_forward_kernel, forward_flags(spec) | width),
-        (_lif_backward_kernel, backward_flags(spec, k_scalar, needs) | width),
+        Variant(_lif_forward_kernel, forward_flags(spec) | width),
+        Variant(_lif_backward_kernel, backward_flags(spec, k_scalar, needs) | width),
     ]
 
 
@@ -70,35 +81,38 @@ def variants() -> list[Variant]:
     """Each distinct (kernel, constexprs) of the spike product once, then every other switch's values."""
     found = {}
     for spec, k_scalar in itertools.product(spike_specs(), (True, False)):
-        for fn, consts in kernels(spec, k_scalar, ALL_GRADS):
-            found[(fn.__name__, tuple(sorted(consts.items())))] = (fn, consts, DEFAULT_BLOCK, "fp32", {}, ())
-    default = kernels(SpikeSpec(SURROGATES["sigmoid"], "asgl"), True, ALL_GRADS)
-    backward = _lif_backward_kernel
-    extra = [(fn, c, DEFAULT_BLOCK, dtype, {}, ()) for fn, c in default for dtype in ("fp16", "bf16")]
-    extra += [(fn, c, block, "fp32", {}, ()) for fn, c in default for block in BLOCK_CONFIGS if block != DEFAULT_BLOCK]
-    extra += [(fn, c | {"F": 1}, DEFAULT_BLOCK, "fp32", {"N": "i64"}, ()) for fn, c in default]
-    extra += [(fn, c | {"F": 1, "T": 1, "N": 1}, DEFAULT_BLOCK, "fp32", {}, ()) for fn, c in default]
+        for v in kernels(spec, k_scalar):
+            found[(v.fn.__name__, tuple(sorted(v.consts.items())))] = v
     spec = SpikeSpec(SURROGATES["sigmoid"], "asgl")
-    extra += [(fn, c, DEFAULT_BLOCK, "fp32", {}, ("T", "N", "F")) for fn, c in kernels(spec, False, ALL_GRADS)]
-    for needs in itertools.product((True, False), repeat=3):
-        if needs != ALL_GRADS:
-            extra.append((backward, backward_flags(spec, False, needs), DEFAULT_BLOCK, "fp32", {}, ()))
+    per_layer, per_channel = kernels(spec, True), kernels(spec, False)
+    extra = [v._replace(dtype=dtype) for v in per_layer for dtype in ("fp16", "bf16")]
+    extra += [v._replace(block=block) for v in per_layer for block in BLOCK_CONFIGS if block != DEFAULT_BLOCK]
+    extra += [v._replace(wide=("N",)) for v in per_layer]
+    extra += [v._replace(consts=v.consts | {"T": 1, "N": 1}) for v in per_layer]
+    extra += [v._replace(divisible=("T", "N", "F")) for v in per_channel]
+    extra += [v._replace(aligned_inputs=False) for v in per_layer]
+    gatings = [needs for needs in itertools.product((True, False), repeat=3) if needs != ALL_GRADS]
+    extra += [kernels(spec, False, needs)[1] for needs in gatings]
     return list(found.values()) + extra
 
 
-def source(fn: triton.JITFunction, consts: dict, dtype: str, types: dict, divisible: tuple[str, ...]) -> ASTSource:
-    """What the JIT builds for a launch: 16-byte aligned pointers, i32 sizes (or ``types``), those in
-    ``divisible`` multiples of 16."""
+def source(v: Variant) -> ASTSource:
+    """What the JIT builds for this launch: the signature and the 16-divisibility of pointers and integers."""
+    consts = v.consts | {"BLOCK_N": v.block[0]}
     signature = {}
-    for name in fn.arg_names:
+    for name in v.fn.arg_names:
         if name in consts:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
-            signature[name] = "*i64" if name == "keys_ptr" else f"*{dtype}" if name in IO_POINTERS else "*fp32"
+            signature[name] = "*i64" if name == "keys_ptr" else f"*{v.dtype}" if name in IO_POINTERS else "*fp32"
         else:
-            signature[name] = types.get(name, "i32")
-    aligned = [i for i, name in enumerate(fn.arg_names) if name.endswith("_ptr") or name in divisible]
-    return ASTSource(fn, signature, constexprs=consts, attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
+            signature[name] = "i64" if name in v.wide else "i32"
+    divisible = [
+        i
+        for i, name in enumerate(v.fn.arg_names)
+        if name in v.divisible or (name.endswith("_ptr") and (v.aligned_inputs or name not in INPUT_POINTERS))
+    ]
+    return ASTSource(v.fn, signature, constexprs=consts, attrs={(i,): [["tt.divisibility", 16]] for i in divisible})
 
 
 def main(targets: list[str]) -> None:
@@ -106,14 +120,14 @@ def main(targets: list[str]) -> None:
     for target in targets:
         arch = int(target.split(":")[0])
         start = time.perf_counter()
-        for fn, consts, (block, warps), dtype, types, divisible in todo:
+        for v in todo:
             try:
-                src = source(fn, consts | {"BLOCK_N": block}, dtype, types, divisible)
-                kernel = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+                options = {"num_warps": v.block[1]}
+                kernel = triton.compile(source(v), target=GPUTarget("cuda", arch, 32), options=options)
             except Exception as error:
-                sys.exit(f"sm_{arch}: {fn.__name__} {consts} {dtype} block {block} does not compile:\n{error}")
+                sys.exit(f"sm_{arch}: {v.fn.__name__} {v.consts} {v[2:]} does not compile:\n{error}")
             if ATOMICS.search(kernel.asm["ptx"]):  # sums in no fixed order: gradients would vary from run to run
-                sys.exit(f"sm_{arch}: {fn.__name__} {consts} uses atomic instructions")
+                sys.exit(f"sm_{arch}: {v.fn.__name__} {v.consts} uses atomic instructions")
         print(f"sm_{arch}: {len(todo)} variants compiled in {time.perf_counter() - start:.0f} s", flush=True)
 
 

@@ -278,13 +278,12 @@ class _TritonLIF(torch.autograd.Function):
         block, warps = block_config(n)
         programs = triton.cdiv(n, block)
         grad_u = torch.empty_like(u_all, dtype=ctx.dtype)
-        sums = u_all.new_empty(2 * programs)  # decay, threshold block sums
-        sums_k = u_all.new_empty(programs if k_scalar else n)
+        sums_gamma, sums_theta = u_all.new_empty(programs), u_all.new_empty(programs)  # one block sum per program
+        sums_k = u_all.new_empty(n if flags["GRAD_K"] and not k_scalar else programs)  # per neuron or per program
         with _on_device(u_all):
             _lif_backward_kernel[(programs,)](
                 u_all, grad_out, grad_u, ctx.keys, gamma.reshape(1), theta.reshape(1), k_flat,
-                sums[:programs], sums[programs:], sums_k, steps, n, k_flat.numel(),
-                **flags, BLOCK_N=block, num_warps=warps,
+                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **flags, BLOCK_N=block, num_warps=warps,
             )  # fmt: skip
         grad_k = None
         if flags["GRAD_K"]:
@@ -293,8 +292,8 @@ class _TritonLIF(torch.autograd.Function):
             grad_k = torch.zeros_like(k)  # a spike without a width gradient
         return (
             grad_u,
-            sums[:programs].sum().reshape(gamma.shape) if flags["GRAD_GAMMA"] else None,
-            sums[programs:].sum().reshape(theta.shape) if flags["GRAD_THETA"] else None,
+            sums_gamma.sum().reshape(gamma.shape) if flags["GRAD_GAMMA"] else None,
+            sums_theta.sum().reshape(theta.shape) if flags["GRAD_THETA"] else None,
             grad_k,
             None, None,
         )  # fmt: skip
