@@ -182,6 +182,15 @@ def test_the_backend_never_builds_a_mask_tensor(monkeypatch):
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.parametrize("config", triton_lif.BLOCK_CONFIGS)
+def test_every_block_config_matches_stepwise(config, monkeypatch):
+    """Each (BLOCK_N, num_warps) the rule can pick, forced on N = 1575 (a partial last block in each)."""
+    monkeypatch.setattr(triton_lif, "block_config", lambda n: config)
+    current = torch.randn(3, 9, 7, 5, 5, generator=torch.Generator().manual_seed(10)).to(DEVICE) * 1.5
+    assert current[0].numel() % config[0] != 0
+    assert_matches_stepwise(current, "sigmoid", "asgl", "soft", True, (7, 1, 1))
+
+
 def test_block_config_by_neurons_per_step():
     assert block_config(700 * 32) == (128, 1)  # an audio layer with a small batch: many small programs
     assert block_config(2**17) == (512, 4)
