@@ -80,9 +80,7 @@ class RunConfig(Section):
     seed: int = Field(0, ge=0, description="Seed of every random draw (weights, data order, masks).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = cuda if available.")
     out_dir: str = Field("runs", description="Parent folder of run folders.")
-    deterministic: bool = Field(
-        False, description="torch.use_deterministic_algorithms; LIF backend auto runs fused (slower on GPU)."
-    )
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (slower on GPU).")
     threads: int | None = Field(
         None, ge=1, description="CPU threads per process (torch.set_num_threads); None = PyTorch's default."
     )

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 # A backend runs a LIF layer over a whole sequence:
 # (current [T, B, ...], gamma, theta, k, mask draw (asgl mode in training) or None, spec) -> output [T, B, ...]
 Backend = Callable[[Tensor, Tensor, Tensor, Tensor, "MaskDraw | None", SpikeSpec], Tensor]
+HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def lif_step(
@@ -224,13 +225,23 @@ def lif_fused(
 def lif_triton(
     current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
-    """Triton backend (CUDA), same contract as :func:`lif_stepwise`; what the kernel lacks goes to :func:`lif_fused`."""
+    """Triton backend (CUDA), same contract as :func:`lif_stepwise`; reads float16/bfloat16 input in place (output
+    in its dtype). What the kernel lacks goes to :func:`lif_fused` (in float32 for half precision)."""
     from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
 
-    draw, mask = mask, None if mask is None else materialize_mask(mask, current.shape, current.device)
     if triton_lif.supports(current, gamma, theta, k, mask, spec):
         return triton_lif.lif_triton(current, gamma, theta, k, mask, spec)
-    return lif_fused(current, gamma, theta, k, draw, spec)
+    return in_float32(lif_fused, current, gamma, theta, k, mask, spec)
+
+
+def in_float32(
+    backend: Backend, current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
+) -> Tensor:
+    """``backend`` on a float16/bfloat16 ``current`` [T, B, ...] cast to float32, the output cast back (other
+    dtypes pass through): how every backend but the Triton kernel runs half precision."""
+    if current.dtype not in HALF_PRECISION:
+        return backend(current, gamma, theta, k, mask, spec)
+    return backend(current.float(), gamma, theta, k, mask, spec).to(current.dtype)
 
 
 @functools.cache
@@ -266,19 +277,19 @@ if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
     BACKENDS["triton"] = lif_triton
 
 
-def auto_backend(on_cuda: bool, deterministic: bool) -> str:
-    """The backend ``auto`` runs. On CUDA: triton where registered, but fused where the run must be
-    deterministic, since the triton backward adds its parameter gradients up across programs in no fixed
-    order. On CPU: the CPU kernel (deterministic by construction) where numba loads and the call is not
-    being traced by torch.compile, else fused."""
+def auto_backend(on_cuda: bool) -> str:
+    """The backend ``auto`` runs. On CUDA: triton where registered, else fused. On CPU: the CPU kernel where
+    numba loads and the call is not being traced by torch.compile, else fused. None of them adds gradients up
+    in an order that varies from run to run (the triton backward sums per-program partials in a fixed order),
+    so ``run.deterministic`` does not change the choice."""
     if on_cuda:
-        return "triton" if "triton" in BACKENDS and not deterministic else "fused"
+        return "triton" if "triton" in BACKENDS else "fused"
     return "fused" if torch.compiler.is_compiling() or cpu_kernel() is None else "cpu_kernel"
 
 
-def resolve_backend(name: str, x: Tensor, deterministic: bool = False) -> Backend:
+def resolve_backend(name: str, x: Tensor) -> Backend:
     """The backend called ``name`` (``auto``: see :func:`auto_backend`) for input ``x``."""
-    name = auto_backend(x.is_cuda, deterministic) if name == "auto" else name
+    name = auto_backend(x.is_cuda) if name == "auto" else name
     if name not in BACKENDS:
         raise BackendUnavailable(f"LIF backend {name!r} is not available here (have: {', '.join(BACKENDS)})")
     return BACKENDS[name]
@@ -341,7 +352,6 @@ class LIF(nn.Module):
         self.noise_prob = noise_prob
         self.generator: torch.Generator | None = None
         self.mask_stream = 0  # mixed into every mask seed: the DDP rank (see set_mask_stream)
-        self.deterministic = False  # set for run.deterministic (see use_deterministic_backends)
 
     @classmethod
     def from_config(
@@ -383,22 +393,18 @@ class LIF(nn.Module):
         return SpikeSpec(self.surrogate, self.active_spike(), self.reset, self.amplitude, self.width_grad)
 
     def resolve_backend(self, x: Tensor) -> Backend:
-        return resolve_backend(self.backend, x, self.deterministic)
+        return resolve_backend(self.backend, x)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x [T, B, *feature_shape] input current -> spikes [T, B, *feature_shape] (amplitude θ or 1)."""
-        dtype = x.dtype
-        current = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-        mask = self.mask_draw()
-        out = self.resolve_backend(current)(
-            current,
-            self.decay().to(current.dtype),
-            self.theta().to(current.dtype),
-            self.width.slope().to(current.dtype),
-            mask,
-            self.spec(),
-        )
-        return out.to(dtype)
+        """x [T, B, *feature_shape] input current -> spikes [T, B, *feature_shape] (amplitude θ or 1), in x's
+        dtype. Half precision: parameters and state in float32, the input read by the Triton kernel in place
+        and cast to float32 for the other backends."""
+        dtype = torch.float32 if x.dtype in HALF_PRECISION else x.dtype  # parameters and state
+        backend = self.resolve_backend(x)
+        params = (self.decay().to(dtype), self.theta().to(dtype), self.width.slope().to(dtype))
+        if backend is lif_triton:
+            return backend(x, *params, self.mask_draw(), self.spec())
+        return in_float32(backend, x, *params, self.mask_draw(), self.spec())
 
     def extra_repr(self) -> str:
         return f"spike={self.spike}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"
@@ -413,17 +419,6 @@ def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
     """Set p (probability of the analog value) on every LIF layer."""
     for _, layer in lif_layers(model):
         layer.noise_prob = noise_prob
-
-
-def use_deterministic_backends(model: nn.Module, device: torch.device) -> str | None:
-    """Make ``auto`` resolve deterministically in every LIF layer; returns the one-line note to show when that
-    changes a layer's backend on ``device`` (triton -> fused), else None."""
-    layers = [layer for _, layer in lif_layers(model)]
-    for layer in layers:
-        layer.deterministic = True
-    if any(layer.backend == "auto" for layer in layers) and auto_backend(device.type == "cuda", False) == "triton":
-        return "run.deterministic: LIF backend 'auto' runs 'fused', not 'triton'"
-    return None
 
 
 def share_decay(model: nn.Module) -> None:

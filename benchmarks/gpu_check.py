@@ -4,7 +4,8 @@
 
 1. the CUDA tests (tests/test_triton.py on the real device, not the interpreter);
 2. Triton vs stepwise parity on CUDA for every mode, family, reset and width granularity (spikes identical,
-   gradients within 1e-4 at float32);
+   gradients within 1e-4 at float32), and for every mode with float16 and bfloat16 input against stepwise on
+   the float32-cast input (gradients within one rounding of the dtype);
 3. ``asgl bench cifar100_resnet18`` at batch 128 with fused, triton and relu, AMP off / bf16 / fp16,
    channels-last off / on: step times, ratios and peak training-step memory;
 4. images per second of a synthetic CIFAR-100 epoch slice through the real training loop (``asgl.engine.
@@ -17,6 +18,7 @@ Each part records its failure and the others still run. Without CUDA it says so 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODES = ("asgl", "sg", "heaviside", "analog")
 FAMILIES = ("sigmoid", "rectangle", "tanh", "arctan", "triangle")
 GRANULARITY_SHAPES = {"layer": (), "channel": (4, 1, 1), "neuron": (4, 3, 3)}
+HALF_TOLERANCE = {"float16": 2**-10, "bfloat16": 2**-7}  # one rounding of the dtype
 
 
 def cuda_tests() -> dict[str, Any]:
@@ -44,54 +47,63 @@ def cuda_tests() -> dict[str, Any]:
     return {"ok": proc.returncode == 0, "summary": lines[-1] if lines else proc.stderr.strip()[-200:]}
 
 
-def parity_case(backend: Callable, mode: str, family: str, hard: bool, k_shape: tuple[int, ...]) -> float:
-    """Largest gradient difference |a − b| / (1 + |b|), triton vs stepwise, for one case; raises if spikes differ."""
-    from asgl.neuron import lif_stepwise
+def parity_case(backend: Callable, mode: str, family: str, hard: bool, k_shape: tuple[int, ...], dtype: str) -> float:
+    """Largest gradient difference |a − b| / (1 + |b|), triton vs stepwise (on the input cast to float32, in
+    ``dtype`` out), for one case; raises if spikes differ."""
+    from asgl.neuron import in_float32, lif_stepwise
     from asgl.spike import MaskDraw, SpikeSpec
     from asgl.surrogates import SURROGATES
 
     g = torch.Generator().manual_seed(0)
-    current = (torch.randn(6, 3, 4, 3, 3, generator=g) * 1.5).cuda()
+    current = (torch.randn(6, 3, 4, 3, 3, generator=g) * 1.5).to("cuda", getattr(torch, dtype))
     params = [torch.tensor(0.6), torch.tensor(0.8), torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()))]
     params[2] = params[2].reshape(k_shape)
     width_grad = "analog" if mode == "asgl" and not hard else "all"
     spec = SpikeSpec(SURROGATES[family], mode, "hard" if hard else "soft", "threshold", width_grad)
     draw = MaskDraw(0.3, seed=7) if mode == "asgl" else None
     results = []
-    for fn in (lif_stepwise, backend):
+    for fn in (lambda *args: in_float32(lif_stepwise, *args), backend):
         args = [current.clone().requires_grad_()] + [p.cuda().requires_grad_() for p in params]
         out = fn(*args, draw, spec)
-        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), device="cuda").view_as(out)).sum(), args)
-        results.append((out.detach(), grads))
+        loss = (out * torch.linspace(-1, 1, out.numel(), device="cuda").view_as(out)).sum()
+        grads = torch.autograd.grad(loss, args, allow_unused=True)  # heaviside: no gradient for the input
+        results.append((out.detach(), [torch.zeros_like(a) if g is None else g for a, g in zip(args, grads)]))
     (ref, ref_grads), (out, grads) = results
-    binary = (ref == 0) | (ref == 0.8)
+    binary = (ref == 0) | (ref == torch.tensor(0.8).to(ref.dtype))
     if not torch.equal(out[binary], ref[binary]):
         raise AssertionError("spikes differ")
     return max(float(((a - b).abs() / (1 + b.abs())).max()) for a, b in zip(grads, ref_grads))
 
 
+def parity_cases() -> list[tuple[str, tuple, float]]:
+    """(name, parity_case arguments after the backend, gradient tolerance): every mode, family, reset and width
+    granularity at float32, then every mode with float16 and bfloat16 input (sigmoid, hard reset, one width)."""
+    cases = []
+    for mode, family, hard, (granularity, k_shape) in itertools.product(
+        MODES, FAMILIES, (True, False), GRANULARITY_SHAPES.items()
+    ):
+        name = f"{mode}/{family}/{'hard' if hard else 'soft'}/{granularity}"
+        cases.append((name, (mode, family, hard, k_shape, "float32"), 1e-4))
+    for dtype, tolerance in HALF_TOLERANCE.items():
+        cases += [
+            (f"{mode}/sigmoid/hard/layer/{dtype}", (mode, "sigmoid", True, (), dtype), tolerance) for mode in MODES
+        ]
+    return cases
+
+
 def triton_parity() -> dict[str, Any]:
     from asgl.neuron import BACKENDS
 
-    failures, worst = [], 0.0
-    for mode in MODES:
-        for family in FAMILIES:
-            for hard in (True, False):
-                for granularity, k_shape in GRANULARITY_SHAPES.items():
-                    name = f"{mode}/{family}/{'hard' if hard else 'soft'}/{granularity}"
-                    try:
-                        diff = parity_case(BACKENDS["triton"], mode, family, hard, k_shape)
-                        worst = max(worst, diff)
-                        if diff > 1e-4:
-                            failures.append(f"{name}: gradient diff {diff:.2e}")
-                    except Exception as err:  # recorded, the other cases still run
-                        failures.append(f"{name}: {type(err).__name__}: {err}")
-    return {
-        "ok": not failures,
-        "cases": len(MODES) * len(FAMILIES) * 2 * 3,
-        "worst_grad_diff": worst,
-        "failures": failures,
-    }
+    failures, worst, cases = [], 0.0, parity_cases()
+    for name, args, tolerance in cases:
+        try:
+            diff = parity_case(BACKENDS["triton"], *args)
+            worst = max(worst, diff)
+            if diff > tolerance:
+                failures.append(f"{name}: gradient diff {diff:.2e}")
+        except Exception as err:  # recorded, the other cases still run
+            failures.append(f"{name}: {type(err).__name__}: {err}")
+    return {"ok": not failures, "cases": len(cases), "worst_grad_diff": worst, "failures": failures}
 
 
 def bench_grid(batch: int, repeats: int) -> dict[str, Any]:

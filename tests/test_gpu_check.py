@@ -43,3 +43,12 @@ def test_a_failing_part_is_recorded_and_the_table_shows_every_part():
     assert "12 passed" in lines[1] and " NO " in lines[2] and "out of resources" in lines[2]
     assert "fused 52.5 ms" in lines[4] and "fused 900 MiB" in lines[4]
     assert "2500 images/s, 20.0 s per 50k-image epoch" in lines[5]
+
+
+def test_parity_cases_cover_every_spike_at_float32_and_every_mode_in_half_precision():
+    cases = gpu_check.parity_cases()
+    assert len({name for name, _, _ in cases}) == len(cases) == 4 * 5 * 2 * 3 + 2 * 4
+    half = [(args[0], args[4], tolerance) for _, args, tolerance in cases if args[4] != "float32"]
+    modes = {"asgl", "sg", "heaviside", "analog"}
+    assert {(m, d) for m, d, _ in half} == {(m, d) for m in modes for d in ("float16", "bfloat16")}
+    assert all(tolerance == {"float16": 2**-10, "bfloat16": 2**-7}[d] for _, d, tolerance in half)

@@ -10,30 +10,49 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed")
 
+from asgl import neuron  # noqa: E402
 from asgl.kernels import triton_lif  # noqa: E402
-from asgl.kernels.triton_lif import BLOCK  # noqa: E402
-from asgl.neuron import BACKENDS, LIF, lif_stepwise, lif_triton, set_mask_generator  # noqa: E402
+from asgl.kernels.triton_lif import block_config  # noqa: E402
+from asgl.neuron import BACKENDS, LIF, in_float32, lif_stepwise, lif_triton, set_mask_generator  # noqa: E402
 from asgl.spike import MaskDraw, SpikeSpec, materialize_mask  # noqa: E402
 from asgl.surrogates import SURROGATES, SurrogateWidth  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+NAMES = ("current", "decay", "threshold", "width")
 
 
-def run(backend, current, family, mode, reset, amplitude, k_shape, width_grad="all"):
+def operands(current, k_shape, needs=(True, True, True), threshold=0.8):
+    """(current, gamma, theta, k) as leaves: current in its own dtype, the parameters float32."""
+    gamma = torch.tensor(0.6, device=DEVICE, requires_grad=needs[0])
+    theta = torch.tensor(threshold, device=DEVICE, requires_grad=needs[1])
+    k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()), device=DEVICE).reshape(k_shape)
+    return current.clone().requires_grad_(), gamma, theta, k.requires_grad_(needs[2])
+
+
+def spec_of(family, mode, reset="hard", amplitude=True, width_grad="all"):
+    return SpikeSpec(SURROGATES[family], mode, reset, "threshold" if amplitude else "unit", width_grad)
+
+
+def run(backend, current, family, mode, reset, amplitude, k_shape, width_grad="all", threshold=0.8):
     """Output and gradients (current, gamma, theta, k) of a weighted sum of the output."""
-    current = current.clone().requires_grad_()
-    gamma = torch.tensor(0.6, device=DEVICE, requires_grad=True)
-    theta = torch.tensor(0.8, device=DEVICE, requires_grad=True)
-    k = torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()), device=DEVICE).reshape(k_shape).requires_grad_()
-    draw = MaskDraw(0.3, seed=1) if mode == "asgl" else None
-    direct = backend is triton_lif.lif_triton and draw is not None  # the kernel itself takes the bool mask
-    mask = materialize_mask(draw, current.shape, current.device) if direct else draw
-    spec = SpikeSpec(SURROGATES[family], mode, reset, "threshold" if amplitude else "unit", width_grad)
-    out = backend(current, gamma, theta, k, mask, spec)
+    inputs = operands(current, k_shape, threshold=threshold)
+    draw = MaskDraw(0.3, seed=1)
+    out = backend(*inputs, draw if mode == "asgl" else None, spec_of(family, mode, reset, amplitude, width_grad))
     weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
-    inputs = (current, gamma, theta, k)
     grads = torch.autograd.grad((out * weights).sum(), inputs, allow_unused=True) if out.requires_grad else (None,) * 4
     return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+
+
+def assert_matches_stepwise(current, family, mode, reset, amplitude, k_shape, width_grad="all"):
+    ref_out, ref_grads = run(lif_stepwise, current, family, mode, reset, amplitude, k_shape, width_grad)
+    out, grads = run(lif_triton, current, family, mode, reset, amplitude, k_shape, width_grad)
+    binary = (ref_out == 0) | (ref_out == (0.8 if amplitude else 1.0))
+    assert torch.equal(out[binary], ref_out[binary])  # identical spikes
+    assert mode == "analog" or binary.float().mean() > 0.5
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)  # analog values: fp32 rounding only
+    for name, g, ref in zip(NAMES, grads, ref_grads):
+        torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
+    return ref_grads
 
 
 CASES = [
@@ -54,14 +73,7 @@ CASES = [
 @pytest.mark.parametrize("family,mode,reset,amplitude,k_shape", CASES)
 def test_kernel_matches_stepwise(family, mode, reset, amplitude, k_shape):
     current = torch.randn(6, 3, 4, 3, 3, generator=torch.Generator().manual_seed(0)).to(DEVICE) * 1.5
-    ref_out, ref_grads = run(lif_stepwise, current, family, mode, reset, amplitude, k_shape)
-    out, grads = run(lif_triton, current, family, mode, reset, amplitude, k_shape)
-    binary = (ref_out == 0) | (ref_out == (0.8 if amplitude else 1.0))
-    assert torch.equal(out[binary], ref_out[binary])  # identical spikes
-    assert mode == "analog" or binary.float().mean() > 0.5
-    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)  # analog values: fp32 rounding only
-    for name, g, ref in zip(("current", "gamma", "theta", "k"), grads, ref_grads):
-        torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
+    ref_grads = assert_matches_stepwise(current, family, mode, reset, amplitude, k_shape)
     if mode != "heaviside":
         assert ref_grads[3].abs().sum() > 0 and ref_grads[0].abs().sum() > 0
 
@@ -76,8 +88,8 @@ def test_width_gradient_from_analog_elements_only(mode):
     assert not torch.allclose(got[3], full[3])
 
 
-# N = 9·7·5·5 = 1575 neurons: four programs of BLOCK = 512, the last one partial, and the width index n mod F
-# (F = 175) wrapping inside programs, so the cross-program sums (atomic adds) of the parameter gradients count
+# N = 9·7·5·5 = 1575 neurons: 13 programs of 128 lanes (block_config), the last one partial, and the width
+# index n mod F (F = 175) wrapping inside programs, so the cross-program sums of the parameter gradients count
 MANY_PROGRAM_CASES = [
     # family, mode, reset, amplitude threshold, width shape, width gradient
     ("sigmoid", "asgl", "hard", True, (), "all"),
@@ -91,30 +103,117 @@ MANY_PROGRAM_CASES = [
 @pytest.mark.parametrize("family,mode,reset,amplitude,k_shape,width_grad", MANY_PROGRAM_CASES)
 def test_many_programs_match_stepwise(family, mode, reset, amplitude, k_shape, width_grad):
     current = torch.randn(3, 9, 7, 5, 5, generator=torch.Generator().manual_seed(5)).to(DEVICE) * 1.5
-    assert current[0].numel() > 3 * BLOCK
-    ref_out, ref_grads = run(lif_stepwise, current, family, mode, reset, amplitude, k_shape, width_grad)
-    out, grads = run(lif_triton, current, family, mode, reset, amplitude, k_shape, width_grad)
-    binary = (ref_out == 0) | (ref_out == (0.8 if amplitude else 1.0))
-    assert torch.equal(out[binary], ref_out[binary])
-    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
-    for name, g, ref in zip(("current", "decay", "threshold", "width"), grads, ref_grads):
+    assert current[0].numel() > 3 * block_config(current[0].numel())[0]
+    ref_grads = assert_matches_stepwise(current, family, mode, reset, amplitude, k_shape, width_grad)
+    assert all(ref.abs().sum() > 0 for ref in ref_grads)
+
+
+@pytest.mark.parametrize("dtype,ulp", [(torch.float16, 2**-10), (torch.bfloat16, 2**-7)])
+@pytest.mark.parametrize("mode,reset,k_shape", [("asgl", "hard", ()), ("sg", "soft", (4, 1, 1))])
+def test_half_precision_input_matches_stepwise_on_the_float32_cast(dtype, ulp, mode, reset, k_shape):
+    """Read in place, state in float32: the reference runs on the input cast to float32 (the same numbers) and
+    rounds its output and input gradient to ``dtype`` once, as the kernel does; a rounding apart at most (the
+    interpreter rounds bfloat16 stores toward zero, torch and GPUs to nearest). θ = 0.75 is exact in both."""
+    current = (torch.randn(5, 3, 4, 3, 3, generator=torch.Generator().manual_seed(6)) * 1.5).to(DEVICE, dtype)
+    reference = lambda *args: in_float32(lif_stepwise, *args)  # noqa: E731
+    ref_out, ref_grads = run(reference, current, "sigmoid", mode, reset, True, k_shape, threshold=0.75)
+    out, grads = run(lif_triton, current, "sigmoid", mode, reset, True, k_shape, threshold=0.75)
+    assert out.dtype == grads[0].dtype == ref_out.dtype == dtype
+    assert all(g.dtype == torch.float32 for g in grads[1:])
+    binary = (ref_out == 0) | (ref_out == 0.75)
+    assert torch.equal(out[binary], ref_out[binary]) and binary.float().mean() > 0.5
+    torch.testing.assert_close(out, ref_out, atol=0, rtol=ulp)
+    torch.testing.assert_close(grads[0], ref_grads[0], atol=1e-5, rtol=ulp, msg="current")
+    for name, g, ref in zip(NAMES[1:], grads[1:], ref_grads[1:]):
         assert ref.abs().sum() > 0, name
         torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
 
 
+def test_gradients_are_bit_identical_across_runs():
+    """Block sums per program added up by torch in a fixed order (no atomics; the AOT test checks the PTX)."""
+    current = torch.randn(3, 9, 7, 5, 5, generator=torch.Generator().manual_seed(7)).to(DEVICE)
+    first, second = (run(lif_triton, current, "tanh", "asgl", "soft", True, (7, 1, 1))[1] for _ in range(2))
+    for name, a, b in zip(NAMES, first, second):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("needs", [(False, True, True), (True, False, False), (False, False, True), (False,) * 3])
+def test_gradients_only_for_parameters_that_need_them(needs):
+    """The backward returns None for a parameter without grad; the other gradients match the reference."""
+    current = torch.randn(4, 2, 4, 3, 3, generator=torch.Generator().manual_seed(8)).to(DEVICE)
+    draw, spec = MaskDraw(0.3, seed=4), spec_of("sigmoid", "asgl", "soft", True)
+    inputs = operands(current, (4, 1, 1), needs)
+    out = lif_triton(*inputs, draw, spec)
+    weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
+    returned = out.grad_fn.apply(weights)  # what the backward hands autograd, one entry per forward argument
+    ref_inputs = operands(current, (4, 1, 1))
+    ref_grads = torch.autograd.grad((lif_stepwise(*ref_inputs, draw, spec) * weights).sum(), ref_inputs)
+    for name, need, got, ref in zip(NAMES, (True, *needs), returned, ref_grads):
+        if need:
+            torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4, msg=name)
+        else:
+            assert got is None, name
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.4, 1.0])
+def test_kernel_mask_is_the_draws_mask(prob):
+    """Unit amplitude and sigmoid smooth values strictly inside (0, 1): outputs 0 or 1 mark the binary elements.
+    N = 210 spans two programs; p = 1 is the threshold 2³², where no element is binary."""
+    current = torch.randn(4, 3, 10, 7, generator=torch.Generator().manual_seed(9)).to(DEVICE)
+    draw = MaskDraw(prob, seed=2**62 + 99, offset=1000)
+    gamma, theta, k = (torch.tensor(v, device=DEVICE) for v in (0.6, 0.8, 1.0))
+    out = triton_lif.lif_triton(current, gamma, theta, k, draw, spec_of("sigmoid", "asgl", amplitude=False))
+    binary = (out == 0) | (out == 1)
+    assert torch.equal(binary, materialize_mask(draw, current.shape, DEVICE))
+    assert binary.float().mean().item() == pytest.approx(1 - prob, abs=0.1)
+
+
+def test_the_backend_never_builds_a_mask_tensor(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a mask tensor was built")
+
+    for name in ("materialize_mask", "step_mask_of"):
+        monkeypatch.setattr(neuron, name, refuse)
+    monkeypatch.setattr("asgl.spike.element_bits", refuse)
+    current = torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    inputs = operands(current, ())
+    out = lif_triton(*inputs, MaskDraw(0.3, seed=5), spec_of("sigmoid", "asgl"))
+    grads = torch.autograd.grad(out.sum(), inputs)
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("config", triton_lif.BLOCK_CONFIGS)
+def test_every_block_config_matches_stepwise(config, monkeypatch):
+    """Each (BLOCK_N, num_warps) the rule can pick, forced on N = 1575 (a partial last block in each)."""
+    monkeypatch.setattr(triton_lif, "block_config", lambda n: config)
+    current = torch.randn(3, 9, 7, 5, 5, generator=torch.Generator().manual_seed(10)).to(DEVICE) * 1.5
+    assert current[0].numel() % config[0] != 0
+    assert_matches_stepwise(current, "sigmoid", "asgl", "soft", True, (7, 1, 1))
+
+
+def test_block_config_by_neurons_per_step():
+    assert block_config(700 * 32) == (128, 1)  # an audio layer with a small batch: many small programs
+    assert block_config(2**17) == (512, 4)
+    assert block_config(128 * 64 * 32 * 32) == (1024, 4)  # a convolutional layer with a big batch
+    assert {block_config(n) for n in (1, 2**17, 2**22)} == set(triton_lif.BLOCK_CONFIGS)  # what the AOT test compiles
+
+
 def test_unsupported_inputs_take_another_path_with_the_reference_result():
-    """float64 and the arctan family are refused by the kernels; the backend's other path matches stepwise."""
+    """float64 and the arctan family are refused by the kernels; the backend's other path matches stepwise
+    (in float32 for a float16 input, output in float16)."""
     current = torch.randn(3, 2, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4)).to(DEVICE)
-    for family, x in (("sigmoid", current), ("arctan", current.float())):
-        params = [torch.tensor(v, dtype=x.dtype, device=DEVICE, requires_grad=True) for v in (0.5, 1.0, 1.0)]
+    for family, x in (("sigmoid", current), ("arctan", current.float()), ("arctan", current.half())):
+        dtype = torch.float32 if x.dtype == torch.float16 else x.dtype
+        params = [torch.tensor(v, dtype=dtype, device=DEVICE, requires_grad=True) for v in (0.5, 1.0, 1.0)]
         spec = SpikeSpec(SURROGATES[family], "sg")
         with pytest.raises(ValueError, match="the Triton LIF takes"):
             triton_lif.lif_triton(x, *params, None, spec)
         results = []
-        for backend in (lif_triton, lif_stepwise):
+        for backend in (lif_triton, lambda *args: in_float32(lif_stepwise, *args)):
             out = backend(x, *params, None, spec)
             results.append((out, torch.autograd.grad((out * out).sum(), params)))
         (out, grads), (ref, ref_grads) = results
+        assert out.dtype == x.dtype
         torch.testing.assert_close(out, ref)
         torch.testing.assert_close(grads, ref_grads)
 
@@ -122,29 +221,46 @@ def test_unsupported_inputs_take_another_path_with_the_reference_result():
 def test_supports_checks_every_operand():
     current = torch.randn(2, 3, 4, device=DEVICE)
     gamma, theta, k = (torch.tensor(v, device=DEVICE) for v in (0.5, 1.0, 1.0))
-    mask = torch.ones(2, 3, 4, dtype=torch.bool, device=DEVICE)
-    args = {"current": current, "gamma": gamma, "theta": theta, "k": k, "mask": mask}
+    args = {"current": current, "gamma": gamma, "theta": theta, "k": k, "draw": MaskDraw(0.3, seed=0)}
     spec = SpikeSpec(SURROGATES["sigmoid"], "asgl")
-    assert triton_lif.supports(**args, spec=spec)
-    assert triton_lif.supports(**(args | {"mask": None}), spec=SpikeSpec(SURROGATES["sigmoid"], "sg"))
-    refused = {
-        "current": current.double(),
-        "gamma": gamma.double(),
-        "theta": theta.half(),
-        "k": k.to("meta"),  # another device
-        "mask": mask.to(torch.uint8),
-    }
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        assert triton_lif.supports(**(args | {"current": current.to(dtype)}), spec=spec)
+    assert triton_lif.supports(**(args | {"draw": None}), spec=SpikeSpec(SURROGATES["sigmoid"], "sg"))
+    refused = {"current": current.double(), "gamma": gamma.double(), "theta": theta.half(), "k": k.to("meta")}
     for name, value in refused.items():
         assert not triton_lif.supports(**(args | {name: value}), spec=spec), name
-    assert not triton_lif.supports(**(args | {"mask": mask[:1]}), spec=spec)
     assert not triton_lif.supports(**args, spec=SpikeSpec(SURROGATES["arctan"], "asgl"))
+    # a mask step holds fewer than 2³² elements (element indices are 32-bit words); sizes only, on "meta"
+    huge = {"current": torch.empty(1, 2**16, 2**16, device="meta")} | {
+        p: x.to("meta") for p, x in args.items() if p in "gamma theta k"
+    }
+    assert triton_lif.supports(**(args | huge | {"draw": None}), spec=SpikeSpec(SURROGATES["sigmoid"], "sg"))
+    assert not triton_lif.supports(**(args | huge), spec=spec)
 
 
 def test_asgl_without_mask_is_refused():
     current = torch.randn(2, 3, 4, device=DEVICE)
     gamma, theta, k = (torch.tensor(v, device=DEVICE) for v in (0.5, 1.0, 1.0))
-    with pytest.raises(ValueError, match="asgl spike needs its bool mask"):
+    with pytest.raises(ValueError, match="asgl spike needs its mask draw"):
         lif_triton(current, gamma, theta, k, None, SpikeSpec(SURROGATES["sigmoid"], "asgl"))
+
+
+def test_lif_layer_hands_half_precision_to_the_kernel_in_place(monkeypatch):
+    """The layer gives the kernel bfloat16 as it is (the other backends get float32) and returns bfloat16."""
+    seen, kernel = [], triton_lif.lif_triton
+    monkeypatch.setattr(
+        triton_lif, "lif_triton", lambda current, *rest: (seen.append(current.dtype), kernel(current, *rest))[1]
+    )
+    monkeypatch.setitem(BACKENDS, "triton", lif_triton)  # registered on CUDA machines; the interpreter runs it here
+    layer = LIF(SurrogateWidth((4, 3, 3), width=2.0), spike="asgl", noise_prob=0.3).to(DEVICE)
+    x = (torch.randn(5, 2, 4, 3, 3, generator=torch.Generator().manual_seed(3)) * 2).to(DEVICE, torch.bfloat16)
+    outs = {}
+    for backend in ("triton", "stepwise"):
+        layer.backend = backend
+        set_mask_generator(layer, torch.Generator(DEVICE).manual_seed(3))
+        outs[backend] = layer(x)
+    assert seen == [torch.bfloat16] and outs["triton"].dtype == outs["stepwise"].dtype == torch.bfloat16
+    torch.testing.assert_close(outs["triton"], outs["stepwise"], atol=0, rtol=2**-7)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: 'auto' picks Triton only on CUDA tensors")

@@ -11,10 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# forward: 4 families x 4 modes x 2 resets x 2 amplitudes x 2 width granularities (per layer, per channel);
-# backward: the same with the width-gradient switches of each mode: asgl 2 (all / analog elements only),
-# sg 2 (with / without width gradient), analog 1, heaviside 1; then 4 size variants (N as i64, T = N = 1).
-EXPECTED = 4 * 4 * 2 * 2 * 2 + 4 * 2 * 2 * 2 * (2 + 2 + 1 + 1) + 4
+# The spike product at the default dtype, gating and block: forward 4 families x 4 modes x 2 resets x
+# 2 amplitudes x 2 width granularities (per layer, per channel); backward the same with the width-gradient
+# switches of each mode: asgl 2 (all / analog elements only), sg 2 (with / without width gradient), analog 1,
+# heaviside 1. Then, with the default spike, both kernels for float16 and bfloat16 (2 x 2), the two other
+# block configurations (2 x 2), N as i64, T = N = 1, T, N, F multiples of 16 and an unaligned input (4 x 2),
+# and the backward for the 7 other gradient gatings.
+EXPECTED = 4 * 4 * 2 * 2 * 2 + 4 * 2 * 2 * 2 * (2 + 2 + 1 + 1) + 2 * 2 + 2 * 2 + 4 * 2 + 7
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")

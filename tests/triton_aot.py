@@ -1,26 +1,38 @@
 """Compile every variant of the Triton LIF kernels ahead of time for real GPU targets, without a GPU.
 
 Run by tests/test_triton_compile.py in a subprocess without ``TRITON_INTERPRET`` (the interpreter runs plain
-Python and accepts code the compiler rejects). The variants are those the launch code can ask for: the
-switches of every spike (family, mode, reset, amplitude, width gradient) from ``forward_flags`` and
-``backward_flags``, each with a per-layer width (F = 1, which the JIT turns into a constant, as it does for
-any integer argument equal to 1) and a per-channel or per-neuron width. Prints one line per target:
-``sm_<arch>: <count> variants ...``; exits non-zero on the first kernel that does not compile.
-Besides, the default spike is compiled with large sizes (N as i64, past 2³¹) and with T = N = 1 (constants).
+Python and accepts code the compiler rejects). Prints one line per target, ``sm_<arch>: <count> variants
+...``, and exits non-zero on the first kernel that does not compile or whose PTX has an atomic instruction
+(the parameter gradients must be summed in a fixed order, so that they are bit-identical from run to run).
+
+Which variants. The launch code's switches multiply: spike (family, mode, reset, amplitude, width rule),
+width granularity (a per-layer width is F = 1, which the JIT turns into a constant, as it does for any
+integer argument equal to 1), input dtype (float32, float16, bfloat16), gradient gating (which of decay,
+threshold, width need a gradient), block configuration (three), and what the JIT specialises on: N past
+2³¹ (i64), sizes that are multiples of 16, T = N = 1, an input that is a view at an unaligned offset. The
+full product would be thousands of compiles; the test has about a minute of CPU per target. The spike
+switches change the code of every step, so their full product is compiled, at the default dtype
+(float32), gating (every gradient) and block configuration (512 lanes, 4 warps). The other switches
+touch only loads and stores (dtype, alignment), which sums exist (gating), the lanes per program (block)
+or the integer types of the sizes, independently of the spike: each of their values is compiled at least
+once, with the default spike (sigmoid, asgl, hard reset, amplitude θ).
 Usage: python tests/triton_aot.py ARCH ...   (e.g. 80 90)
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import time
+from typing import NamedTuple
 
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from asgl.kernels.triton_lif import (
+    BLOCK_CONFIGS,
     FAMILIES,
     MODES,
     _lif_backward_kernel,
@@ -31,6 +43,12 @@ from asgl.kernels.triton_lif import (
 from asgl.spike import SpikeSpec
 from asgl.surrogates import SURROGATES
 
+ALL_GRADS = (True, True, True)
+DEFAULT_BLOCK = BLOCK_CONFIGS[1]
+ATOMICS = re.compile(r"\b(atom|red)\.")  # PTX atomic read-modify-write and reduction instructions
+IO_POINTERS = {"cur_ptr", "out_ptr", "gout_ptr", "gu_ptr"}  # in the input's dtype; the others float32 or int64
+INPUT_POINTERS = {"cur_ptr", "gout_ptr"}  # the caller's tensors; the kernels' other tensors are fresh allocations
+
 
 def spike_specs() -> list[SpikeSpec]:
     """Every spike the LIF layer can hand to the kernels."""
@@ -38,38 +56,63 @@ def spike_specs() -> list[SpikeSpec]:
     return [SpikeSpec(SURROGATES[f], spike, reset, amp, width_grad) for f, spike, reset, amp, width_grad in grid]
 
 
-Variant = tuple[triton.JITFunction, dict, dict]  # kernel, constexprs, argument types other than the default
+class Variant(NamedTuple):
+    """One compile: a kernel, its constexprs, and what else the launch decides."""
+
+    fn: triton.JITFunction
+    consts: dict
+    block: tuple[int, int] = DEFAULT_BLOCK  # (BLOCK_N, num_warps)
+    dtype: str = "fp32"  # of the input-dtype pointers
+    wide: tuple[str, ...] = ()  # integer arguments past 2³¹ (i64; the others i32)
+    divisible: tuple[str, ...] = ()  # integer arguments that are multiples of 16
+    aligned_inputs: bool = True  # input and output gradient 16-byte aligned (a view at an offset may not be)
+
+
+def kernels(spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool] = ALL_GRADS) -> list[Variant]:
+    """The two kernels with their switches for one spike, width granularity and gating."""
+    width = {"F": 1} if k_scalar else {}
+    return [
+        Variant(_lif_forward_kernel, forward_flags(spec) | width),
+        Variant(_lif_backward_kernel, backward_flags(spec, k_scalar, needs) | width),
+    ]
 
 
 def variants() -> list[Variant]:
-    """Every (kernel, constexprs) pair once, F the constant 1 for a per-layer width; then the size variants."""
+    """Each distinct (kernel, constexprs) of the spike product once, then every other switch's values."""
     found = {}
     for spec, k_scalar in itertools.product(spike_specs(), (True, False)):
-        width = {"F": 1} if k_scalar else {}
-        for fn, flags in (
-            (_lif_forward_kernel, forward_flags(spec)),
-            (_lif_backward_kernel, backward_flags(spec, k_scalar)),
-        ):
-            consts = flags | width
-            found[(fn.__name__, tuple(sorted(consts.items())))] = (fn, consts, {})
-    spec = SpikeSpec(SURROGATES["sigmoid"], "asgl", "hard", "threshold")
-    kernels = ((_lif_forward_kernel, forward_flags(spec)), (_lif_backward_kernel, backward_flags(spec, True)))
-    sizes = [({"F": 1}, {"N": "i64"}), ({"F": 1, "T": 1, "N": 1}, {})]
-    return list(found.values()) + [(fn, flags | consts, types) for fn, flags in kernels for consts, types in sizes]
+        for v in kernels(spec, k_scalar):
+            found[(v.fn.__name__, tuple(sorted(v.consts.items())))] = v
+    spec = SpikeSpec(SURROGATES["sigmoid"], "asgl")
+    per_layer, per_channel = kernels(spec, True), kernels(spec, False)
+    extra = [v._replace(dtype=dtype) for v in per_layer for dtype in ("fp16", "bf16")]
+    extra += [v._replace(block=block) for v in per_layer for block in BLOCK_CONFIGS if block != DEFAULT_BLOCK]
+    extra += [v._replace(wide=("N",)) for v in per_layer]
+    extra += [v._replace(consts=v.consts | {"T": 1, "N": 1}) for v in per_layer]
+    extra += [v._replace(divisible=("T", "N", "F")) for v in per_channel]
+    extra += [v._replace(aligned_inputs=False) for v in per_layer]
+    gatings = [needs for needs in itertools.product((True, False), repeat=3) if needs != ALL_GRADS]
+    extra += [kernels(spec, False, needs)[1] for needs in gatings]
+    return list(found.values()) + extra
 
 
-def source(fn: triton.JITFunction, consts: dict, types: dict) -> ASTSource:
-    """What the JIT builds for a launch on float32 tensors: 16-byte aligned pointers, i32 sizes (or ``types``)."""
+def source(v: Variant) -> ASTSource:
+    """What the JIT builds for this launch: the signature and the 16-divisibility of pointers and integers."""
+    consts = v.consts | {"BLOCK_N": v.block[0]}
     signature = {}
-    for name in fn.arg_names:
+    for name in v.fn.arg_names:
         if name in consts:
             signature[name] = "constexpr"
         elif name.endswith("_ptr"):
-            signature[name] = "*u8" if name == "mask_ptr" else "*fp32"
+            signature[name] = "*i64" if name == "keys_ptr" else f"*{v.dtype}" if name in IO_POINTERS else "*fp32"
         else:
-            signature[name] = types.get(name, "i32")
-    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(fn.arg_names) if name.endswith("_ptr")}
-    return ASTSource(fn, signature, constexprs=consts, attrs=attrs)
+            signature[name] = "i64" if name in v.wide else "i32"
+    divisible = [
+        i
+        for i, name in enumerate(v.fn.arg_names)
+        if name in v.divisible or (name.endswith("_ptr") and (v.aligned_inputs or name not in INPUT_POINTERS))
+    ]
+    return ASTSource(v.fn, signature, constexprs=consts, attrs={(i,): [["tt.divisibility", 16]] for i in divisible})
 
 
 def main(targets: list[str]) -> None:
@@ -77,11 +120,14 @@ def main(targets: list[str]) -> None:
     for target in targets:
         arch = int(target.split(":")[0])
         start = time.perf_counter()
-        for fn, consts, types in todo:
+        for v in todo:
             try:
-                triton.compile(source(fn, consts, types), target=GPUTarget("cuda", arch, 32))
+                options = {"num_warps": v.block[1]}
+                kernel = triton.compile(source(v), target=GPUTarget("cuda", arch, 32), options=options)
             except Exception as error:
-                sys.exit(f"sm_{arch}: {fn.__name__} {consts} does not compile:\n{error}")
+                sys.exit(f"sm_{arch}: {v.fn.__name__} {v.consts} {v[2:]} does not compile:\n{error}")
+            if ATOMICS.search(kernel.asm["ptx"]):  # sums in no fixed order: gradients would vary from run to run
+                sys.exit(f"sm_{arch}: {v.fn.__name__} {v.consts} uses atomic instructions")
         print(f"sm_{arch}: {len(todo)} variants compiled in {time.perf_counter() - start:.0f} s", flush=True)
 
 

@@ -46,7 +46,7 @@ from asgl.engine.restore import Stored, build_model_for, open_checkpoint
 from asgl.engine.runfolder import RunFolder, RunFolderLock, create_run_folder, run_folder_of
 from asgl.losses import build_loss, predict
 from asgl.models import count_parameters
-from asgl.neuron import set_mask_stream, set_noise_prob, use_deterministic_backends
+from asgl.neuron import set_mask_stream, set_noise_prob
 from asgl.optim import Optimizers, build_optimizers
 from asgl.schedules import noise_prob_at
 
@@ -161,8 +161,6 @@ class Trainer:
         check_batches(len(self.data.train), r)
         self.model = build_model_for(r, self.data.info, stored).to(self.device)
         set_mask_stream(self.model, self.dist.rank)  # same RNG on every rank, independent masks
-        if r.run.deterministic and (note := use_deterministic_backends(self.model, self.device)):
-            self.console.print(f"[yellow]warning:[/] {note}")
         if r.model.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         net = distributed.wrap_model(self.model, self.dist, self.device)

@@ -1,17 +1,24 @@
 """Triton kernels for the multi-step LIF with the ASGL spike: one program per block of neurons loops over T.
 
-Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuron._FusedLIF`): the forward
-keeps the membrane state in registers, writes the output and u [T, N] and saves u plus the bool mask; the
-backward runs the reverse recurrence over T in registers and reduces the decay, threshold and width
-gradients inside the kernel (block sums + atomic adds). Tensors are viewed as [T, N], N = B·prod(features);
-a per-neuron or per-channel width is expanded to the feature shape and indexed with n mod F (F = 1 for a
-per-layer width). Offsets are int64, so T·N may pass 2³¹.
+Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuron._FusedLIF`). Tensors are
+viewed as [T, N], N = B·prod(features); a per-neuron or per-channel width is expanded to the feature shape
+and indexed with n mod F (F = 1 for a per-layer width). Offsets are int64, so T·N may pass 2³¹.
+
+- The ASGL mask never exists as a tensor: both kernels compute the bits of their lanes from the step keys
+  of the :class:`asgl.spike.MaskDraw` (an int64 tensor [threshold, K_0, ..., K_{T−1}]), in registers.
+- The input and the output gradient are read in their own dtype (float32, float16 or bfloat16) and the
+  output and input gradient written in it; the membrane state, the saved u and every sum are float32, so
+  the backward recomputes exactly the spikes of the forward.
+- Parameter gradients without atomics: each program writes its block sums (decay, threshold, per-layer
+  width) to a [programs] buffer and a per-channel or per-neuron width gets per-neuron sums [N]; torch adds
+  them up after the kernel in a fixed order, so gradients are bit-identical from run to run. A sum runs
+  only for a parameter whose gradient autograd needs (compile-time switches).
+- :func:`block_config` picks the block size and warps from N.
 
 Runs on CUDA, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before importing
 triton), which is how the tests check the maths without a GPU; tests/test_triton_compile.py compiles every
-variant for real GPU targets. float32 only (the LIF layer casts half precision to float32);
-:func:`asgl.neuron.lif_triton` sends other operands (see :func:`supports`) and the arctan surrogate (no
-arctan in Triton's core) to the PyTorch fused path.
+variant for real GPU targets. :func:`asgl.neuron.lif_triton` sends what :func:`supports` refuses (float64,
+the arctan surrogate: no arctan in Triton's core) to the PyTorch fused path.
 """
 
 from __future__ import annotations
@@ -23,11 +30,25 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from asgl.spike import SpikeSpec
+from asgl.spike import MAX_STEP, MaskDraw, SpikeSpec
 
 FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "triangle": 3}
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
-BLOCK = 512
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # input / output dtypes the kernels read and write
+# (BLOCK_N, num_warps), picked by block_config from the neurons per step: narrow, default, wide
+BLOCK_CONFIGS = ((128, 1), (512, 4), (1024, 4))
+NARROW_N, WIDE_N = 2**17, 2**22
+
+
+def block_config(n: int) -> tuple[int, int]:
+    """(BLOCK_N, num_warps) for N neurons per step.
+
+    Programs run side by side over N and each loops over T serially, so only N sets how many can run at once.
+    Below 2¹⁷ neurons (an audio or event layer with a small batch: 700 × 32) blocks of 128 on one warp, so
+    even ~20k neurons fill the ~100+ SMs of a large GPU; from 2²² (a convolutional layer with a big batch)
+    blocks of 1024 on four warps (8 lanes per thread: more loads in flight per step); 512 on four between.
+    """
+    return BLOCK_CONFIGS[0] if n < NARROW_N else BLOCK_CONFIGS[1] if n < WIDE_N else BLOCK_CONFIGS[2]
 
 
 @triton.jit
@@ -72,6 +93,26 @@ def _spike(x, y, m, MODE: tl.constexpr, FAMILY: tl.constexpr):
 
 
 @triton.jit
+def _lowbias32(x):
+    """One round of the 32-bit mixer of asgl.spike on uint32 lanes (logical shifts, products mod 2³²)."""
+    x ^= x >> 16
+    x *= 0x21F0AAAD
+    x ^= x >> 15
+    x *= 0x735A2D97
+    return x ^ (x >> 15)
+
+
+@triton.jit
+def _binary_lanes(keys_ptr, t, offs):
+    """The ASGL mask of step t for element indices ``offs`` [BLOCK_N] (True = binary), from keys_ptr =
+    [threshold, K_0, ..., K_{T−1}] (int64; a key's 64 bits as a signed integer): asgl.spike.element_bits."""
+    key = tl.load(keys_ptr + 1 + t).to(tl.uint64, bitcast=True)
+    x = _lowbias32(offs.to(tl.uint32) ^ key.to(tl.uint32))
+    x = _lowbias32(x ^ (key >> 32).to(tl.uint32))
+    return x.to(tl.int64) >= tl.load(keys_ptr)
+
+
+@triton.jit
 def _load_slope(k_ptr, offs, valid, F):
     """Slope per lane [BLOCK_N]: k[n mod F]; F = 1 for a per-layer width (one value in every lane).
 
@@ -82,7 +123,7 @@ def _load_slope(k_ptr, offs, valid, F):
 
 @triton.jit
 def _lif_forward_kernel(
-    cur_ptr, u_ptr, out_ptr, mask_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F,
+    cur_ptr, u_ptr, out_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F,
     MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
@@ -93,20 +134,27 @@ def _lif_forward_kernel(
     state = tl.zeros([BLOCK_N], dtype=tl.float32)
     for t in range(T):
         idx = tl.cast(t, tl.int64) * N + offs
-        u = gamma * state + tl.load(cur_ptr + idx, mask=valid, other=0.0)
+        u = gamma * state + tl.load(cur_ptr + idx, mask=valid, other=0.0).to(tl.float32)
         tl.store(u_ptr + idx, u, mask=valid)
         x = u - theta
-        m = tl.load(mask_ptr + idx, mask=valid, other=0) != 0 if MODE == 0 else valid
+        m = _binary_lanes(keys_ptr, t, offs) if MODE == 0 else valid
         s = _spike(x, k * x, m, MODE, FAMILY)
-        tl.store(out_ptr + idx, theta * s if AMP_THETA else s, mask=valid)
+        tl.store(out_ptr + idx, (theta * s if AMP_THETA else s).to(out_ptr.dtype.element_ty), mask=valid)
         state = u - u * s if HARD else u - theta * s
 
 
 @triton.jit
+def _store_block_sum(ptr, acc, valid):
+    """This program's sum of ``acc`` [BLOCK_N] over its valid lanes, at ptr[program id]."""
+    tl.store(ptr + tl.program_id(0), tl.sum(tl.where(valid, acc, 0.0), axis=0))
+
+
+@triton.jit
 def _lif_backward_kernel(
-    u_ptr, gout_ptr, gu_ptr, mask_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N, F,
+    u_ptr, gout_ptr, gu_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N, F,
     MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
-    K_SCALAR: tl.constexpr, K_GRAD: tl.constexpr, ANALOG_K_ONLY: tl.constexpr, BLOCK_N: tl.constexpr,
+    K_SCALAR: tl.constexpr, ANALOG_K_ONLY: tl.constexpr,
+    GRAD_GAMMA: tl.constexpr, GRAD_THETA: tl.constexpr, GRAD_K: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
@@ -119,35 +167,40 @@ def _lif_backward_kernel(
     acc_theta = tl.zeros([BLOCK_N], dtype=tl.float32)
     acc_k = tl.zeros([BLOCK_N], dtype=tl.float32)
     for i in range(T):
-        idx = tl.cast(T - 1 - i, tl.int64) * N + offs
+        t = T - 1 - i
+        idx = tl.cast(t, tl.int64) * N + offs
         u = tl.load(u_ptr + idx, mask=valid, other=0.0)
-        g_out = tl.load(gout_ptr + idx, mask=valid, other=0.0)
+        g_out = tl.load(gout_ptr + idx, mask=valid, other=0.0).to(tl.float32)
         x = u - theta
         y = k * x
-        m = tl.load(mask_ptr + idx, mask=valid, other=0) != 0 if MODE == 0 else valid
+        m = _binary_lanes(keys_ptr, t, offs) if MODE == 0 else valid
         s = _spike(x, y, m, MODE, FAMILY)
         amp_g = theta * g_out if AMP_THETA else g_out
         grad_s = amp_g - grad_state * u if HARD else amp_g - grad_state * theta
         gd = grad_s * _density(y, FAMILY) if MODE != 2 else tl.zeros([BLOCK_N], dtype=tl.float32)
         g = grad_state * (1.0 - s) + k * gd if HARD else grad_state + k * gd
-        tl.store(gu_ptr + idx, g, mask=valid)
-        acc_theta += -k * gd
-        if AMP_THETA:
-            acc_theta += g_out * s
-        if not HARD:
-            acc_theta -= grad_state * s
-        if K_GRAD:
+        tl.store(gu_ptr + idx, g.to(gu_ptr.dtype.element_ty), mask=valid)
+        if GRAD_THETA:
+            acc_theta += -k * gd
+            if AMP_THETA:
+                acc_theta += g_out * s
+            if not HARD:
+                acc_theta -= grad_state * s
+        if GRAD_K:
             acc_k += tl.where(m, 0.0, gd * x) if ANALOG_K_ONLY else gd * x
-        acc_gamma += grad_next * (u - u * s if HARD else u - theta * s)
+        if GRAD_GAMMA:
+            acc_gamma += grad_next * (u - u * s if HARD else u - theta * s)
         grad_next = g
         grad_state = g * gamma
-    tl.atomic_add(ggamma_ptr, tl.sum(tl.where(valid, acc_gamma, 0.0), axis=0))
-    tl.atomic_add(gtheta_ptr, tl.sum(tl.where(valid, acc_theta, 0.0), axis=0))
-    if K_GRAD:
+    if GRAD_GAMMA:
+        _store_block_sum(ggamma_ptr, acc_gamma, valid)
+    if GRAD_THETA:
+        _store_block_sum(gtheta_ptr, acc_theta, valid)
+    if GRAD_K:
         if K_SCALAR:
-            tl.atomic_add(gk_ptr, tl.sum(tl.where(valid, acc_k, 0.0), axis=0))
+            _store_block_sum(gk_ptr, acc_k, valid)
         else:
-            tl.atomic_add(gk_ptr + offs % F, acc_k, mask=valid)
+            tl.store(gk_ptr + offs, acc_k, mask=valid)  # per neuron: torch sums them to the width's shape
 
 
 def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bool]:
@@ -157,23 +210,38 @@ def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bo
     return k.expand(feature_shape).contiguous().view(-1), False
 
 
+def mask_keys(draw: MaskDraw | None, steps: int, device: torch.device) -> Tensor:
+    """int64 [1 + T]: the draw's threshold, then the key of each step with its 64 bits as a signed integer
+    ([0] without a draw: the kernels read it in the asgl mode only). A tensor, not integer arguments: an
+    argument's Triton type follows its value, and each new type would compile the kernels again."""
+    if draw is None:
+        return torch.zeros(1, dtype=torch.int64, device=device)
+    words = [draw.threshold] + [key - 2**64 if key >= 2**63 else key for key in draw.keys(steps)]
+    return torch.tensor(words, dtype=torch.int64, device=device)
+
+
 def forward_flags(spec: SpikeSpec) -> dict[str, int | bool]:
-    """The compile-time switches of :func:`_lif_forward_kernel` for this spike."""
+    """The compile-time switches of :func:`_lif_forward_kernel` for this spike (BLOCK_N: see block_config)."""
     return {
         "MODE": MODES[spec.spike],
         "FAMILY": FAMILIES[spec.surrogate.name],
         "HARD": spec.reset == "hard",
         "AMP_THETA": spec.amplitude == "threshold",
-        "BLOCK_N": BLOCK,
     }
 
 
-def backward_flags(spec: SpikeSpec, k_scalar: bool) -> dict[str, int | bool]:
-    """The compile-time switches of :func:`_lif_backward_kernel` for this spike and width granularity."""
+def backward_flags(spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool]) -> dict[str, int | bool]:
+    """The compile-time switches of :func:`_lif_backward_kernel` for this spike, width granularity and
+    ``needs`` = whether autograd needs the (decay, threshold, width) gradients."""
     width_analog = spec.width_grad == "analog"
     k_grad = spec.spike != "heaviside" and not (width_analog and spec.spike == "sg")
-    analog_k_only = width_analog and spec.spike == "asgl"
-    return forward_flags(spec) | {"K_SCALAR": k_scalar, "K_GRAD": k_grad, "ANALOG_K_ONLY": analog_k_only}
+    return forward_flags(spec) | {
+        "K_SCALAR": k_scalar,
+        "ANALOG_K_ONLY": width_analog and spec.spike == "asgl",
+        "GRAD_GAMMA": needs[0],
+        "GRAD_THETA": needs[1],
+        "GRAD_K": needs[2] and k_grad,
+    }
 
 
 def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
@@ -183,67 +251,74 @@ def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
 
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
+    def forward(ctx, current, gamma, theta, k, draw: MaskDraw | None, spec: SpikeSpec):
         current = current.contiguous()
         steps, n = current.shape[0], current[0].numel()
         k_flat, _ = _slope_per_feature(k, current.shape[2:])
-        u_all = torch.empty_like(current)
+        u_all = torch.empty_like(current, dtype=torch.float32)
         out = torch.empty_like(current)
-        mask_u8 = mask.contiguous().view(torch.uint8) if mask is not None else u_all  # unread unless asgl
+        keys = mask_keys(draw, steps, current.device)
+        block, warps = block_config(n)
         with _on_device(current):
-            _lif_forward_kernel[(triton.cdiv(n, BLOCK),)](
-                current, u_all, out, mask_u8, gamma.reshape(1), theta.reshape(1), k_flat, steps, n, k_flat.numel(),
-                **forward_flags(spec),
+            _lif_forward_kernel[(triton.cdiv(n, block),)](
+                current, u_all, out, keys, gamma.reshape(1), theta.reshape(1), k_flat, steps, n, k_flat.numel(),
+                **forward_flags(spec), BLOCK_N=block, num_warps=warps,
             )  # fmt: skip
-        ctx.save_for_backward(u_all, gamma, theta, k, mask)
-        ctx.spec = spec
+        ctx.save_for_backward(u_all, gamma, theta, k)
+        ctx.keys, ctx.spec, ctx.dtype = keys, spec, current.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        u_all, gamma, theta, k, mask = ctx.saved_tensors
+        u_all, gamma, theta, k = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         steps, n = u_all.shape[0], u_all[0].numel()
         k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
-        grad_u = torch.empty_like(u_all)
-        grad_gamma = torch.zeros(1, dtype=torch.float32, device=u_all.device)
-        grad_theta = torch.zeros(1, dtype=torch.float32, device=u_all.device)
-        grad_k = torch.zeros_like(k_flat)
-        mask_u8 = mask.contiguous().view(torch.uint8) if mask is not None else u_all
+        flags = backward_flags(ctx.spec, k_scalar, ctx.needs_input_grad[1:4])
+        block, warps = block_config(n)
+        programs = triton.cdiv(n, block)
+        grad_u = torch.empty_like(u_all, dtype=ctx.dtype)
+        sums_gamma, sums_theta = u_all.new_empty(programs), u_all.new_empty(programs)  # one block sum per program
+        sums_k = u_all.new_empty(n if flags["GRAD_K"] and not k_scalar else programs)  # per neuron or per program
         with _on_device(u_all):
-            _lif_backward_kernel[(triton.cdiv(n, BLOCK),)](
-                u_all, grad_out, grad_u, mask_u8, gamma.reshape(1), theta.reshape(1), k_flat,
-                grad_gamma, grad_theta, grad_k, steps, n, k_flat.numel(), **backward_flags(ctx.spec, k_scalar),
+            _lif_backward_kernel[(programs,)](
+                u_all, grad_out, grad_u, ctx.keys, gamma.reshape(1), theta.reshape(1), k_flat,
+                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **flags, BLOCK_N=block, num_warps=warps,
             )  # fmt: skip
-        grad_k = grad_k.reshape(k.shape) if k_scalar else grad_k.view(u_all.shape[2:]).sum_to_size(k.shape)
+        grad_k = None
+        if flags["GRAD_K"]:
+            grad_k = sums_k.sum().reshape(k.shape) if k_scalar else sums_k.view(u_all.shape[1:]).sum_to_size(k.shape)
+        elif ctx.needs_input_grad[3]:
+            grad_k = torch.zeros_like(k)  # a spike without a width gradient
         return (
             grad_u,
-            grad_gamma.reshape(gamma.shape) if ctx.needs_input_grad[1] else None,
-            grad_theta.reshape(theta.shape) if ctx.needs_input_grad[2] else None,
-            grad_k if ctx.needs_input_grad[3] else None,
+            sums_gamma.sum().reshape(gamma.shape) if flags["GRAD_GAMMA"] else None,
+            sums_theta.sum().reshape(theta.shape) if flags["GRAD_THETA"] else None,
+            grad_k,
             None, None,
         )  # fmt: skip
 
 
-def supports(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec) -> bool:
-    """Whether the kernels take these operands: all float32 on one device (the mask bool), a family in Triton."""
+def supports(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, draw: MaskDraw | None, spec: SpikeSpec) -> bool:
+    """Whether the kernels take these operands: input float32, float16 or bfloat16, parameters float32 on the
+    same device, a family in Triton, and for a mask draw fewer than 2³² elements per step."""
     params_ok = all(p.dtype == torch.float32 and p.device == current.device for p in (gamma, theta, k))
-    mask_ok = mask is None or (
-        mask.dtype == torch.bool and mask.device == current.device and mask.shape == current.shape
-    )
-    return current.dtype == torch.float32 and params_ok and mask_ok and spec.surrogate.name in FAMILIES
+    draw_ok = draw is None or current[0].numel() < MAX_STEP
+    return current.dtype in DTYPES and params_ok and draw_ok and spec.surrogate.name in FAMILIES
 
 
 def lif_triton(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: Tensor | None, spec: SpikeSpec
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, draw: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
-    """The kernels as an autograd function, same contract as :func:`asgl.neuron.lif_stepwise` (see :func:`supports`)."""
-    if spec.spike == "asgl" and mask is None:
-        raise ValueError("the asgl spike needs its bool mask [T, B, ...]; got None")
-    if not supports(current, gamma, theta, k, mask, spec):
+    """The kernels as an autograd function, same contract as :func:`asgl.neuron.lif_stepwise` (see :func:`supports`);
+    the output and input gradient in the input's dtype."""
+    if spec.spike == "asgl" and draw is None:
+        raise ValueError("the asgl spike needs its mask draw; got None")
+    if not supports(current, gamma, theta, k, draw, spec):
         operands = ", ".join(f"{x.dtype} on {x.device}" for x in (current, gamma, theta, k))
         raise ValueError(
-            f"the Triton LIF takes float32 operands on one device, a bool mask like the input and the families "
-            f"{', '.join(FAMILIES)}; got {operands}, mask {None if mask is None else mask.dtype}, {spec.surrogate.name}"
+            f"the Triton LIF takes a float32, float16 or bfloat16 input with float32 parameters on its device, "
+            f"fewer than 2³² elements per step with a mask and the families {', '.join(FAMILIES)}; "
+            f"got {operands}, {current[0].numel()} elements per step, {spec.surrogate.name}"
         )
-    return _TritonLIF.apply(current, gamma, theta, k, mask, spec)
+    return _TritonLIF.apply(current, gamma, theta, k, draw, spec)
