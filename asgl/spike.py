@@ -150,8 +150,9 @@ def materialize_mask(draw: MaskDraw, shape: torch.Size | tuple[int, ...], device
 def draw_mask(
     shape: torch.Size | tuple[int, ...], noise_prob: float, generator: torch.Generator | None, device: torch.device
 ) -> Tensor:
-    """Bool mask, True = spiking element (probability 1 − p), False = analog element (probability p)."""
-    return materialize_mask(new_mask_draw(noise_prob, generator), shape, device)
+    """Bool mask [*shape], True = spiking element (probability 1 − p), False = analog element (probability p);
+    the whole tensor is one step of a fresh draw."""
+    return step_mask_of(new_mask_draw(noise_prob, generator), 0, shape, device)
 
 
 def _straight_through(value: Tensor, smooth: Tensor) -> Tensor:
