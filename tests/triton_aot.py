@@ -14,11 +14,11 @@ on: N past 2³¹ (i64), sizes that are multiples of 16, T = N = 1, an input that
 offset. The full product would be thousands of compiles; the test has about a minute of CPU per target.
 The spike switches change the code of every step, so their full product is compiled, at the default dtype
 (float32), gating (every gradient), block configuration (512 lanes, 4 warps) and layout (row-major). The
-other switches touch only loads and stores (dtype, alignment), which sums exist (gating), the lanes per program (block),
-the integer types of the sizes or how a lane's element index is computed (layout), independently of the
-spike: each of their values is compiled at least once, with the default spike (sigmoid, asgl, hard reset,
-amplitude θ); channels-last with a per-layer width, and with a per-channel width and every size a multiple
-of 16 (a typical convolution).
+other switches touch only loads and stores (dtype, alignment), which sums exist (gating), the lanes per
+program (block), the integer types of the sizes or how a lane's element index is computed (layout),
+independently of the spike: each of their values is compiled at least once, with the default spike
+(sigmoid, asgl, hard reset, amplitude θ); channels-last with a per-layer width, and with a per-channel
+width and every size a multiple of 16 (a typical convolution).
 Usage: python tests/triton_aot.py ARCH ...   (e.g. 80 90)
 """
 
