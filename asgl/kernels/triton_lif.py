@@ -143,9 +143,9 @@ def _lif_forward_kernel(
     MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # memory positions; int64: T·N may pass 2³¹
+    offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
-    lin = _logical_index(offs, C, HW, CHANNELS_LAST)  # for the mask and the width, as on the other backends
+    lin = _logical_index(offs, C, HW, CHANNELS_LAST)  # offs in memory order; lin for the mask and the width
     gamma = tl.load(gamma_ptr)
     theta = tl.load(theta_ptr)
     k = _load_slope(k_ptr, lin, valid, F)
@@ -175,9 +175,9 @@ def _lif_backward_kernel(
     GRAD_GAMMA: tl.constexpr, GRAD_THETA: tl.constexpr, GRAD_K: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # memory positions; int64: T·N may pass 2³¹
+    offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
-    lin = _logical_index(offs, C, HW, CHANNELS_LAST)  # for the mask and the width, as on the other backends
+    lin = _logical_index(offs, C, HW, CHANNELS_LAST)  # offs in memory order; lin for the mask and the width
     gamma = tl.load(gamma_ptr)
     theta = tl.load(theta_ptr)
     k = _load_slope(k_ptr, lin, valid, F)
@@ -220,7 +220,7 @@ def _lif_backward_kernel(
         if K_SCALAR:
             _store_block_sum(gk_ptr, acc_k, valid)
         else:
-            tl.store(gk_ptr + lin, acc_k, mask=valid)  # per neuron, row-major: torch sums them to the width's shape
+            tl.store(gk_ptr + lin, acc_k, mask=valid)  # per neuron, row-major: torch sums to the width's shape
 
 
 def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bool]:
@@ -232,7 +232,8 @@ def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bo
 
 def is_channels_last(x: Tensor) -> bool:
     """Whether x [T, B, C, H, W] is stored NHWC within each step, steps and batch outermost (a channels_last
-    convolution's output [T·B, C, H, W] viewed as [T, B, C, H, W]), and not row-major as well (C = 1 or H·W = 1)."""
+    convolution's output [T·B, C, H, W] viewed as [T, B, C, H, W]); False for a row-major x (with C = 1 or
+    H·W = 1 both orders are one)."""
     return x.dim() == 5 and not x.is_contiguous() and x.permute(0, 1, 3, 4, 2).is_contiguous()
 
 
