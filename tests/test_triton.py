@@ -174,9 +174,11 @@ def test_channels_last_is_read_in_place_and_kept(layout, monkeypatch):
         assert out.is_contiguous() and grad_in.is_contiguous()
 
 
-def test_output_gradient_in_another_layout_is_copied_into_the_outputs():
+def test_output_gradient_in_another_layout_is_copied_to_the_outputs_layout(monkeypatch):
     """Channels-last output, row-major output gradient: the backward copies it into u's layout once, so the
     kernel reads every element at its position (gradients as on stepwise with the same output gradient)."""
+    spy = LaunchSpy(triton_lif._lif_backward_kernel)
+    monkeypatch.setattr(triton_lif, "_lif_backward_kernel", spy)
     current = channels_last(torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(12)).to(DEVICE))
     grads = []
     for backend in (lif_stepwise, lif_triton):
@@ -184,7 +186,7 @@ def test_output_gradient_in_another_layout_is_copied_into_the_outputs():
         out = backend(*inputs, MaskDraw(0.3, seed=7), spec_of("sigmoid", "asgl", "soft"))
         grad_out = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
         grads.append(torch.autograd.grad(out, inputs, grad_out))
-    assert not grads[1][0].is_contiguous()
+    assert spy.launches[0][1].stride() == current.stride() and not grads[1][0].is_contiguous()
     for name, g, ref in zip(NAMES, *grads[::-1]):
         torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
 
