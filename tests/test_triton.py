@@ -108,6 +108,89 @@ def test_many_programs_match_stepwise(family, mode, reset, amplitude, k_shape, w
     assert all(ref.abs().sum() > 0 for ref in ref_grads)
 
 
+def channels_last(x):
+    """x [T, B, C, H, W], same values, stored as channels_last convolutions leave it: NHWC within each step."""
+    steps, batch, *features = x.shape
+    return x.reshape(steps * batch, *features).contiguous(memory_format=torch.channels_last).view(x.shape)
+
+
+def swapped_hw(x):
+    """x [T, B, C, H, W], same values, stored with W before H: neither row-major nor channels-last."""
+    return x.transpose(3, 4).contiguous().transpose(3, 4)
+
+
+class LaunchSpy:
+    """Stands in for a kernel: records the positional arguments of each launch, then launches the real one."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append(args)
+            return self.kernel[grid](*args, **kwargs)
+
+        return launch
+
+
+# N = 9·7·5·5 = 1575 over 13 programs: the lanes of a program span several channels, rows and samples
+CHANNELS_LAST_CASES = [
+    # family, mode, reset, amplitude threshold, width shape (per layer, per channel, per neuron)
+    ("sigmoid", "asgl", "hard", True, ()),
+    ("tanh", "asgl", "soft", False, (7, 1, 1)),
+    ("triangle", "asgl", "hard", True, (7, 5, 5)),
+    ("sigmoid", "sg", "soft", True, (7, 1, 1)),
+    ("rectangle", "sg", "hard", False, (7, 5, 5)),
+]
+
+
+@pytest.mark.parametrize("family,mode,reset,amplitude,k_shape", CHANNELS_LAST_CASES)
+def test_channels_last_input_matches_stepwise(family, mode, reset, amplitude, k_shape):
+    """Lanes walk NHWC memory, but mask bits and width index by the row-major element index, as on stepwise."""
+    x = torch.randn(3, 9, 7, 5, 5, generator=torch.Generator().manual_seed(11)).to(DEVICE) * 1.5
+    current = channels_last(x)
+    assert current.stride() == (9 * 5 * 5 * 7, 5 * 5 * 7, 1, 5 * 7, 7) and torch.equal(current, x)
+    ref_grads = assert_matches_stepwise(current, family, mode, reset, amplitude, k_shape)
+    assert all(ref.abs().sum() > 0 for ref in ref_grads)
+
+
+@pytest.mark.parametrize("layout", [channels_last, swapped_hw])
+def test_channels_last_is_read_in_place_and_kept(layout, monkeypatch):
+    """A channels-last input reaches the kernel as it is (no copy) and the output and the input gradient keep its
+    strides; so does an output gradient in that layout. Another layout is copied row-major, as before."""
+    spies = {name: LaunchSpy(getattr(triton_lif, name)) for name in ("_lif_forward_kernel", "_lif_backward_kernel")}
+    for name, spy in spies.items():
+        monkeypatch.setattr(triton_lif, name, spy)
+    current, gamma, theta, k = operands(layout(torch.randn(3, 2, 4, 3, 3, device=DEVICE)), (4, 1, 1))
+    out = lif_triton(current, gamma, theta, k, MaskDraw(0.3, seed=6), spec_of("sigmoid", "asgl"))
+    grad_out = layout(torch.randn(out.shape, device=DEVICE))
+    (grad_in,) = torch.autograd.grad(out, current, grad_out)
+    read, grad_read = spies["_lif_forward_kernel"].launches[0][0], spies["_lif_backward_kernel"].launches[0][1]
+    if layout is channels_last:
+        assert read.data_ptr() == current.data_ptr() and grad_read.data_ptr() == grad_out.data_ptr()
+        assert out.stride() == grad_in.stride() == current.stride()
+    else:
+        assert read.data_ptr() != current.data_ptr() and read.is_contiguous()
+        assert out.is_contiguous() and grad_in.is_contiguous()
+
+
+def test_output_gradient_in_another_layout_is_copied_to_the_outputs_layout(monkeypatch):
+    """Channels-last output, row-major output gradient: the backward copies it into u's layout once, so the
+    kernel reads every element at its position (gradients as on stepwise with the same output gradient)."""
+    spy = LaunchSpy(triton_lif._lif_backward_kernel)
+    monkeypatch.setattr(triton_lif, "_lif_backward_kernel", spy)
+    current = channels_last(torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(12)).to(DEVICE))
+    grads = []
+    for backend in (lif_stepwise, lif_triton):
+        inputs = operands(current, (4, 3, 3))
+        out = backend(*inputs, MaskDraw(0.3, seed=7), spec_of("sigmoid", "asgl", "soft"))
+        grad_out = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
+        grads.append(torch.autograd.grad(out, inputs, grad_out))
+    assert spy.launches[0][1].stride() == current.stride() and not grads[1][0].is_contiguous()
+    for name, g, ref in zip(NAMES, *grads[::-1]):
+        torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("dtype,ulp", [(torch.float16, 2**-10), (torch.bfloat16, 2**-7)])
 @pytest.mark.parametrize("mode,reset,k_shape", [("asgl", "hard", ()), ("sg", "soft", (4, 1, 1))])
 def test_half_precision_input_matches_stepwise_on_the_float32_cast(dtype, ulp, mode, reset, k_shape):

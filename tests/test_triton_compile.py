@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # switches of each mode: asgl 2 (all / analog elements only), sg 2 (with / without width gradient), analog 1,
 # heaviside 1. Then, with the default spike, both kernels for float16 and bfloat16 (2 x 2), the two other
 # block configurations (2 x 2), N as i64, T = N = 1, T, N, F multiples of 16 and an unaligned input (4 x 2),
-# and the backward for the 7 other gradient gatings.
-EXPECTED = 4 * 4 * 2 * 2 * 2 + 4 * 2 * 2 * 2 * (2 + 2 + 1 + 1) + 2 * 2 + 2 * 2 + 4 * 2 + 7
+# channels-last with a per-layer and with a per-channel width (2 x 2), and the backward for the 7 other
+# gradient gatings.
+EXPECTED = 4 * 4 * 2 * 2 * 2 + 4 * 2 * 2 * 2 * (2 + 2 + 1 + 1) + 2 * 2 + 2 * 2 + 4 * 2 + 2 * 2 + 7
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")

@@ -8,14 +8,17 @@ Python and accepts code the compiler rejects). Prints one line per target, ``sm_
 Which variants. The launch code's switches multiply: spike (family, mode, reset, amplitude, width rule),
 width granularity (a per-layer width is F = 1, which the JIT turns into a constant, as it does for any
 integer argument equal to 1), input dtype (float32, float16, bfloat16), gradient gating (which of decay,
-threshold, width need a gradient), block configuration (three), and what the JIT specialises on: N past
-2³¹ (i64), sizes that are multiples of 16, T = N = 1, an input that is a view at an unaligned offset. The
-full product would be thousands of compiles; the test has about a minute of CPU per target. The spike
-switches change the code of every step, so their full product is compiled, at the default dtype
-(float32), gating (every gradient) and block configuration (512 lanes, 4 warps). The other switches
-touch only loads and stores (dtype, alignment), which sums exist (gating), the lanes per program (block)
-or the integer types of the sizes, independently of the spike: each of their values is compiled at least
-once, with the default spike (sigmoid, asgl, hard reset, amplitude θ).
+threshold, width need a gradient), block configuration (three), memory layout (row-major, or channels-last
+with C and H·W as runtime integers; row-major passes C = H·W = 1, constants), and what the JIT specialises
+on: N past 2³¹ (i64), sizes that are multiples of 16, T = N = 1, an input that is a view at an unaligned
+offset. The full product would be thousands of compiles; the test has about a minute of CPU per target.
+The spike switches change the code of every step, so their full product is compiled, at the default dtype
+(float32), gating (every gradient), block configuration (512 lanes, 4 warps) and layout (row-major). The
+other switches touch only loads and stores (dtype, alignment), which sums exist (gating), the lanes per
+program (block), the integer types of the sizes or how a lane's element index is computed (layout),
+independently of the spike: each of their values is compiled at least once, with the default spike
+(sigmoid, asgl, hard reset, amplitude θ); channels-last with a per-layer width, and with a per-channel
+width and every size a multiple of 16 (a typical convolution).
 Usage: python tests/triton_aot.py ARCH ...   (e.g. 80 90)
 """
 
@@ -39,11 +42,14 @@ from asgl.kernels.triton_lif import (
     _lif_forward_kernel,
     backward_flags,
     forward_flags,
+    layout_args,
 )
 from asgl.spike import SpikeSpec
 from asgl.surrogates import SURROGATES
 
 ALL_GRADS = (True, True, True)
+ROW_MAJOR = layout_args((), channels_last=False)  # C = HW = 1: constants to the JIT, as F = 1 is
+CHANNELS_LAST = {"CHANNELS_LAST": True}  # C, HW > 1 (else the input is row-major as well): runtime integers
 DEFAULT_BLOCK = BLOCK_CONFIGS[1]
 ATOMICS = re.compile(r"\b(atom|red)\.")  # PTX atomic read-modify-write and reduction instructions
 IO_POINTERS = {"cur_ptr", "out_ptr", "gout_ptr", "gu_ptr"}  # in the input's dtype; the others float32 or int64
@@ -68,12 +74,14 @@ class Variant(NamedTuple):
     aligned_inputs: bool = True  # input and output gradient 16-byte aligned (a view at an offset may not be)
 
 
-def kernels(spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool] = ALL_GRADS) -> list[Variant]:
-    """The two kernels with their switches for one spike, width granularity and gating."""
-    width = {"F": 1} if k_scalar else {}
+def kernels(
+    spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool] = ALL_GRADS, layout: dict = ROW_MAJOR
+) -> list[Variant]:
+    """The two kernels with their switches for one spike, width granularity, gating and memory layout."""
+    consts = ({"F": 1} if k_scalar else {}) | layout
     return [
-        Variant(_lif_forward_kernel, forward_flags(spec) | width),
-        Variant(_lif_backward_kernel, backward_flags(spec, k_scalar, needs) | width),
+        Variant(_lif_forward_kernel, forward_flags(spec) | consts),
+        Variant(_lif_backward_kernel, backward_flags(spec, k_scalar, needs) | consts),
     ]
 
 
@@ -91,6 +99,8 @@ def variants() -> list[Variant]:
     extra += [v._replace(consts=v.consts | {"T": 1, "N": 1}) for v in per_layer]
     extra += [v._replace(divisible=("T", "N", "F")) for v in per_channel]
     extra += [v._replace(aligned_inputs=False) for v in per_layer]
+    extra += kernels(spec, True, layout=CHANNELS_LAST)
+    extra += [v._replace(divisible=("T", "N", "F", "C", "HW")) for v in kernels(spec, False, layout=CHANNELS_LAST)]
     gatings = [needs for needs in itertools.product((True, False), repeat=3) if needs != ALL_GRADS]
     extra += [kernels(spec, False, needs)[1] for needs in gatings]
     return list(found.values()) + extra

@@ -1,8 +1,13 @@
 """Triton kernels for the multi-step LIF with the ASGL spike: one program per block of neurons loops over T.
 
 Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuron._FusedLIF`). Tensors are
-viewed as [T, N], N = B·prod(features); a per-neuron or per-channel width is expanded to the feature shape
-and indexed with n mod F (F = 1 for a per-layer width). Offsets are int64, so T·N may pass 2³¹.
+viewed as [T, N], N = B·prod(features), and the lanes walk each step in memory order. A step stored row-major
+or, for [T, B, C, H, W], NHWC (the output of channels_last convolutions, :func:`is_channels_last`) is read in
+place, any other layout copied row-major; the output, the saved u and the input gradient get the input's
+strides, so a channels-last layer hands the next convolution channels-last. What depends on an element's
+position stays logical, as on every other backend: for NHWC steps the kernels compute the row-major index n
+of each lane (a compile-time switch), which numbers the mask bits and indexes the width, expanded to the
+feature shape, with n mod F (F = 1 for a per-layer width). Offsets are int64, so T·N may pass 2³¹.
 
 - The ASGL mask never exists as a tensor: both kernels compute the bits of their lanes from the step keys
   of the :class:`asgl.spike.MaskDraw` (an int64 tensor [threshold, K_0, ..., K_{T−1}]), in registers.
@@ -113,6 +118,17 @@ def _binary_lanes(keys_ptr, t, offs):
 
 
 @triton.jit
+def _logical_index(offs, C, HW, CHANNELS_LAST: tl.constexpr):
+    """Row-major element index ((b·C + c)·H + h)·W + w within a step [BLOCK_N] of the memory positions ``offs``:
+    themselves, or, for steps stored NHWC (channels-last), from offs = (b·HW + hw)·C + c."""
+    if CHANNELS_LAST:
+        p = offs // C  # b·HW + hw
+        return (p // HW * C + offs % C) * HW + p % HW
+    else:
+        return offs
+
+
+@triton.jit
 def _load_slope(k_ptr, offs, valid, F):
     """Slope per lane [BLOCK_N]: k[n mod F]; F = 1 for a per-layer width (one value in every lane).
 
@@ -123,21 +139,23 @@ def _load_slope(k_ptr, offs, valid, F):
 
 @triton.jit
 def _lif_forward_kernel(
-    cur_ptr, u_ptr, out_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F,
-    MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr, BLOCK_N: tl.constexpr,
+    cur_ptr, u_ptr, out_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F, C, HW,
+    MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
+    lin = _logical_index(offs, C, HW, CHANNELS_LAST)  # offs in memory order; lin for the mask and the width
     gamma = tl.load(gamma_ptr)
     theta = tl.load(theta_ptr)
-    k = _load_slope(k_ptr, offs, valid, F)
+    k = _load_slope(k_ptr, lin, valid, F)
     state = tl.zeros([BLOCK_N], dtype=tl.float32)
     for t in range(T):
         idx = tl.cast(t, tl.int64) * N + offs
         u = gamma * state + tl.load(cur_ptr + idx, mask=valid, other=0.0).to(tl.float32)
         tl.store(u_ptr + idx, u, mask=valid)
         x = u - theta
-        m = _binary_lanes(keys_ptr, t, offs) if MODE == 0 else valid
+        m = _binary_lanes(keys_ptr, t, lin) if MODE == 0 else valid
         s = _spike(x, k * x, m, MODE, FAMILY)
         tl.store(out_ptr + idx, (theta * s if AMP_THETA else s).to(out_ptr.dtype.element_ty), mask=valid)
         state = u - u * s if HARD else u - theta * s
@@ -151,16 +169,18 @@ def _store_block_sum(ptr, acc, valid):
 
 @triton.jit
 def _lif_backward_kernel(
-    u_ptr, gout_ptr, gu_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N, F,
+    u_ptr, gout_ptr, gu_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N, F, C, HW,
     MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
     K_SCALAR: tl.constexpr, ANALOG_K_ONLY: tl.constexpr,
-    GRAD_GAMMA: tl.constexpr, GRAD_THETA: tl.constexpr, GRAD_K: tl.constexpr, BLOCK_N: tl.constexpr,
+    GRAD_GAMMA: tl.constexpr, GRAD_THETA: tl.constexpr, GRAD_K: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
+    lin = _logical_index(offs, C, HW, CHANNELS_LAST)  # offs in memory order; lin for the mask and the width
     gamma = tl.load(gamma_ptr)
     theta = tl.load(theta_ptr)
-    k = _load_slope(k_ptr, offs, valid, F)
+    k = _load_slope(k_ptr, lin, valid, F)
     grad_state = tl.zeros([BLOCK_N], dtype=tl.float32)  # dL/dũ[t] from step t+1
     grad_next = tl.zeros([BLOCK_N], dtype=tl.float32)  # dL/du[t+1]
     acc_gamma = tl.zeros([BLOCK_N], dtype=tl.float32)
@@ -173,7 +193,7 @@ def _lif_backward_kernel(
         g_out = tl.load(gout_ptr + idx, mask=valid, other=0.0).to(tl.float32)
         x = u - theta
         y = k * x
-        m = _binary_lanes(keys_ptr, t, offs) if MODE == 0 else valid
+        m = _binary_lanes(keys_ptr, t, lin) if MODE == 0 else valid
         s = _spike(x, y, m, MODE, FAMILY)
         amp_g = theta * g_out if AMP_THETA else g_out
         grad_s = amp_g - grad_state * u if HARD else amp_g - grad_state * theta
@@ -200,7 +220,7 @@ def _lif_backward_kernel(
         if K_SCALAR:
             _store_block_sum(gk_ptr, acc_k, valid)
         else:
-            tl.store(gk_ptr + offs, acc_k, mask=valid)  # per neuron: torch sums them to the width's shape
+            tl.store(gk_ptr + lin, acc_k, mask=valid)  # per neuron, row-major: torch sums to the width's shape
 
 
 def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bool]:
@@ -208,6 +228,21 @@ def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bo
     if k.numel() == 1:
         return k.reshape(1).contiguous(), True
     return k.expand(feature_shape).contiguous().view(-1), False
+
+
+def is_channels_last(x: Tensor) -> bool:
+    """Whether x [T, B, C, H, W] is stored NHWC within each step, steps and batch outermost (a channels_last
+    convolution's output [T·B, C, H, W] viewed as [T, B, C, H, W]); False for a row-major x (with C = 1 or
+    H·W = 1 both orders are one)."""
+    return x.dim() == 5 and not x.is_contiguous() and x.permute(0, 1, 3, 4, 2).is_contiguous()
+
+
+def layout_args(shape: torch.Size | tuple[int, ...], channels_last: bool) -> dict[str, int | bool]:
+    """The layout arguments of both kernels for an input of ``shape`` [T, B, C, H, W] stored NHWC per step, or any
+    row-major input: C = H·W = 1 then (unused, and a constant to the JIT: one compile whatever the shape)."""
+    if not channels_last:
+        return {"C": 1, "HW": 1, "CHANNELS_LAST": False}
+    return {"C": shape[2], "HW": shape[3] * shape[4], "CHANNELS_LAST": True}
 
 
 def mask_keys(draw: MaskDraw | None, steps: int, device: torch.device) -> Tensor:
@@ -252,26 +287,29 @@ def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, gamma, theta, k, draw: MaskDraw | None, spec: SpikeSpec):
-        current = current.contiguous()
+        channels_last = is_channels_last(current)  # read in place; any other layout is copied row-major
+        current = current if channels_last else current.contiguous()
         steps, n = current.shape[0], current[0].numel()
         k_flat, _ = _slope_per_feature(k, current.shape[2:])
-        u_all = torch.empty_like(current, dtype=torch.float32)
-        out = torch.empty_like(current)
+        u_all = torch.empty_like(current, dtype=torch.float32)  # dense: empty_like keeps the strides
+        out = torch.empty_like(current)  # so a channels-last input gives a channels-last output
         keys = mask_keys(draw, steps, current.device)
+        layout = layout_args(current.shape, channels_last)
         block, warps = block_config(n)
         with _on_device(current):
             _lif_forward_kernel[(triton.cdiv(n, block),)](
                 current, u_all, out, keys, gamma.reshape(1), theta.reshape(1), k_flat, steps, n, k_flat.numel(),
-                **forward_flags(spec), BLOCK_N=block, num_warps=warps,
+                **layout, **forward_flags(spec), BLOCK_N=block, num_warps=warps,
             )  # fmt: skip
         ctx.save_for_backward(u_all, gamma, theta, k)
-        ctx.keys, ctx.spec, ctx.dtype = keys, spec, current.dtype
+        ctx.keys, ctx.spec, ctx.dtype, ctx.layout = keys, spec, current.dtype, layout
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         u_all, gamma, theta, k = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
+        if grad_out.stride() != u_all.stride():  # the kernel indexes both alike: one copy into u's layout
+            grad_out = torch.empty_like(u_all, dtype=grad_out.dtype).copy_(grad_out)
         steps, n = u_all.shape[0], u_all[0].numel()
         k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
         flags = backward_flags(ctx.spec, k_scalar, ctx.needs_input_grad[1:4])
@@ -283,7 +321,8 @@ class _TritonLIF(torch.autograd.Function):
         with _on_device(u_all):
             _lif_backward_kernel[(programs,)](
                 u_all, grad_out, grad_u, ctx.keys, gamma.reshape(1), theta.reshape(1), k_flat,
-                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **flags, BLOCK_N=block, num_warps=warps,
+                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **ctx.layout, **flags,
+                BLOCK_N=block, num_warps=warps,
             )  # fmt: skip
         grad_k = None
         if flags["GRAD_K"]:
