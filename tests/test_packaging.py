@@ -50,7 +50,7 @@ def test_wheel_installed_in_a_fresh_venv_lists_recipes_and_trains(tmp_path):
     assert all(Path(p).is_relative_to(tmp_path / "venv") for p in where.split()), where
 
     picked = run(
-        [bin_dir / "python", "-c", "from asgl.neuron import auto_backend; print(auto_backend(False, False))"], elsewhere
+        [bin_dir / "python", "-c", "from asgl.neuron import auto_backend; print(auto_backend(False))"], elsewhere
     )
     assert picked.split() == ["cpu_kernel"]  # the installed package brings numba, and auto runs its kernel on CPU
 
