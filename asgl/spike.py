@@ -95,11 +95,6 @@ def step_key(seed: int, counter: int) -> int:
     return z ^ (z >> 31)
 
 
-def _mix64(v: int) -> int:
-    """The splitmix64 finaliser of a non-negative integer (plain Python: 64-bit unsigned)."""
-    return step_key(0, v)
-
-
 def new_mask_draw(noise_prob: float, generator: torch.Generator | None, stream: int = 0) -> MaskDraw:
     """A fresh draw: the seed is one 62-bit integer taken from ``generator`` (None = the global torch RNG),
     so saving and restoring that generator's state replays the same masks.
@@ -109,7 +104,7 @@ def new_mask_draw(noise_prob: float, generator: torch.Generator | None, stream: 
     device = generator.device if generator is not None else None
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
     if stream:
-        seed ^= _mix64(stream) & ((1 << 62) - 1)
+        seed ^= step_key(0, stream) & ((1 << 62) - 1)  # splitmix64 of the stream
     return MaskDraw(noise_prob, seed)
 
 
