@@ -19,6 +19,8 @@ from torch.utils.data import Dataset, Subset
 
 from asgl.errors import DataMissingError  # re-exported here
 
+GET_HINT = "download it with `asgl data get RECIPE`"  # ends the missing-data errors of downloadable datasets
+
 if TYPE_CHECKING:
     from asgl.config import Recipe
 

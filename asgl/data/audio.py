@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from asgl.data import (
+    GET_HINT,
     DataBundle,
     DataInfo,
     DataMissingError,
@@ -297,6 +298,8 @@ def check(recipe: Recipe) -> list[DataProblem]:
 
 def build(recipe: Recipe) -> DataBundle:
     missing = [f"  {p.path}: {p.message}" for p in check(recipe) if not p.ok]
+    if missing and recipe.data.name == "shd":
+        missing.append(GET_HINT)
     if missing:
         raise DataMissingError("dataset files are missing or unreadable:\n" + "\n".join(missing))
     return build_shd(recipe) if recipe.data.name == "shd" else build_folder(recipe)

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from asgl.data import (
+    GET_HINT,
     DataBundle,
     DataInfo,
     DataMissingError,
@@ -374,14 +375,15 @@ def check(recipe: Recipe) -> list[DataProblem]:
     return problems
 
 
-def _raise_if_missing(problems: list[DataProblem]) -> None:
+def _raise_if_missing(problems: list[DataProblem], hint: str = "") -> None:
     missing = [f"  {p.path}: {p.message}" for p in problems if not p.ok]
     if missing:
-        raise DataMissingError("dataset files are missing:\n" + "\n".join(missing))
+        tail = f"\n{hint}" if hint else ""
+        raise DataMissingError("dataset files are missing:\n" + "\n".join(missing) + tail)
 
 
 def build(recipe: Recipe) -> DataBundle:
-    _raise_if_missing(check(recipe))
+    _raise_if_missing(check(recipe), GET_HINT if recipe.data.name == "dvs_gesture" else "")
     data, time_steps, seed = recipe.data, recipe.train.time_steps, recipe.run.seed
     root = Path(data.root)
     if data.name == "dvs_cifar10":

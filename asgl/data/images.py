@@ -31,6 +31,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 
 from asgl.data import (
+    GET_HINT,
     DataBundle,
     DataInfo,
     DataMissingError,
@@ -234,11 +235,13 @@ def _load_cifar(recipe: Recipe, split: str) -> tuple[np.ndarray, list[int]]:
     for name in _cifar_files(recipe)[split]:
         path = folder / name
         if not path.is_file():
-            raise DataMissingError(f"{recipe.data.name}: missing {path}; {_cifar_howto(recipe)}")
+            raise DataMissingError(f"{recipe.data.name}: missing {path}; {_cifar_howto(recipe)}; {GET_HINT}")
         try:
             x, y = read_cifar_batch(path)
         except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise DataMissingError(f"{recipe.data.name}: cannot read {path} ({e}); {_cifar_howto(recipe)}") from None
+            raise DataMissingError(
+                f"{recipe.data.name}: cannot read {path} ({e}); {_cifar_howto(recipe)}; {GET_HINT}"
+            ) from None
         images.append(x)
         labels.extend(y)
     return np.concatenate(images), labels
@@ -310,14 +313,14 @@ def _tiny_samples(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
     wnids_file, ann_file = folder / "wnids.txt", folder / "val" / "val_annotations.txt"
     for path in (wnids_file, ann_file, folder / "train", folder / "val" / "images"):
         if not path.exists():
-            raise DataMissingError(f"tiny_imagenet: missing {path}; {_tiny_howto(recipe)}")
+            raise DataMissingError(f"tiny_imagenet: missing {path}; {_tiny_howto(recipe)}; {GET_HINT}")
     wnids = sorted(wnids_file.read_text().split())
     index = {w: i for i, w in enumerate(wnids)}
     train = []
     for wnid in wnids:
         images = folder / "train" / wnid / "images"
         if not images.is_dir():
-            raise DataMissingError(f"tiny_imagenet: missing {images}; {_tiny_howto(recipe)}")
+            raise DataMissingError(f"tiny_imagenet: missing {images}; {_tiny_howto(recipe)}; {GET_HINT}")
         train += [(str(images / n), index[wnid]) for n in sorted(os.listdir(images)) if _is_image(n)]
     test = []
     for line_no, line in enumerate(ann_file.read_text().splitlines(), 1):
