@@ -69,9 +69,11 @@ def get(
     except DownloadError as e:
         raise DownloadError(str(e).replace("RECIPE`", f"{recipe}`")) from None
     problems = check_data(cfg)
-    _print_problems(console, problems)
-    if not all(p.ok for p in problems):
-        raise typer.Exit(1)
+    if all(p.ok for p in problems):
+        _say(console, f"ready: `asgl data check {recipe}` passes")
+        return
+    _print_problems(console, [p for p in problems if not p.ok])
+    raise typer.Exit(1)
 
 
 def _say(console: Console, text: str) -> None:
@@ -92,7 +94,7 @@ def _fetch_and_unpack(console: Console, archive, root: Path) -> None:
     from asgl.data import human_size
     from asgl.data.download import fetch, unpack
 
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn())
     started: list[int] = []  # the size on disk when the transfer began (none: an intact copy was there)
     quiet = not console.is_terminal
     with Progress(*columns, TimeRemainingColumn(), console=console, transient=True, disable=quiet) as bar:

@@ -185,9 +185,7 @@ def download(url: str, part: Path, progress: Progress | None = None) -> None:
         else:
             stopped = "" if total is None or done >= total else "the connection closed early"
     if stopped:
-        raise DownloadError(
-            f"download of {part.name} stopped at {done} of {total} bytes ({stopped}); {RERUN} to resume"
-        )
+        raise DownloadError(f"download of {part} stopped at {done} of {total} bytes ({stopped}); {RERUN} to resume")
 
 
 def fetch(archive: Archive, root: Path, progress: Progress | None = None) -> Path:
