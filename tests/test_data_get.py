@@ -323,3 +323,15 @@ def test_mirror_replaces_scheme_and_host_only(monkeypatch):
     assert dl.mirrored(url) == url
     monkeypatch.setenv(dl.MIRROR_ENV, "http://127.0.0.1:8000")
     assert dl.mirrored(url) == "http://127.0.0.1:8000/~kriz/cifar-10-python.tar.gz"
+
+
+@pytest.mark.parametrize(
+    "name, hinted",
+    [("cifar100_resnet18", True), ("tiny_imagenet_vgg13", True), ("dvs_gesture", True), ("shd_rnn", True),
+     ("dvs_cifar10_vggsnn", False)],
+)  # fmt: skip
+def test_missing_data_error_ends_with_the_get_command_where_it_can_help(tmp_path, name, hinted):
+    with pytest.raises(DataMissingError) as caught:
+        build_data(load_recipe(name, [f"data.root={tmp_path}"]))
+    last = str(caught.value).splitlines()[-1]
+    assert last.endswith("download it with `asgl data get RECIPE`") == hinted, str(caught.value)

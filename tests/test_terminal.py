@@ -94,7 +94,7 @@ def test_data_check_keeps_paths_urls_and_commands_whole(tmp_path, width):
     path.write_text(recipe_to_toml(recipe))
     out = invoke(width, "data", "check", path)
     (problem,) = check_data(recipe)
-    copyable = [problem.path, *re.findall(r"https?://\S+|`[^`]*`", problem.message)]
+    copyable = [problem.path, f"asgl data get {path}", *re.findall(r"https?://\S+|`[^`]*`", problem.message)]
     assert any(c.startswith("https://") for c in copyable) and any(c.startswith("`tar ") for c in copyable)
     assert_laid_out(out, width, copyable + [str(root)])
 

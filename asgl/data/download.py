@@ -44,7 +44,7 @@ from asgl.errors import UserError
 
 MIRROR_ENV = "ASGL_DATA_MIRROR"
 TIMEOUT_S = 60
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 RERUN = "run `asgl data get RECIPE` again"
 TINY_IMAGENET = ("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de")
 
@@ -175,7 +175,7 @@ def download(url: str, part: Path, progress: Progress | None = None) -> None:
         if progress:
             progress(done, total)
         try:
-            while chunk := response.read(CHUNK):
+            while chunk := response.read1(CHUNK):  # what has arrived, at most CHUNK bytes
                 out.write(chunk)
                 done += len(chunk)
                 if progress:
@@ -185,7 +185,8 @@ def download(url: str, part: Path, progress: Progress | None = None) -> None:
         else:
             stopped = "" if total is None or done >= total else "the connection closed early"
     if stopped:
-        raise DownloadError(f"download of {part} stopped at {done} of {total} bytes ({stopped}); {RERUN} to resume")
+        of_total = f" of {total}" if total is not None else ""
+        raise DownloadError(f"download of {part} stopped at {done}{of_total} bytes ({stopped}); {RERUN} to resume")
 
 
 def fetch(archive: Archive, root: Path, progress: Progress | None = None) -> Path:
