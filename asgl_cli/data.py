@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,10 @@ from rich.text import Text
 
 from asgl.terminal import make_console, pack, words
 from asgl_cli.errors import user_errors
+
+if TYPE_CHECKING:
+    from asgl.data import DataProblem
+    from asgl.data.download import Archive
 
 app = typer.Typer(help="Dataset checks and downloads.", no_args_is_help=True)
 
@@ -62,7 +67,7 @@ def get(
         root = Path(cfg.data.root).expanduser().resolve()
         _say(console, f"data {cfg.data.name} into {root}")
         if all(p.ok for p in check_data(cfg)):
-            _say(console, f"already in place: `asgl data check {recipe}` passes")
+            _say(console, "already in place: every file checks out, nothing to download")
             return
         for archive in todo:
             _fetch_and_unpack(console, archive, root)
@@ -70,7 +75,7 @@ def get(
         raise DownloadError(str(e).replace("RECIPE`", f"{recipe}`")) from None
     problems = check_data(cfg)
     if all(p.ok for p in problems):
-        _say(console, f"ready: `asgl data check {recipe}` passes")
+        _say(console, "ready: every file checks out")
         return
     _print_problems(console, [p for p in problems if not p.ok])
     raise typer.Exit(1)
@@ -81,7 +86,7 @@ def _say(console: Console, text: str) -> None:
         console.print(line, markup=False, highlight=False)
 
 
-def _print_problems(console: Console, problems: list) -> None:
+def _print_problems(console: Console, problems: list[DataProblem]) -> None:
     for p in problems:
         status = Text("ok     ", "green") if p.ok else Text("missing", "red")
         console.print(Text.assemble(status, f" {p.path}", f"  {p.size}" if p.size else ""))
@@ -89,7 +94,7 @@ def _print_problems(console: Console, problems: list) -> None:
             console.print(Text(f"    {line}"))
 
 
-def _fetch_and_unpack(console: Console, archive, root: Path) -> None:
+def _fetch_and_unpack(console: Console, archive: Archive, root: Path) -> None:
     """Download (rich progress bar on a terminal) and extract one archive; one quiet line per step."""
     from asgl.data import human_size
     from asgl.data.download import fetch, unpack
