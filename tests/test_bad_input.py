@@ -225,3 +225,19 @@ def test_infinite_override_names_its_flag(tmp_path: Path) -> None:
     path.write_text(toml_text(BASE))
     assert_user_error(train(tmp_path, path, "--set", "optim.lr=inf"), "--set optim.lr=inf", "finite number")
     assert no_run_folder(tmp_path)
+
+
+# ---------------------------------------------------------------- a run without a validation split
+
+
+def test_eval_of_the_missing_validation_split(tmp_path: Path) -> None:
+    """Rule: a run trained on its whole training set (val_fraction = 0) has no validation split to evaluate."""
+    path = tmp_path / "r.toml"
+    path.write_text(toml_text(merged(train={"val_fraction": 0.0, "select": "last"})))
+    trained = train(tmp_path, path)
+    assert trained.exit_code == 0, trained.output
+    (run,) = (tmp_path / "runs").iterdir()
+    evaluated = CliRunner().invoke(app, ["eval", "--ckpt", str(run), "--split", "val"])
+    assert_user_error(evaluated, "without a validation split", "use --split test")
+    tested = CliRunner().invoke(app, ["eval", "--ckpt", str(run), "--split", "test", "--json"])
+    assert tested.exit_code == 0 and '"samples": ' in tested.output, tested.output
