@@ -51,7 +51,7 @@ class Section(BaseModel):
     left out of the section's dump when unused, so a dumped recipe validates again.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
     used_only_by: ClassVar[dict[str, tuple[str, str, tuple[str, ...]]]] = {}
 
     @model_validator(mode="after")
@@ -76,7 +76,9 @@ class Section(BaseModel):
 
 
 class RunConfig(Section):
-    name: str = Field("run", description="Run name; the run folder is <out_dir>/<name>-<timestamp>.")
+    name: str = Field(
+        "run", description="Run name, a plain folder name; the run folder is <out_dir>/<name>-<timestamp>."
+    )
     seed: int = Field(0, ge=0, description="Seed of every random draw (weights, data order, masks).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = cuda if available.")
     out_dir: str = Field("runs", description="Parent folder of run folders.")
@@ -84,6 +86,16 @@ class RunConfig(Section):
     threads: int | None = Field(
         None, ge=1, description="CPU threads per process (torch.set_num_threads); None = PyTorch's default."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        """A run name names one folder inside ``out_dir``: no path separators, no ``..``, not empty."""
+        if not name.strip():
+            raise ValueError("a run name must not be empty")
+        if re.search(r"[/\\\x00-\x1f]", name) or ".." in name:
+            raise ValueError("a run name is a plain folder name: no '/', '\\', '..' or control characters")
+        return name
 
 
 class AudioAugmentConfig(Section):
@@ -589,7 +601,7 @@ def _flag_of(path: tuple[str, ...], kind: str, message: str, overrides: Sequence
     """The ``--set`` item a problem comes from, if any (the last one that sets its key)."""
     for item in reversed(overrides):
         keys = tuple(parse_override(item)[0])
-        if keys == path:
+        if path[: len(keys)] == keys:  # the key itself, or an item of the list or table it sets
             return item
         inside = keys[: len(path)] == path
         if inside and (kind == "extra_forbidden" or re.search(rf"\b{re.escape(keys[-1])}\b", message)):

@@ -79,7 +79,9 @@ def show_results(title: str, rows: list, failed: list[str], axes: list, seeds: i
     for col in ("test acc (%)", "val acc (%)", "runs"):
         table.add_column(col, justify="right")
 
-    def cell(mean_std: tuple[float, float]) -> str:
+    def cell(mean_std: tuple[float, float] | None) -> str:
+        if mean_std is None:  # no validation split
+            return "—"
         return f"{100 * mean_std[0]:.2f} ± {100 * mean_std[1]:.2f}" if seeds > 1 else f"{100 * mean_std[0]:.2f}"
 
     for s in summarize(rows):

@@ -175,3 +175,69 @@ def test_model_dataset_mismatch(tmp_path: Path, model: dict, expected: tuple[str
     path.write_text(toml_text({**BASE, "model": model}))  # the whole [model] table: keys depend on the model
     assert_user_error(train(tmp_path, path), *expected)
     assert no_run_folder(tmp_path)
+
+
+# ---------------------------------------------------------------- values that escape: run names, infinities
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../escape", "a run name is a plain folder name"),
+        ("sub/run", "a run name is a plain folder name"),
+        ("..", "a run name is a plain folder name"),
+        ("", "must not be empty"),
+        ("   ", "must not be empty"),
+    ],
+    ids=["parent-escape", "separator", "dot-dot", "empty", "blank"],
+)
+def test_run_name_is_a_plain_folder_name(tmp_path: Path, name: str, expected: str) -> None:
+    """Rule: the run folder is <out>/<name>-<timestamp>, one level inside --out, never elsewhere."""
+    path = tmp_path / "r.toml"
+    path.write_text(toml_text(BASE))
+    out = tmp_path / "deep" / "runs"
+    result = CliRunner().invoke(app, ["train", str(path), "--out", str(out), "--set", f"run.name={name!r}"])
+    assert_user_error(result, "run.name", expected)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_dir()] == []  # no run folder, here or above --out
+    path.write_text(toml_text(merged(run={"name": name})))  # the same name written in the file
+    assert_user_error(CliRunner().invoke(app, ["train", str(path), "--out", str(out)]), str(path), expected)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"optim": {"lr": float("inf")}}, "optim.lr = inf"),
+        ({"surrogate": {"width": float("inf")}}, "surrogate.width = inf"),
+        ({"optim": {"lr": float("nan")}}, "optim.lr = nan"),
+        ({"noise": {"milestones": [0.0, float("-inf")]}}, "noise.milestones.1 = -inf"),
+    ],
+    ids=["lr-inf", "width-inf", "lr-nan", "milestone-minus-inf"],
+)
+def test_numbers_are_finite(tmp_path: Path, changes: dict, expected: str) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text(toml_text(merged(**changes)))
+    assert_user_error(train(tmp_path, path), expected, "finite number")
+    assert no_run_folder(tmp_path)
+
+
+def test_infinite_override_names_its_flag(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text(toml_text(BASE))
+    assert_user_error(train(tmp_path, path, "--set", "optim.lr=inf"), "--set optim.lr=inf", "finite number")
+    assert no_run_folder(tmp_path)
+
+
+# ---------------------------------------------------------------- a run without a validation split
+
+
+def test_eval_of_the_missing_validation_split(tmp_path: Path) -> None:
+    """Rule: a run trained on its whole training set (val_fraction = 0) has no validation split to evaluate."""
+    path = tmp_path / "r.toml"
+    path.write_text(toml_text(merged(train={"val_fraction": 0.0, "select": "last"})))
+    trained = train(tmp_path, path)
+    assert trained.exit_code == 0, trained.output
+    (run,) = (tmp_path / "runs").iterdir()
+    evaluated = CliRunner().invoke(app, ["eval", "--ckpt", str(run), "--split", "val"])
+    assert_user_error(evaluated, "without a validation split", "use --split test")
+    tested = CliRunner().invoke(app, ["eval", "--ckpt", str(run), "--split", "test", "--json"])
+    assert tested.exit_code == 0 and '"samples": ' in tested.output, tested.output

@@ -70,6 +70,9 @@ def test_summary_is_mean_and_std_over_seeds():
     (a, b) = summarize(rows)
     assert a.values == ("1",) and a.runs == 2 and a.test_acc == pytest.approx((0.6, 0.1))
     assert b.test_acc == (0.9, 0.0) and b.val_acc == (0.2, 0.0)
+    # without a validation split there is no validation figure: none to average, the test figures as before
+    (c,) = summarize([GridRow(("1",), s, None, acc, {}, "") for s, acc in enumerate([0.5, 0.7])])
+    assert c.val_acc is None and c.test_acc == pytest.approx((0.6, 0.1))
 
 
 def finished_runs(out: Path) -> dict[str, float]:
@@ -141,3 +144,29 @@ def test_a_failed_cell_is_reported_and_the_others_collected(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "1 cell(s) failed: digits_quick-batch_size1000-s0" in result.output
     assert [r["train.batch_size"] for r in read_csv(out / "grid.csv")] == ["16"]
+
+
+def test_grid_without_validation_split_survives_a_failing_write(tmp_path, monkeypatch):
+    """No validation split (val_acc NaN in the summaries) and the results file failing to be written after the
+    first finished cell: the second cell still runs, and the results are written at the end."""
+    import asgl.diagnose.grid as grid
+
+    real_write, calls = grid.write_results, []
+
+    def write_once_failing(*args, **kwargs):
+        calls.append(len(args[0]))
+        if len(calls) == 1:
+            raise OSError("disk full")
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(grid, "write_results", write_once_failing)
+    out = tmp_path / "grid"
+    no_val = ["--set", "train.val_fraction=0", "--set", "train.select=last"]
+    args = ["sweep", "grid", "digits_quick", "--axis", "surrogate.width=1,10", *SET, *no_val, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "could not write the results yet: OSError: disk full" in result.output
+    assert calls[0] == 1 and len(finished_runs(out)) == 2  # the failure came after the first cell, both ran
+    rows = read_csv(out / "grid.csv")
+    assert [(r["surrogate.width"], r["val_acc"]) for r in rows] == [("1", ""), ("10", "")]
+    assert all(0 <= float(r["test_acc"]) <= 1 for r in rows) and (out / "grid.png").read_bytes()[:4] == b"\x89PNG"

@@ -38,7 +38,6 @@ CIFAR100_RESNET18 = {
     "surrogate.learnable": True,
     "optim.neuron_lr": 3e-4,
     "neuron.learn_decay": True,
-    "neuron.shared_decay": True,
     "neuron.decay": 0.5,
     "neuron.threshold": 1.0,
     "noise.prob": 0.2,

@@ -105,3 +105,19 @@ def test_sweep_with_two_seeds_reports_mean_and_std(tmp_path):
     assert widths[0] != widths[1], "the two seeds trained the same run"
     accs = [100 * float(r["test_acc"]) for r in rows]
     assert f"{statistics.fmean(accs):.2f} ± {statistics.pstdev(accs):.2f}" in result.output
+
+
+def test_sweep_without_validation_split(tmp_path):
+    """A recipe that trains on its whole training set (as the parity recipes do): every cell finishes, the CSV
+    leaves val_acc empty and the table shows a dash."""
+    out = tmp_path / "sweep"
+    args = ["sweep", "alpha", "digits_quick", "--widths", "1,2", "--methods", "sg", "--out", str(out)]
+    for item in [*TINY[:5], "train.val_fraction=0", "train.select=last"]:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [(r["width"], r["val_acc"]) for r in rows] == [("1", ""), ("2", "")]
+    assert all(0 <= float(r["test_acc"]) <= 1 for r in rows)
+    table = [line for line in result.output.splitlines() if line.strip(" │").startswith("sg")]
+    assert len(table) == 2 and all(line.split("│")[4].strip() == "—" for line in table), result.output

@@ -8,8 +8,9 @@ executor). In the sweep folder ``out``:
     logs/<name>.log              a child process's output (appended to when it is resumed)
     submitit/                    submitit's job files and job output
     <name>-<timestamp>/          its run folder, written by that process alone
-    grid.csv, grid.png           one line per finished cell; mean ± std over seeds, one line per value of the
-                                 second axis (or of the other axes), written by the sweep process alone
+    grid.csv, grid.png           one line per finished cell (val_acc empty without a validation split); mean ±
+                                 std over seeds, one line per value of the second axis (or of the other axes),
+                                 written by the sweep process alone
 
 A cell is finished when its run folder holds ``summary.json``. Started again over the same folder, a sweep
 skips finished cells, resumes interrupted ones from ``checkpoints/last.pt`` and refuses a folder whose run of
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -75,7 +77,7 @@ class Cell:
 class GridRow:
     values: tuple[str, ...]  # labels, one per axis
     seed: int
-    val_acc: float
+    val_acc: float | None  # None: the recipe has no validation split
     test_acc: float
     learned_widths: dict[str, float]  # final α per LIF layer
     run_dir: str
@@ -363,10 +365,13 @@ def submitit_launcher(out: Path, cluster: str, parameters: dict[str, Any], conso
 
 
 def row_of(cell: Cell, summary: dict[str, Any]) -> GridRow:
+    """The row of a finished cell; a validation accuracy that is missing or not a number (no validation split)
+    is None."""
+    val_acc = summary.get("best_val_acc")
     return GridRow(
         tuple(v.label for v in cell.values),
         cell.seed,
-        summary["best_val_acc"],
+        val_acc if isinstance(val_acc, (int, float)) and math.isfinite(val_acc) else None,
         summary["test_acc"],
         summary["neurons"]["widths"],
         summary["run_dir"],
@@ -421,7 +426,10 @@ def _run_cells(
             return
         rows[cell.name] = row_of(cell, summary)
         console.print(f"[green]done[/] {cell.name}: test acc {summary['test_acc']:.2%}", soft_wrap=True)
-        write_results(ordered(rows, cells), axes, out, stem, x_axis)
+        try:  # the results are written again at the end: a failure here must not stop the running cells
+            write_results(ordered(rows, cells), axes, out, stem, x_axis)
+        except Exception as e:
+            console.print(f"[yellow]could not write the results yet:[/] {type(e).__name__}: {e}", soft_wrap=True)
 
     if tasks:
         launch(tasks, done)
@@ -441,12 +449,14 @@ def ordered(rows: dict[str, GridRow], cells: Sequence[Cell]) -> list[GridRow]:
 class Summary:
     values: tuple[str, ...]
     test_acc: tuple[float, float]  # mean, std over seeds
-    val_acc: tuple[float, float]
+    val_acc: tuple[float, float] | None  # None: no run has a validation figure
     runs: int
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.pstdev(values)
+def mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+    """(mean, population std) of the values that are there; None when none is."""
+    present = [v for v in values if v is not None]
+    return (statistics.fmean(present), statistics.pstdev(present)) if present else None
 
 
 def summarize(rows: Sequence[GridRow]) -> list[Summary]:
@@ -476,7 +486,8 @@ def write_results(rows: Sequence[GridRow], axes: Sequence[Axis], out: Path, stem
             w.writerow([*(a.name for a in axes), "seed", "val_acc", "test_acc", "learned_widths", "run_dir"])
             for r in rows:
                 learned = ";".join(f"{k}={v:.4g}" for k, v in r.learned_widths.items())
-                w.writerow([*r.values, r.seed, r.val_acc, r.test_acc, learned, r.run_dir])
+                val_acc = "" if r.val_acc is None else r.val_acc  # an empty field: no validation split
+                w.writerow([*r.values, r.seed, val_acc, r.test_acc, learned, r.run_dir])
 
     _replace(out / f"{stem}.csv", write_csv)
     if rows:

@@ -10,10 +10,11 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from asgl.engine.device import autocast, resolve_device, to_device
-from asgl.engine.restore import restore
+from asgl.engine.restore import Restored, restore
+from asgl.errors import RecipeError
 from asgl.losses import build_loss, predict
 
 
@@ -54,6 +55,15 @@ def evaluate(
     return EvalResult(correct / seen, loss_sum / seen, seen)
 
 
+def split_of(restored: Restored, split: Literal["val", "test"]) -> Dataset:
+    """The dataset of ``split``; asking for the validation split of a run trained without one is refused."""
+    if split == "val" and restored.stored.recipe.train.val_fraction == 0:
+        raise RecipeError(
+            f"{restored.stored.path} was trained without a validation split (train.val_fraction = 0): use --split test"
+        )
+    return restored.data.val if split == "val" else restored.data.test
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     split: Literal["val", "test"] = "test",
@@ -69,7 +79,7 @@ def evaluate_checkpoint(
     recipe = restored.stored.recipe
     tcfg = recipe.train
     loader = DataLoader(
-        {"val": restored.data.val, "test": restored.data.test}[split],
+        split_of(restored, split),
         batch_size=tcfg.eval_batch_size or tcfg.batch_size,
         num_workers=recipe.data.num_workers,
     )
