@@ -128,10 +128,22 @@ class ImageData(FileData):
     """Static images: CIFAR-10/100 (python version), Tiny-ImageNet (JPEG folders)."""
 
     name: Literal["cifar10", "cifar100", "tiny_imagenet"] = "cifar10"
-    autoaugment: bool = Field(False, description="torchvision AutoAugment, CIFAR-10 policy.")
+    autoaugment: Literal["off", "torchvision", "reference"] = Field(
+        "off",
+        description="AutoAugment with the CIFAR-10 policy: torchvision's, or the published runs' own "
+        "(docs/parity.md); true and false, as older recipes wrote it, mean torchvision and off.",
+    )
     autoaugment_fill: int = Field(
         0, ge=0, le=255, description="Grey level AutoAugment fills uncovered pixels with (the published runs: 128)."
     )
+
+    @field_validator("autoaugment", mode="before")
+    @classmethod
+    def _autoaugment_from_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "torchvision" if value else "off"
+        return value
+
     cutout: int = Field(0, ge=0, description="Cutout hole size in pixels (one hole), 0 = off.")
     random_crop: bool = True
     hflip: bool = True
