@@ -169,6 +169,11 @@ class DvsGestureData(EventData):
 class DvsCifar10Data(EventData):
     name: Literal["dvs_cifar10"] = "dvs_cifar10"
     split: Literal["ratio", "reference"] = Field("ratio", description="Per-class 70/30, or the reference's split.")
+    format: Literal["aedat", "frame_folder"] = Field(
+        "aedat",
+        description="aedat: asgl frames the original recordings under root/CIFAR10DVS; frame_folder: ready-made "
+        "frames root/train/<i>.pt and root/test/<i>.pt, each (frames [T, 2, 128, 128], target), as the authors read them.",
+    )
 
 
 class ShdData(FileData):
