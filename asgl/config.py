@@ -140,10 +140,22 @@ class ImageData(FileData):
     """Static images: CIFAR-10/100 (python version), Tiny-ImageNet (JPEG folders)."""
 
     name: Literal["cifar10", "cifar100", "tiny_imagenet"] = "cifar10"
-    autoaugment: bool = Field(False, description="torchvision AutoAugment, CIFAR-10 policy.")
+    autoaugment: Literal["off", "torchvision", "reference"] = Field(
+        "off",
+        description="AutoAugment with the CIFAR-10 policy: torchvision's, or the published runs' own "
+        "(docs/parity.md); true and false, as older recipes wrote it, mean torchvision and off.",
+    )
     autoaugment_fill: int = Field(
         0, ge=0, le=255, description="Grey level AutoAugment fills uncovered pixels with (the published runs: 128)."
     )
+
+    @field_validator("autoaugment", mode="before")
+    @classmethod
+    def _autoaugment_from_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "torchvision" if value else "off"
+        return value
+
     cutout: int = Field(0, ge=0, description="Cutout hole size in pixels (one hole), 0 = off.")
     random_crop: bool = True
     hflip: bool = True
@@ -169,6 +181,11 @@ class DvsGestureData(EventData):
 class DvsCifar10Data(EventData):
     name: Literal["dvs_cifar10"] = "dvs_cifar10"
     split: Literal["ratio", "reference"] = Field("ratio", description="Per-class 70/30, or the reference's split.")
+    format: Literal["aedat", "frame_folder"] = Field(
+        "aedat",
+        description="aedat: asgl frames the original recordings under root/CIFAR10DVS; frame_folder: ready-made "
+        "frames root/train/<i>.pt and root/test/<i>.pt, each (frames [T, 2, 128, 128], target), as the authors read them.",
+    )
 
 
 class ShdData(FileData):

@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from asgl.data.events import CIFAR10DVS_CLASSES, CIFAR10DVS_DIR, GESTURE_DIR, GESTURE_SPLITS
+from asgl.data.events import CIFAR10DVS_CLASSES, CIFAR10DVS_DIR, GESTURE_DIR, GESTURE_SPLITS, SENSOR_SIZE
 
 
 def write_aedat2(path: Path, x: np.ndarray, y: np.ndarray, p: np.ndarray, t: np.ndarray) -> None:
@@ -58,3 +59,25 @@ def write_gesture(root: Path, users: dict[str, list[int]], classes: int = 11, ev
             for label in range(classes):
                 x, y, p, t_us = random_events(rng, events, label)
                 np.save(folder / f"{label}.npy", np.stack([x, y, p, t_us // 1000], axis=1).astype(np.int64))
+
+
+def write_frame_folder(
+    root: Path, counts: dict[str, int], time_steps: int = 2, seed: int = 0
+) -> dict[str, list[tuple[torch.Tensor, int]]]:
+    """The authors' frame layout: ``<root>/<split>/<i>.pt`` holding ``(frames [T, 2, 128, 128] float32 in
+    [0, 1], target tensor([label]))``; ``counts`` maps split ('train'/'test') to the number of files.
+
+    About half the pixels of each polarity are 0, so the second polarity masks the first in places.
+    Returns what was written: per split, (frames, label) in file order."""
+    gen = torch.Generator().manual_seed(seed)
+    written = {}
+    for split, n in counts.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        written[split] = []
+        for i in range(n):
+            values = torch.rand(time_steps, 2, SENSOR_SIZE, SENSOR_SIZE, generator=gen)
+            frames = values * (torch.rand(values.shape, generator=gen) < 0.5)
+            label = i % len(CIFAR10DVS_CLASSES)
+            torch.save((frames, torch.tensor([label])), root / split / f"{i}.pt")
+            written[split].append((frames, label))
+    return written

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 from cli_fixture_helpers import assert_data_check_round_trip, smoke_train
-from fixtures_events import write_aedat2, write_cifar10dvs, write_gesture
+from fixtures_events import write_aedat2, write_cifar10dvs, write_frame_folder, write_gesture
+from torchvision import transforms as T
 
 from asgl.config import Recipe
 from asgl.data import DataMissingError, build_data, check_data
@@ -20,6 +21,7 @@ from asgl.data.events import (
     accumulate_frames,
     cifar10dvs_frames,
     event_count_bins,
+    flip_and_roll,
     normalise_and_resize,
     split_cifar10dvs,
     time_bins,
@@ -132,7 +134,7 @@ def test_training_augmentation_flips_and_rolls_reproducibly(tmp_path):
     write_cifar10dvs(tmp_path, per_class=4)
     recipe = dvs_recipe(tmp_path, roll_pixels=3)
     train = build_data(recipe).train
-    plain = train.dataset.cache.get(train.dataset.files[train.indices[0]], train.dataset.make_frames)
+    plain, _ = train.dataset.source(train.indices[0])  # the cached frames, before augmentation
     draws = [train[0][0] for _ in range(12)]
     candidates = [
         (f.flip(-1) if flip else f).roll((dy, dx), (-2, -1))
@@ -218,6 +220,111 @@ def test_tonic_is_imported_lazily_with_a_clear_error_when_missing(monkeypatch, t
         cifar10dvs_frames(files[0], 5, 16)
 
 
+# ---------------------------------------------------------------- ready-made frames (data.format = "frame_folder")
+
+
+def frame_folder_recipe(root: Path, time_steps: int = 2, **data) -> Recipe:
+    data = {"name": "dvs_cifar10", "format": "frame_folder", "root": str(root), "frame_size": 48,
+            "frame_resize": "authors_la_quirk", "roll_pixels": 5, **data}  # fmt: skip
+    return Recipe.model_validate(
+        {"data": data, "train": {"time_steps": time_steps, "val_fraction": 0.0, "select": "last"}}
+    )
+
+
+def authors_transform(frames: torch.Tensor, flip: bool = False, shifts: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """The published loader's steps, written with torchvision's transforms: every frame to a PIL image
+    (8 bits, two channels, so mode "LA"), resized to 48x48, back to a tensor; then flip columns, roll."""
+    to_pil, resize, to_tensor = T.ToPILImage(), T.Resize((48, 48)), T.ToTensor()
+    assert to_pil(frames[0]).mode == "LA"
+    out = torch.stack([to_tensor(resize(to_pil(frame))) for frame in frames])
+    if flip:
+        out = torch.flip(out, dims=(3,))
+    return torch.roll(out, shifts=shifts, dims=(2, 3))
+
+
+def test_frame_folder_test_split_is_the_authors_resize_of_each_file(tmp_path):
+    written = write_frame_folder(tmp_path, {"train": 4, "test": 3})
+    bundle = build_data(frame_folder_recipe(tmp_path))
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (4, 0, 3)
+    assert bundle.info.input_size == (48, 48) and bundle.info.time_steps == 2
+    for i, (frames, label) in enumerate(written["test"]):
+        got, got_label = bundle.test[i]
+        assert got_label == label and got.dtype == torch.float32
+        assert torch.equal(got, authors_transform(frames))
+    assert not (tmp_path / "cache").exists()  # read as stored, never cached
+
+
+def test_frame_folder_training_flip_and_roll_match_the_authors_on_fixed_draws(tmp_path):
+    written = write_frame_folder(tmp_path, {"train": 2, "test": 1})
+    train = build_data(frame_folder_recipe(tmp_path)).train
+    frames = written["train"][1][0]
+    resized, label = train.dataset.source(1)
+    assert label == 1
+    for flip, shifts in [(False, (0, 0)), (True, (0, 0)), (False, (5, -5)), (True, (-3, 4)), (True, (-5, 5))]:
+        assert torch.equal(flip_and_roll(resized, flip, shifts), authors_transform(frames, flip, shifts))
+    # the dataset's own draws: each is one flip/roll of the authors' transform, over the whole +-5 range
+    candidates = {
+        (flip, dy, dx): authors_transform(frames, flip, (dy, dx))
+        for flip in (False, True) for dy in range(-5, 6) for dx in range(-5, 6)
+    }  # fmt: skip
+    seen = set()
+    for _ in range(80):
+        sample = train[1][0]
+        (match,) = [key for key, c in candidates.items() if torch.equal(sample, c)]
+        seen.add(match)
+    assert {f for f, _, _ in seen} == {False, True}
+    assert {dy for _, dy, _ in seen} >= {-5, 5} and {dx for _, _, dx in seen} >= {-5, 5}
+
+
+def test_frame_folder_check_and_refusals(tmp_path):
+    rows = check_data(frame_folder_recipe(tmp_path))
+    assert [r.path for r in rows] == [str(tmp_path / "train"), str(tmp_path / "test")]
+    assert not any(r.ok for r in rows) and all("missing" in r.message and "<i>.pt" in r.message for r in rows)
+    write_frame_folder(tmp_path, {"train": 3, "test": 2})
+    rows = check_data(frame_folder_recipe(tmp_path))
+    assert all(r.ok for r in rows) and rows[0].message.startswith("3 frame files; 0.pt: [2x2x128x128], label 0")
+    with pytest.raises(DataMissingError, match=r"holds 2 frames, but train.time_steps = 3"):
+        build_data(frame_folder_recipe(tmp_path, time_steps=3))
+    (tmp_path / "test" / "1.pt").rename(tmp_path / "test" / "7.pt")  # numbering with a gap
+    with pytest.raises(DataMissingError, match=r"0.pt ... <n-1>.pt and nothing else; unexpected: 7.pt"):
+        build_data(frame_folder_recipe(tmp_path))
+
+
+class LeavesAMarker:
+    """Unpickling this would create a file: a stand-in for a frame file that carries code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("code", "cannot read frame file"),
+        ("ints", "expected floats in"),
+        ("labels", "expected one class index"),
+        ("shape", "is not a (frames [T, 2, H, W], target) pair"),
+    ],
+)
+def test_frame_files_that_are_not_frames_are_refused(tmp_path, content, message):
+    write_frame_folder(tmp_path, {"train": 1, "test": 1})
+    frames = torch.zeros(2, 2, 128, 128)
+    marker = tmp_path / "marker"
+    item = {
+        "code": (frames, LeavesAMarker(marker)),
+        "ints": (frames.long(), torch.tensor([1])),
+        "labels": (frames, torch.tensor([1, 2])),
+        "shape": (frames[:, :1], torch.tensor([1])),
+    }[content]
+    torch.save(item, tmp_path / "test" / "0.pt")
+    problems = check_data(frame_folder_recipe(tmp_path))
+    assert problems[0].ok and not problems[1].ok and message in problems[1].message
+    assert not marker.exists()
+
+
 # ---------------------------------------------------------------- DVS Gesture
 
 
@@ -272,3 +379,11 @@ def test_cli_smoke_train_on_event_fixture(tmp_path, name):
     assert np.isfinite(epoch["train_loss"]) and epoch["skipped_steps"] == 0
     assert summary["test_samples"] == 4
     assert len(list((tmp_path / "data" / "cache").rglob("*.pt"))) >= 4  # frames went through the disk cache
+
+
+def test_cli_smoke_train_on_a_frame_folder(tmp_path):
+    write_frame_folder(tmp_path / "data", {"train": 4, "test": 3})
+    sets = ["data.format=frame_folder", "data.frame_size=16", "train.time_steps=2"]
+    epoch, summary = smoke_train(tmp_path, "dvs_cifar10_vggsnn", sets)
+    assert np.isfinite(epoch["train_loss"]) and epoch["skipped_steps"] == 0
+    assert summary["test_samples"] == 3

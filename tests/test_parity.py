@@ -22,7 +22,7 @@ CIFAR100_RESNET18 = {
     "run.seed": 60,
     "model.name": "resnet18",
     "train.time_steps": 2,
-    "data.autoaugment": True,
+    "data.autoaugment": "reference",
     "data.autoaugment_fill": 128,
     "data.cutout": 16,
     "optim.weight_decay": 5e-4,

@@ -11,17 +11,25 @@ Files are laid out as tonic (1.7) lays them out under ``data.root``; nothing is 
       <root>/DVSGesture/ibmGestureTrain/user01_fluorescent/0.npy ...
       <root>/DVSGesture/ibmGestureTest/user24_led/10.npy ...
 
-Framing (both datasets): events are accumulated into ``T`` frames of 2 polarity channels at 128x128,
-each frame is divided by its own maximum (empty frames stay 0) and resized per channel to
-``data.frame_size`` with antialiased bilinear interpolation on float tensors (``data.frame_resize =
-"float"``). ``"authors_la_quirk"`` reproduces how the published runs resized instead: each frame as an
-8-bit two-channel Pillow image, mode "LA" (grey + alpha). Pillow resizes "LA" images premultiplied by
-alpha, so the first polarity is multiplied by the second before the resize and divided after it: where
-the second polarity saw no event, the first is erased (see :func:`authors_la_resize`). DVS-CIFAR10 splits by
-event count (frame ``t`` holds events ``[t*n//T, (t+1)*n//T)`` with ``n//T`` per frame; the last frame
-also takes the remainder, as the reference does); DVS Gesture splits the recording's duration into ``T``
-equal time bins. Binning is done here rather than with tonic's slicers, which drop the remainder
-events and fail on empty recordings.
+- DVS-CIFAR10 as ready-made frames (``data.format = "frame_folder"``), the layout the authors' loader reads::
+
+      <root>/train/0.pt ... <root>/train/<n-1>.pt      each torch.save((frames [T, 2, 128, 128] float, target))
+      <root>/test/0.pt ...
+
+  Frames are used as stored (no framing, no cache): resized per ``data.frame_resize`` on every read (the
+  published runs: ``authors_la_quirk``), then flipped and rolled in training like the recordings below.
+
+asgl's own framing of recordings (both datasets; the authors' code builds no frames, it reads the files
+above): events are accumulated into ``T`` frames of 2 polarity channels at 128x128, each frame is divided
+by its own maximum (empty frames stay 0) and resized per channel to ``data.frame_size`` with antialiased
+bilinear interpolation on float tensors (``data.frame_resize = "float"``). ``"authors_la_quirk"``
+reproduces how the published runs resized instead: each frame as an 8-bit two-channel Pillow image, mode
+"LA" (grey + alpha). Pillow resizes "LA" images premultiplied by alpha, so the first polarity is
+multiplied by the second before the resize and divided after it: where the second polarity saw no event,
+the first is erased (see :func:`authors_la_resize`). DVS-CIFAR10 splits by event count (frame ``t`` holds
+events ``[t*n//T, (t+1)*n//T)`` with ``n//T`` per frame; the last frame also takes the remainder); DVS
+Gesture splits the recording's duration into ``T`` equal time bins. Binning is done here rather than
+with tonic's slicers, which drop the remainder events and fail on empty recordings.
 
 Frames are cached on disk once per recording (``data.cache_dir`` or ``<root>/cache``), under a hash of
 every parameter that shapes them and of the recording's path, size and modification time, so a change
@@ -70,6 +78,11 @@ CIFAR10DVS_CLASSES = (
 CIFAR10DVS_URL = "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671 (one <class>.zip per class)"
 REFERENCE_TRAIN_FILES = 700  # reference split: recordings 0-699 train, 700-999 test, per class
 TRAIN_RATIO = (7, 10)  # ratio split: the first 70 % of each class's recordings train, the rest test
+
+FRAME_FOLDER_SPLITS = ("train", "test")
+FRAME_FOLDER_HOWTO = (
+    "expected <i>.pt files (i = 0..n-1), each a (frames [T, 2, 128, 128] float, target) pair saved with torch.save"
+)
 
 GESTURE_DIR = "DVSGesture"
 GESTURE_SPLITS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
@@ -127,17 +140,21 @@ def authors_la_resize(frames: torch.Tensor, frame_size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
 
 
-def normalise_and_resize(frames: torch.Tensor, frame_size: int, resize: str = "float") -> torch.Tensor:
-    """Divide each frame of ``[T, C, H, W]`` by its maximum (empty frames stay 0), then resize every
-    channel to ``frame_size``: ``float`` = antialiased bilinear on floats, ``authors_la_quirk`` =
-    :func:`authors_la_resize`. Returns ``[T, C, S, S]``."""
-    peak = frames.amax(dim=(1, 2, 3), keepdim=True)
-    frames = frames / peak.clamp_min(1e-12)
+def resize_frames(frames: torch.Tensor, frame_size: int, resize: str = "float") -> torch.Tensor:
+    """Resize every channel of ``[T, C, H, W]`` frames to ``frame_size``: ``float`` = antialiased bilinear on
+    floats, ``authors_la_quirk`` = :func:`authors_la_resize`. Returns ``[T, C, S, S]``."""
     if resize == "authors_la_quirk":
         return authors_la_resize(frames, frame_size)
     if frames.shape[-1] == frame_size and frames.shape[-2] == frame_size:
         return frames
     return F.interpolate(frames, size=(frame_size, frame_size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def normalise_and_resize(frames: torch.Tensor, frame_size: int, resize: str = "float") -> torch.Tensor:
+    """Divide each frame of ``[T, C, H, W]`` by its maximum (empty frames stay 0), then :func:`resize_frames`.
+    Returns ``[T, C, S, S]``."""
+    peak = frames.amax(dim=(1, 2, 3), keepdim=True)
+    return resize_frames(frames / peak.clamp_min(1e-12), frame_size, resize)
 
 
 # ---------------------------------------------------------------- readers
@@ -236,44 +253,133 @@ def item_seed(seed: int, index: int, draw: int) -> int:
     return (seed * 1_000_003 + index) * 1_000_033 + draw
 
 
+def flip_and_roll(frames: torch.Tensor, flip: bool, shifts: tuple[int, int]) -> torch.Tensor:
+    """``[T, C, H, W]`` frames mirrored left-right (if ``flip``), then rolled by ``shifts`` = (rows, columns)."""
+    if flip:
+        frames = frames.flip(-1)
+    return frames.roll(shifts=shifts, dims=(-2, -1))
+
+
+class CachedRecordings:
+    """Recording ``i`` -> (its frames from ``cache``, made by ``make_frames`` on a miss, label ``i``)."""
+
+    def __init__(
+        self, files: list[Path], labels: list[int], make_frames: Callable[[Path], torch.Tensor], cache: FrameCache
+    ) -> None:
+        self.files, self.labels, self.make_frames, self.cache = files, labels, make_frames, cache
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __call__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.cache.get(self.files[index], self.make_frames), self.labels[index]
+
+
 class EventFrames(Dataset):
-    """Recordings -> cached frames ``[T, 2, S, S]`` (float in [0, 1]) and int labels.
+    """Samples ``source(i)`` = (frames ``[T, 2, S, S]``, int label), augmented in training.
 
     With ``augment``, each draw applies a horizontal flip with probability ½ (if ``hflip``) and rolls
-    both spatial axes by independent integers in ``[-roll, roll]``; draws are seeded by
-    (seed, index, how many times this index was drawn), so they differ per epoch and are reproducible.
+    both spatial axes by independent integers in ``[-roll, roll]`` (:func:`flip_and_roll`); draws are
+    seeded by (seed, index, how many times this index was drawn), so they differ per epoch and are reproducible.
     """
 
     def __init__(
         self,
-        files: list[Path],
-        labels: list[int],
-        make_frames: Callable[[Path], torch.Tensor],
-        cache: FrameCache,
+        source: Callable[[int], tuple[torch.Tensor, int]],
         augment: bool = False,
         hflip: bool = True,
         roll: int = 0,
         seed: int = 0,
     ):
-        self.files, self.labels = files, labels
-        self.make_frames, self.cache = make_frames, cache
+        self.source = source
         self.augment, self.hflip, self.roll, self.seed = augment, hflip, roll, seed
         self._draws: Counter[int] = Counter()
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.source)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        frames = self.cache.get(self.files[index], self.make_frames)
+        frames, label = self.source(index)
         if self.augment:
             gen = torch.Generator().manual_seed(item_seed(self.seed, index, self._draws[index]))
             self._draws[index] += 1
-            if self.hflip and torch.rand((), generator=gen) < 0.5:
-                frames = frames.flip(-1)
-            if self.roll:
-                shifts = torch.randint(-self.roll, self.roll + 1, (2,), generator=gen).tolist()
-                frames = frames.roll(shifts=shifts, dims=(-2, -1))
-        return frames, self.labels[index]
+            flip = self.hflip and bool(torch.rand((), generator=gen) < 0.5)
+            rows, cols = torch.randint(-self.roll, self.roll + 1, (2,), generator=gen).tolist()
+            frames = flip_and_roll(frames, flip, (rows, cols))
+        return frames, label
+
+
+# ---------------------------------------------------------------- ready-made frame files (data.format = "frame_folder")
+
+
+def frame_folder_files(root: Path, split: str) -> list[Path]:
+    """``<root>/<split>/0.pt`` ... ``<n-1>.pt`` in index order: sample ``i`` is file ``i``, as the authors'
+    loader numbers them. Raises :class:`DataMissingError` unless the folder holds exactly these files."""
+    folder = root / split
+    if not folder.is_dir():
+        raise DataMissingError(f"missing {folder}: {FRAME_FOLDER_HOWTO}")
+    names = set(os.listdir(folder))
+    expected = {f"{i}.pt" for i in range(len(names))}
+    if not names or names != expected:
+        strays = sorted(names - expected)
+        found = f"; unexpected: {strays[0]}" if strays else ""
+        raise DataMissingError(f"{folder} must hold files 0.pt ... <n-1>.pt and nothing else{found}")
+    return [folder / f"{i}.pt" for i in range(len(names))]
+
+
+def read_frame_file(path: Path, time_steps: int) -> tuple[torch.Tensor, int]:
+    """One ``(frames, target)`` file: float frames ``[T, 2, H, W]`` (``T`` = ``time_steps``) and a
+    one-element label in 0..9. Read as tensors only (``weights_only``): a file can never run code."""
+    try:
+        item = torch.load(path, weights_only=True)
+    except Exception as e:  # damaged files raise anything: EOFError, RuntimeError, UnpicklingError, ...
+        raise DataMissingError(f"cannot read frame file {path} ({type(e).__name__}: {e})") from None
+    frames, target = item if isinstance(item, (tuple, list)) and len(item) == 2 else (None, None)
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 2:
+        raise DataMissingError(f"{path} is not a (frames [T, 2, H, W], target) pair")
+    if not frames.is_floating_point():
+        raise DataMissingError(f"{path} holds {frames.dtype} frames; expected floats in [0, 1]")
+    if frames.shape[0] != time_steps:
+        raise DataMissingError(f"{path} holds {frames.shape[0]} frames, but train.time_steps = {time_steps}")
+    target = torch.as_tensor(target)
+    label = int(target.reshape(-1)[0].long()) if target.numel() == 1 else -1
+    if not 0 <= label < len(CIFAR10DVS_CLASSES):
+        raise DataMissingError(f"{path} has target {target.tolist()}; expected one class index in 0..9")
+    return frames, label
+
+
+class FrameFiles:
+    """File ``i`` of a frame folder -> (its frames resized to ``frame_size`` by ``resize``, its label).
+
+    Frames are not divided by their maximum: they are used as stored (``authors_la_quirk`` multiplies
+    them by 255 and casts them to 8 bits, as the authors' loader does)."""
+
+    def __init__(self, files: list[Path], time_steps: int, frame_size: int, resize: str) -> None:
+        self.files, self.time_steps, self.frame_size, self.resize = files, time_steps, frame_size, resize
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __call__(self, index: int) -> tuple[torch.Tensor, int]:
+        frames, label = read_frame_file(self.files[index], self.time_steps)
+        return resize_frames(frames, self.frame_size, self.resize).float(), label
+
+
+def check_frame_folder(recipe: Recipe) -> list[DataProblem]:
+    """One row per split folder: its file count, and the first file read in full."""
+    root, rows = Path(recipe.data.root), []
+    for split in FRAME_FOLDER_SPLITS:
+        folder = root / split
+        try:
+            files = frame_folder_files(root, split)
+            frames, label = read_frame_file(files[0], recipe.train.time_steps)
+        except DataMissingError as e:
+            rows.append(DataProblem(str(folder), False, str(e)))
+            continue
+        size = human_size(sum(p.stat().st_size for p in files))
+        shape = "x".join(str(n) for n in frames.shape)
+        rows.append(DataProblem(str(folder), True, f"{len(files)} frame files; 0.pt: [{shape}], label {label}", size))
+    return rows
 
 
 # ---------------------------------------------------------------- files and splits
@@ -334,7 +440,13 @@ def info(recipe: Recipe) -> DataInfo:
     return DataInfo("event", 2, (size, size), classes, recipe.train.time_steps)
 
 
+def _reads_frame_folder(recipe: Recipe) -> bool:
+    return recipe.data.name == "dvs_cifar10" and recipe.data.format == "frame_folder"
+
+
 def check(recipe: Recipe) -> list[DataProblem]:
+    if _reads_frame_folder(recipe):
+        return check_frame_folder(recipe)
     root = Path(recipe.data.root)
     if recipe.data.name == "dvs_cifar10":
         problems = []
@@ -382,17 +494,17 @@ def _raise_if_missing(problems: list[DataProblem], hint: str = "") -> None:
         raise DataMissingError("dataset files are missing:\n" + "\n".join(missing) + tail)
 
 
-def build(recipe: Recipe) -> DataBundle:
+def _recording_sources(recipe: Recipe) -> tuple[CachedRecordings, CachedRecordings]:
+    """(train, test) recordings of DVS-CIFAR10 (.aedat) or DVS Gesture, framed by asgl and cached."""
     _raise_if_missing(check(recipe), GET_HINT if recipe.data.name == "dvs_gesture" else "")
-    data, time_steps, seed = recipe.data, recipe.train.time_steps, recipe.run.seed
+    data, time_steps = recipe.data, recipe.train.time_steps
     root = Path(data.root)
     if data.name == "dvs_cifar10":
         train_items, test_items = split_cifar10dvs(cifar10dvs_files(root), data.split)
-        make, framing, hflip = cifar10dvs_frames, "event_count", True
+        make, framing = cifar10dvs_frames, "event_count"
     else:
         train_items, test_items = gesture_files(root, "train"), gesture_files(root, "test")
         make, framing = gesture_frames, "time_bins"
-        hflip = False  # left- and right-hand gestures are different classes
     if not train_items or not test_items:
         raise DataMissingError(f"{data.name} leaves {len(train_items)} train / {len(test_items)} test recordings")
     params = (
@@ -402,13 +514,32 @@ def build(recipe: Recipe) -> DataBundle:
     cache = FrameCache(cache_folder(recipe), params)
     make_frames = partial(make, time_steps=time_steps, frame_size=data.frame_size, resize=data.frame_resize)
 
-    def frames(items: list[tuple[Path, int]], augment: bool) -> EventFrames:
-        files, labels = [p for p, _ in items], [y for _, y in items]
-        return EventFrames(files, labels, make_frames, cache, augment, hflip, data.roll_pixels, seed)
+    def source(items: list[tuple[Path, int]]) -> CachedRecordings:
+        return CachedRecordings([p for p, _ in items], [y for _, y in items], make_frames, cache)
 
-    train, val = carve_validation(
-        frames(train_items, True), frames(train_items, False), recipe.train.val_fraction, seed
+    return source(train_items), source(test_items)
+
+
+def _frame_folder_sources(recipe: Recipe) -> tuple[FrameFiles, FrameFiles]:
+    """(train, test) ready-made frame files under ``<root>/train`` and ``<root>/test``."""
+    _raise_if_missing(check_frame_folder(recipe))
+    data, root = recipe.data, Path(recipe.data.root)
+    train, test = (
+        FrameFiles(frame_folder_files(root, split), recipe.train.time_steps, data.frame_size, data.frame_resize)
+        for split in FRAME_FOLDER_SPLITS
     )
-    test = frames(test_items, False)
+    return train, test
+
+
+def build(recipe: Recipe) -> DataBundle:
+    data, seed = recipe.data, recipe.run.seed
+    sources = _frame_folder_sources(recipe) if _reads_frame_folder(recipe) else _recording_sources(recipe)
+    hflip = data.name == "dvs_cifar10"  # DVS Gesture: left- and right-hand gestures are different classes
+
+    def frames(source: Callable[[int], tuple[torch.Tensor, int]], augment: bool) -> EventFrames:
+        return EventFrames(source, augment, hflip, data.roll_pixels, seed)
+
+    train, val = carve_validation(frames(sources[0], True), frames(sources[0], False), recipe.train.val_fraction, seed)
+    test = frames(sources[1], False)
     limit = data.subset
     return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))

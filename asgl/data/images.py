@@ -1,8 +1,9 @@
 """Static images: CIFAR-10, CIFAR-100 (python pickle batches) and Tiny-ImageNet (folder layout).
 
 Samples are ``[3, H, W]`` float tensors, normalised; labels are ints. Training pipeline (docs/method.md#data-pipelines):
-RandomCrop(size, pad 4), HFlip, optional AutoAugment (CIFAR-10 policy, uncovered pixels filled with
-``data.autoaugment_fill``), ToTensor, optional Cutout
+RandomCrop(size, pad 4), HFlip, optional AutoAugment (CIFAR-10 policy, torchvision's or the published
+runs' own from :mod:`asgl.data.autoaugment`, uncovered pixels filled with ``data.autoaugment_fill``),
+ToTensor, optional Cutout
 (one hole, clipped at the borders, before Normalize), Normalize. Validation and test samples get
 ToTensor + Normalize only. The validation split is carved from the official training set; the
 official test set (Tiny-ImageNet: the official val set) is the test set.
@@ -40,6 +41,7 @@ from asgl.data import (
     human_size,
     take_subset,
 )
+from asgl.data.autoaugment import ReferenceAutoAugment
 
 if TYPE_CHECKING:
     from asgl.config import Recipe
@@ -102,8 +104,10 @@ def train_transform(recipe: Recipe, image_set: ImageSet) -> T.Compose:
         steps.append(T.RandomCrop(image_set.image_size, padding=CROP_PADDING))
     if cfg.hflip:
         steps.append(T.RandomHorizontalFlip())
-    if cfg.autoaugment:
+    if cfg.autoaugment == "torchvision":
         steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10, fill=cfg.autoaugment_fill))
+    elif cfg.autoaugment == "reference":
+        steps.append(ReferenceAutoAugment(fill=cfg.autoaugment_fill))
     steps.append(T.ToTensor())
     if cfg.cutout:
         steps.append(Cutout(cfg.cutout))
