@@ -65,6 +65,7 @@ AUTHORS_RUN = "cifar100_resnet18"
 NAMED_DIFFERENCES = {
     "init": {"model.init"},
     "width storage": {"surrogate.storage"},
+    "AutoAugment": {"data.autoaugment"},
     "fill": {"data.autoaugment_fill"},
     "seed": {"run.seed"},
     "val split": {"train.val_fraction", "train.select"},
