@@ -226,12 +226,29 @@ def lif_triton(
     current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
     """Triton backend (CUDA), same contract as :func:`lif_stepwise`; reads float16/bfloat16 input in place (output
-    in its dtype). What the kernel lacks goes to :func:`lif_fused` (in float32 for half precision)."""
-    from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
-
-    if triton_lif.supports(current, gamma, theta, k, mask, spec):
+    in its dtype). What the kernel lacks, and every call where Triton cannot launch (:func:`triton_kernel`), goes
+    to :func:`lif_fused` (in float32 for half precision)."""
+    triton_lif = triton_kernel(current.device.type)
+    if triton_lif is not None and triton_lif.supports(current, gamma, theta, k, mask, spec):
         return triton_lif.lif_triton(current, gamma, theta, k, mask, spec)
     return in_float32(lif_fused, current, gamma, theta, k, mask, spec)
+
+
+@functools.cache
+def triton_kernel(device_type: str) -> ModuleType | None:
+    """asgl.kernels.triton_lif once a tiny kernel has compiled and run on ``device_type`` ("cuda"; "cpu" under
+    Triton's interpreter), or None after one line on the ``asgl`` logger: Triton installs where it cannot
+    build its launcher (no C compiler, no Python headers), and fails only at the first launch."""
+    try:
+        module = importlib.import_module("asgl.kernels.triton_lif")  # imports triton: only when this backend runs
+        module.probe(torch.device(device_type))
+        return module
+    except Exception as err:  # any failure to import, compile or launch
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        logging.getLogger("asgl").warning(
+            "LIF: the Triton kernel cannot run here (%s); using the fused backend", reason
+        )
+        return None
 
 
 def in_float32(
