@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from asgl.errors import BackendUnavailable
 from asgl.kernels.compiled_lif import lif_compiled
+from asgl.kernels.lif_op import draw_words, lif_op
 from asgl.spike import (
     Amplitude,
     MaskDraw,
@@ -150,7 +151,7 @@ class _FusedLIF(torch.autograd.Function):
             s = _spike_values(x, k * x, surrogate, spike, step_mask(mask, current, t), spikes[t])
             state = reset_state(u, s, theta, reset)
         ctx.save_for_backward(u_all, gamma, theta, k)
-        ctx.mask, ctx.spec = mask, spec
+        ctx.draw, ctx.spec = mask, spec
         return spikes.mul_(theta) if spec.amplitude == "threshold" else spikes
 
     @staticmethod
@@ -173,7 +174,7 @@ class _FusedLIF(torch.autograd.Function):
             u, g_out = u_all[t], grad_out[t]
             x = u - theta
             y = k * x
-            mask_t = step_mask(ctx.mask, u_all, t)
+            mask_t = step_mask(ctx.draw, u_all, t)
             s = _spike_values(x, y, surrogate, spike, mask_t, s_buffer)
             grad_s = g_out * theta if amplitude_threshold else g_out
             if grad_state is not None:
@@ -419,6 +420,19 @@ class LIF(nn.Module):
         dtype = torch.float32 if x.dtype in HALF_PRECISION else x.dtype  # parameters and state
         backend = self.resolve_backend(x)
         params = (self.decay().to(dtype), self.theta().to(dtype), self.width.slope().to(dtype))
+        if torch.compiler.is_compiling() and backend in (lif_fused, lif_triton):  # one opaque op: asgl.kernels.lif_op
+            op = functools.partial(lif_op, backend="triton" if backend is lif_triton else "fused")
+            asgl = self.active_spike() == "asgl"
+            words = (
+                draw_words(self.noise_prob, self.generator, self.mask_stream)
+                if asgl
+                else torch.zeros(0, dtype=torch.int64)
+            )
+            return (
+                op(x, *params, words, self.spec())
+                if backend is lif_triton
+                else in_float32(op, x, *params, words, self.spec())
+            )
         if backend is lif_triton:
             return backend(x, *params, self.mask_draw(), self.spec())
         return in_float32(backend, x, *params, self.mask_draw(), self.spec())

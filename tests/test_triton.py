@@ -461,3 +461,23 @@ def test_a_failing_first_launch_falls_back_to_fused_with_one_line(monkeypatch, c
     assert all(torch.equal(out, ref) for out in outs)
     lines = [r.getMessage() for r in caplog.records if r.name == "asgl"]
     assert len(lines) == 1 and "Failed to find C compiler" in lines[0] and "fused" in lines[0]
+
+
+def test_behind_the_compile_operator_the_kernel_gives_its_own_results():
+    """asgl::lif_forward / lif_backward (what a compiled model calls) with the triton backend: the kernel's own
+    output and gradients, for a float16 input (the operator keeps its dtype) and with a mask draw."""
+    from asgl.kernels.lif_op import lif_op
+
+    current = (torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(15)) * 1.5).to(DEVICE).half()
+    draw, spec = MaskDraw(0.3, seed=11, offset=2), spec_of("sigmoid", "asgl", "soft")
+    words = torch.tensor([draw.threshold, draw.seed, draw.offset])
+    results = []
+    for call in (lambda *a: lif_op(*a, words, spec, "triton"), lambda *a: lif_triton(*a, draw, spec)):
+        inputs = operands(current, (4, 1, 1))
+        out = call(*inputs)
+        weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape).half()
+        results.append((out, torch.autograd.grad((out * weights).sum(), inputs)))
+    (out, grads), (ref, ref_grads) = results
+    assert out.dtype == grads[0].dtype == torch.float16 and torch.equal(out, ref)
+    for name, g, r in zip(NAMES, grads, ref_grads):
+        assert torch.equal(g, r), name

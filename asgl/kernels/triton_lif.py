@@ -319,9 +319,8 @@ def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
 
 def _forward(
     current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, draw: MaskDraw | None, spec: SpikeSpec, save_u: bool
-) -> tuple[Tensor, Tensor | None, Tensor, dict[str, int | bool]]:
-    """One launch of the forward kernel: (output, u [T, B, ...] float32 or None without ``save_u``, the mask keys,
-    the layout arguments)."""
+) -> tuple[Tensor, Tensor | None]:
+    """One launch of the forward kernel: (output, u [T, B, ...] float32 or None without ``save_u``)."""
     channels_last = is_channels_last(current)  # read in place; any other layout is copied row-major
     current = current if channels_last else current.contiguous()
     steps, n = current.shape[0], current[0].numel()
@@ -337,15 +336,15 @@ def _forward(
             steps, n, k_flat.numel(), **layout, **forward_flags(spec), SAVE_U=save_u, BLOCK_N=block,
             num_warps=warps,
         )  # fmt: skip
-    return out, u_all, keys, layout
+    return out, u_all
 
 
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, gamma, theta, k, draw: MaskDraw | None, spec: SpikeSpec):
-        out, u_all, keys, layout = _forward(current, gamma, theta, k, draw, spec, save_u=True)
-        ctx.save_for_backward(u_all, gamma, theta, k)
-        ctx.keys, ctx.spec, ctx.dtype, ctx.layout = keys, spec, current.dtype, layout
+        out, u_all = _forward(current, gamma, theta, k, draw, spec, save_u=True)
+        ctx.save_for_backward(u_all, gamma, theta, k)  # u keeps the layout the kernel read the input in
+        ctx.draw, ctx.spec = draw, spec
         return out
 
     @staticmethod
@@ -354,17 +353,19 @@ class _TritonLIF(torch.autograd.Function):
         if grad_out.stride() != u_all.stride():  # the kernel indexes both alike: one copy into u's layout
             grad_out = torch.empty_like(u_all, dtype=grad_out.dtype).copy_(grad_out)
         steps, n = u_all.shape[0], u_all[0].numel()
+        keys = mask_keys(ctx.draw, steps, u_all.device)  # again (a few words, sent without waiting)
+        layout = layout_args(u_all.shape, is_channels_last(u_all))
         k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
         flags = backward_flags(ctx.spec, k_scalar, ctx.needs_input_grad[1:4])
-        block, warps = block_config(n, ctx.dtype)
+        block, warps = block_config(n, grad_out.dtype)
         programs = triton.cdiv(n, block)
-        grad_u = torch.empty_like(u_all, dtype=ctx.dtype)
+        grad_u = torch.empty_like(u_all, dtype=grad_out.dtype)  # the input's dtype, as the output's
         sums_gamma, sums_theta = u_all.new_empty(programs), u_all.new_empty(programs)  # one block sum per program
         sums_k = u_all.new_empty(n if flags["GRAD_K"] and not k_scalar else programs)  # per neuron or per program
         with _on_device(u_all):
             _lif_backward_kernel[(programs,)](
-                u_all, grad_out, grad_u, ctx.keys, gamma.reshape(1), theta.reshape(1), k_flat,
-                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **ctx.layout, **flags,
+                u_all, grad_out, grad_u, keys, gamma.reshape(1), theta.reshape(1), k_flat,
+                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **layout, **flags,
                 BLOCK_N=block, num_warps=warps,
             )  # fmt: skip
         grad_k = None
