@@ -14,7 +14,8 @@ surrogate terms from u step by step, so its temporaries are [B, ...] slices that
 ``cpu_kernel`` (asgl.kernels.cpu_lif, numba) runs the same maths in one pass each way over [T, N] on CPU and
 is what ``auto`` picks there; where numba cannot load, ``auto`` says so in one line and runs ``fused``.
 ``triton`` (asgl.kernels.triton_lif) registers itself in :data:`BACKENDS` where CUDA and Triton are
-available; ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the fused maths) is always
+available, and runs ``fused`` after one line where its first launch fails (:func:`triton_kernel`). Under
+torch.compile the fused and triton calls go through opaque operators (asgl.kernels.lif_op); ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the fused maths) is always
 registered.
 
 The ASGL mask reaches a backend as a :class:`asgl.spike.MaskDraw` (seed, offset, p), never as a tensor:
