@@ -481,3 +481,9 @@ def test_behind_the_compile_operator_the_kernel_gives_its_own_results():
     assert out.dtype == grads[0].dtype == torch.float16 and torch.equal(out, ref)
     for name, g, r in zip(NAMES, grads, ref_grads):
         assert torch.equal(g, r), name
+
+
+def test_the_interpreter_runs_exactly_where_cuda_does_not():
+    """tests/conftest.py decides by torch.cuda.is_available(), so on a GPU machine these tests run the compiled
+    kernels (whether or not a driver tool is on PATH) and elsewhere the interpreter."""
+    assert (os.environ.get("TRITON_INTERPRET") == "1") == (not torch.cuda.is_available())
