@@ -402,6 +402,13 @@ class LIF(nn.Module):
             return None
         return new_mask_draw(self.noise_prob, self.generator, self.mask_stream)
 
+    def mask_words(self) -> Tensor:
+        """:meth:`mask_draw` for a compiled model: int64 [3] (threshold, seed, offset), the seed never read back
+        (see asgl.kernels.lif_op), or an empty tensor without a mask."""
+        if self.active_spike() != "asgl":
+            return torch.zeros(0, dtype=torch.int64)
+        return draw_words(self.noise_prob, self.generator, self.mask_stream)
+
     def draw_mask(self, shape: torch.Size, device: torch.device) -> Tensor | None:
         """The bool mask [T, B, ...] of a fresh draw for the ASGL mode in training, else None."""
         draw = self.mask_draw()
@@ -423,17 +430,8 @@ class LIF(nn.Module):
         params = (self.decay().to(dtype), self.theta().to(dtype), self.width.slope().to(dtype))
         if torch.compiler.is_compiling() and backend in (lif_fused, lif_triton):  # one opaque op: asgl.kernels.lif_op
             op = functools.partial(lif_op, backend="triton" if backend is lif_triton else "fused")
-            asgl = self.active_spike() == "asgl"
-            words = (
-                draw_words(self.noise_prob, self.generator, self.mask_stream)
-                if asgl
-                else torch.zeros(0, dtype=torch.int64)
-            )
-            return (
-                op(x, *params, words, self.spec())
-                if backend is lif_triton
-                else in_float32(op, x, *params, words, self.spec())
-            )
+            call = op if backend is lif_triton else functools.partial(in_float32, op)
+            return call(x, *params, self.mask_words(), self.spec())
         if backend is lif_triton:
             return backend(x, *params, self.mask_draw(), self.spec())
         return in_float32(backend, x, *params, self.mask_draw(), self.spec())
