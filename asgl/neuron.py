@@ -14,7 +14,8 @@ surrogate terms from u step by step, so its temporaries are [B, ...] slices that
 ``cpu_kernel`` (asgl.kernels.cpu_lif, numba) runs the same maths in one pass each way over [T, N] on CPU and
 is what ``auto`` picks there; where numba cannot load, ``auto`` says so in one line and runs ``fused``.
 ``triton`` (asgl.kernels.triton_lif) registers itself in :data:`BACKENDS` where CUDA and Triton are
-available; ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the fused maths) is always
+available, and runs ``fused`` after one line where its first launch fails (:func:`triton_kernel`). Under
+torch.compile the fused and triton calls go through opaque operators (asgl.kernels.lif_op); ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the fused maths) is always
 registered.
 
 The ASGL mask reaches a backend as a :class:`asgl.spike.MaskDraw` (seed, offset, p), never as a tensor:
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 
 from asgl.errors import BackendUnavailable
 from asgl.kernels.compiled_lif import lif_compiled
+from asgl.kernels.lif_op import draw_words, lif_op
 from asgl.spike import (
     Amplitude,
     MaskDraw,
@@ -150,7 +152,7 @@ class _FusedLIF(torch.autograd.Function):
             s = _spike_values(x, k * x, surrogate, spike, step_mask(mask, current, t), spikes[t])
             state = reset_state(u, s, theta, reset)
         ctx.save_for_backward(u_all, gamma, theta, k)
-        ctx.mask, ctx.spec = mask, spec
+        ctx.draw, ctx.spec = mask, spec
         return spikes.mul_(theta) if spec.amplitude == "threshold" else spikes
 
     @staticmethod
@@ -173,7 +175,7 @@ class _FusedLIF(torch.autograd.Function):
             u, g_out = u_all[t], grad_out[t]
             x = u - theta
             y = k * x
-            mask_t = step_mask(ctx.mask, u_all, t)
+            mask_t = step_mask(ctx.draw, u_all, t)
             s = _spike_values(x, y, surrogate, spike, mask_t, s_buffer)
             grad_s = g_out * theta if amplitude_threshold else g_out
             if grad_state is not None:
@@ -226,12 +228,29 @@ def lif_triton(
     current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
     """Triton backend (CUDA), same contract as :func:`lif_stepwise`; reads float16/bfloat16 input in place (output
-    in its dtype). What the kernel lacks goes to :func:`lif_fused` (in float32 for half precision)."""
-    from asgl.kernels import triton_lif  # imports triton, so only when this backend runs
-
-    if triton_lif.supports(current, gamma, theta, k, mask, spec):
+    in its dtype). What the kernel lacks, and every call where Triton cannot launch (:func:`triton_kernel`), goes
+    to :func:`lif_fused` (in float32 for half precision)."""
+    triton_lif = triton_kernel(current.device.type)
+    if triton_lif is not None and triton_lif.supports(current, gamma, theta, k, mask, spec):
         return triton_lif.lif_triton(current, gamma, theta, k, mask, spec)
     return in_float32(lif_fused, current, gamma, theta, k, mask, spec)
+
+
+@functools.cache
+def triton_kernel(device_type: str) -> ModuleType | None:
+    """asgl.kernels.triton_lif once a tiny kernel has compiled and run on ``device_type`` ("cuda"; "cpu" under
+    Triton's interpreter), or None after one line on the ``asgl`` logger: Triton installs where it cannot
+    build its launcher (no C compiler, no Python headers), and fails only at the first launch."""
+    try:
+        module = importlib.import_module("asgl.kernels.triton_lif")  # imports triton: only when this backend runs
+        module.probe(torch.device(device_type))
+        return module
+    except Exception as err:  # any failure to import, compile or launch
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        logging.getLogger("asgl").warning(
+            "LIF: the Triton kernel cannot run here (%s); using the fused backend", reason
+        )
+        return None
 
 
 def in_float32(
@@ -383,6 +402,13 @@ class LIF(nn.Module):
             return None
         return new_mask_draw(self.noise_prob, self.generator, self.mask_stream)
 
+    def mask_words(self) -> Tensor:
+        """:meth:`mask_draw` for a compiled model: int64 [3] (threshold, seed, offset), the seed never read back
+        (see asgl.kernels.lif_op), or an empty tensor without a mask."""
+        if self.active_spike() != "asgl":
+            return torch.zeros(0, dtype=torch.int64)
+        return draw_words(self.noise_prob, self.generator, self.mask_stream)
+
     def draw_mask(self, shape: torch.Size, device: torch.device) -> Tensor | None:
         """The bool mask [T, B, ...] of a fresh draw for the ASGL mode in training, else None."""
         draw = self.mask_draw()
@@ -402,6 +428,10 @@ class LIF(nn.Module):
         dtype = torch.float32 if x.dtype in HALF_PRECISION else x.dtype  # parameters and state
         backend = self.resolve_backend(x)
         params = (self.decay().to(dtype), self.theta().to(dtype), self.width.slope().to(dtype))
+        if torch.compiler.is_compiling() and backend in (lif_fused, lif_triton):  # one opaque op: asgl.kernels.lif_op
+            op = functools.partial(lif_op, backend="triton" if backend is lif_triton else "fused")
+            call = op if backend is lif_triton else functools.partial(in_float32, op)
+            return call(x, *params, self.mask_words(), self.spec())
         if backend is lif_triton:
             return backend(x, *params, self.mask_draw(), self.spec())
         return in_float32(backend, x, *params, self.mask_draw(), self.spec())

@@ -101,11 +101,15 @@ def new_mask_draw(noise_prob: float, generator: torch.Generator | None, stream: 
 
     ``stream`` (a DDP rank) is mixed into the seed, so processes whose generators agree draw independent
     masks while consuming their generators alike (a resume restores one state for every process)."""
+    return MaskDraw(noise_prob, int(draw_seed(generator, stream).item()))
+
+
+def draw_seed(generator: torch.Generator | None, stream: int = 0) -> Tensor:
+    """The seed of a fresh draw (see :func:`new_mask_draw`) as an int64 tensor [1] on the generator's device:
+    what a compiled model draws, where a Python integer would be read back and compiled in as a constant."""
     device = generator.device if generator is not None else None
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
-    if stream:
-        seed ^= step_key(0, stream) & ((1 << 62) - 1)  # splitmix64 of the stream
-    return MaskDraw(noise_prob, seed)
+    seed = torch.randint(0, 2**62, (1,), generator=generator, device=device)
+    return seed ^ (step_key(0, stream) & ((1 << 62) - 1)) if stream else seed  # splitmix64 of the stream
 
 
 def _lowbias32(x: Tensor) -> Tensor:

@@ -10,9 +10,11 @@
    channels-last off / on: step times, ratios and peak training-step memory;
 4. images per second of a synthetic CIFAR-100 epoch slice through the real training loop (``asgl.engine.
    trainer.train`` with random images in place of the dataset), and the seconds per 50,000-image epoch;
-5. one ``train.compile = true`` step.
+5. ``train.compile = true`` steps on the Triton kernel.
 
-Each part records its failure and the others still run. Without CUDA it says so in one line and exits 2.
+Each part records its failure and the others still run; the last lines are a verdict (which parts failed,
+and why) and the JSON. Exit 0 when every part passed, 1 otherwise; without CUDA it says so in one line and
+exits 2. The asgl it checks is this checkout's, whatever else is installed.
 """
 
 from __future__ import annotations
@@ -29,9 +31,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script, sys.path[0] is benchmarks/: import this checkout's asgl
+
+import torch  # noqa: E402
+
+import asgl.engine.trainer as trainer  # noqa: E402
+from asgl.bench import BenchResult, run_bench  # noqa: E402
+from asgl.config import load_recipe  # noqa: E402
+from asgl.data import DataBundle, describe_data  # noqa: E402
+from asgl.neuron import BACKENDS, in_float32, lif_stepwise  # noqa: E402
+from asgl.spike import MaskDraw, SpikeSpec  # noqa: E402
+from asgl.surrogates import SURROGATES  # noqa: E402
+
+# The CUDA tests compile about a hundred Triton variants (one to a few seconds each) and the numba CPU kernel
+# from cold (a minute or more): far more than the run of a warm cache.
+CUDA_TESTS_TIMEOUT_S = 1200
 MODES = ("asgl", "sg", "heaviside", "analog")
 FAMILIES = ("sigmoid", "rectangle", "tanh", "arctan", "triangle")
 GRANULARITY_SHAPES = {"layer": (), "channel": (4, 1, 1), "neuron": (4, 3, 3)}
@@ -41,21 +56,22 @@ HALF_TOLERANCE = {"float16": 2**-10, "bfloat16": 2**-7}  # one rounding of the d
 def cuda_tests() -> dict[str, Any]:
     """tests/test_triton.py on the GPU (TRITON_INTERPRET unset, so the kernels are compiled for real)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])  # the subprocess: this asgl too
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "tests/test_triton.py", "tests/test_cpu_lif.py"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=CUDA_TESTS_TIMEOUT_S)
     lines = proc.stdout.strip().splitlines()
-    return {"ok": proc.returncode == 0, "summary": lines[-1] if lines else proc.stderr.strip()[-200:]}
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    summary = lines[-1] if lines else proc.stderr.strip()[-200:]
+    return {"ok": proc.returncode == 0, "summary": summary, "failures": failed}
 
 
-def parity_case(backend: Callable, mode: str, family: str, hard: bool, k_shape: tuple[int, ...], dtype: str) -> float:
+def parity_case(
+    backend: Callable, mode: str, family: str, hard: bool, k_shape: tuple[int, ...], dtype: str, device: str = "cuda"
+) -> float:
     """Largest gradient difference |a − b| / (1 + |b|), triton vs stepwise (on the input cast to float32, in
     ``dtype`` out), for one case; raises if spikes differ."""
-    from asgl.neuron import in_float32, lif_stepwise
-    from asgl.spike import MaskDraw, SpikeSpec
-    from asgl.surrogates import SURROGATES
-
     g = torch.Generator().manual_seed(0)
-    current = (torch.randn(6, 3, 4, 3, 3, generator=g) * 1.5).to("cuda", getattr(torch, dtype))
+    current = (torch.randn(6, 3, 4, 3, 3, generator=g) * 1.5).to(device, getattr(torch, dtype))
     params = [torch.tensor(0.6), torch.tensor(0.8), torch.linspace(0.5, 1.5, max(1, torch.Size(k_shape).numel()))]
     params[2] = params[2].reshape(k_shape)
     width_grad = "analog" if mode == "asgl" and not hard else "all"
@@ -63,9 +79,9 @@ def parity_case(backend: Callable, mode: str, family: str, hard: bool, k_shape: 
     draw = MaskDraw(0.3, seed=7) if mode == "asgl" else None
     results = []
     for fn in (lambda *args: in_float32(lif_stepwise, *args), backend):
-        args = [current.clone().requires_grad_()] + [p.cuda().requires_grad_() for p in params]
+        args = [current.clone().requires_grad_()] + [p.to(device).requires_grad_() for p in params]
         out = fn(*args, draw, spec)
-        loss = (out * torch.linspace(-1, 1, out.numel(), device="cuda").view_as(out)).sum()
+        loss = (out * torch.linspace(-1, 1, out.numel(), device=device).view_as(out)).sum()
         grads = torch.autograd.grad(loss, args, allow_unused=True)  # heaviside: no gradient for the input
         results.append((out.detach(), [torch.zeros_like(a) if g is None else g for a, g in zip(args, grads)]))
     (ref, ref_grads), (out, grads) = results
@@ -92,8 +108,8 @@ def parity_cases() -> list[tuple[str, tuple, float]]:
 
 
 def triton_parity() -> dict[str, Any]:
-    from asgl.neuron import BACKENDS
-
+    if "triton" not in BACKENDS:
+        return {"ok": False, "error": "the triton backend is not registered (is triton installed?)"}
     failures, worst, cases = [], 0.0, parity_cases()
     for name, args, tolerance in cases:
         try:
@@ -106,38 +122,44 @@ def triton_parity() -> dict[str, Any]:
     return {"ok": not failures, "cases": len(cases), "worst_grad_diff": worst, "failures": failures}
 
 
-def bench_grid(batch: int, repeats: int) -> dict[str, Any]:
-    """asgl bench cifar100_resnet18 for AMP off/bf16/fp16 x channels-last off/on."""
-    from asgl.bench import run_bench
-    from asgl.config import load_recipe
+BENCH_VARIANTS = ("fused", "triton", "relu")
 
-    rows = {}
+
+def bench_row(r: BenchResult) -> dict[str, Any]:
+    """One grid row of a bench result; a variant that was skipped (triton, where it cannot run) fails the row."""
+    return {
+        "ms": {v.variant: v.median_ms for v in r.variants},
+        "peak_MiB": {v.variant: v.memory_bytes / 2**20 for v in r.variants},
+        "ratios": r.ratios,
+        "skipped": r.skipped,
+    }
+
+
+def bench_grid(batch: int, repeats: int) -> dict[str, Any]:
+    """asgl bench cifar100_resnet18 for AMP off/bf16/fp16 x channels-last off/on; fails where a variant was
+    skipped (the grid exists to time triton against fused and relu)."""
+    rows, failures = {}, []
     for amp in ("off", "bf16", "fp16"):
         for channels_last in (False, True):
             recipe = load_recipe(
                 "cifar100_resnet18",
                 ["run.device=cuda", f"train.amp={amp}", f"model.channels_last={str(channels_last).lower()}"],
             )
-            r = run_bench(recipe, batch, repeats, 2, ("fused", "triton", "relu"), "cuda")
-            rows[f"amp={amp},channels_last={channels_last}"] = {
-                "ms": {v.variant: v.median_ms for v in r.variants},
-                "peak_MiB": {v.variant: v.memory_bytes / 2**20 for v in r.variants},
-                "ratios": r.ratios,
-                "skipped": r.skipped,
-            }
-    return {"ok": True, "batch": batch, "rows": rows}
+            name = f"amp={amp},channels_last={channels_last}"
+            rows[name] = bench_row(run_bench(recipe, batch, repeats, 2, BENCH_VARIANTS, "cuda"))
+            failures += [f"{name}: {variant} skipped ({why})" for variant, why in rows[name]["skipped"].items()]
+    return {"ok": not failures, "batch": batch, "rows": rows, "failures": failures}
 
 
-def synthetic_epoch(images: int, batch: int) -> dict[str, Any]:
-    """The real training loop on ``images`` random CIFAR-100-shaped samples (one epoch, no evaluation split)."""
-    import asgl.engine.trainer as trainer
-    from asgl.bench import synthetic_info
-    from asgl.config import load_recipe
-    from asgl.data import DataBundle
-
-    recipe = load_recipe("cifar100_resnet18", ["run.device=cuda", "train.epochs=1", f"train.batch_size={batch}"])
-    info = synthetic_info(recipe)
-    x = torch.rand(images, 3, 32, 32)
+def synthetic_epoch(
+    images: int, batch: int, recipe_name: str = "cifar100_resnet18", overrides: tuple[str, ...] = ("run.device=cuda",)
+) -> dict[str, Any]:
+    """The real training loop on ``images`` random samples shaped as ``recipe_name``'s data (one epoch, the
+    evaluation on one batch), with ``overrides``."""
+    epoch = ["train.epochs=1", f"train.batch_size={batch}", "data.num_workers=0", "data.persistent_workers=false"]
+    recipe = load_recipe(recipe_name, [*epoch, *overrides])
+    info = describe_data(recipe)
+    x = torch.rand(images, info.in_channels, *info.input_size)
     y = torch.randint(0, info.num_classes, (images,))
     data = torch.utils.data.TensorDataset(x, y)
     small = torch.utils.data.TensorDataset(x[:batch], y[:batch])
@@ -155,12 +177,11 @@ def synthetic_epoch(images: int, batch: int) -> dict[str, Any]:
 
 
 def compile_step(batch: int) -> dict[str, Any]:
-    from asgl.bench import run_bench
-    from asgl.config import load_recipe
-
+    """``train.compile = true`` steps with the Triton kernel behind its opaque operator (fails where skipped)."""
     recipe = load_recipe("cifar100_resnet18", ["run.device=cuda", "train.compile=true"])
-    r = run_bench(recipe, batch, 3, 2, ("fused",), "cuda")
-    return {"ok": True, "ms": r.variants[0].median_ms}
+    r = run_bench(recipe, batch, 3, 2, ("triton",), "cuda")
+    failures = [f"{variant} skipped ({why})" for variant, why in r.skipped.items()]
+    return {"ok": not failures, "ms": r.variants[0].median_ms if r.variants else float("nan"), "failures": failures}
 
 
 def run_part(part: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -192,6 +213,18 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def verdict(results: dict[str, dict[str, Any]]) -> str:
+    """One line: every part passed, or which failed and the first reason of each."""
+    failed = {name: r for name, r in results.items() if not r.get("ok")}
+    if not failed:
+        return f"gpu_check: all {len(results)} parts passed"
+    reasons = [
+        f"{name} ({(r.get('failures') or [r.get('error') or r.get('summary') or '?'])[0]})"
+        for name, r in failed.items()
+    ]
+    return f"gpu_check: {len(failed)} of {len(results)} parts FAILED: {'; '.join(reasons)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller bench and epoch slice (a smoke run)")
@@ -211,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name()
     print(f"gpu_check on {device}, torch {torch.__version__}")
     print(table(results))
+    print(verdict(results))
     print(json.dumps({"device": device, "torch": torch.__version__, "results": results}))
     return 0 if all(r.get("ok") for r in results.values()) else 1
 

@@ -120,14 +120,16 @@ def swapped_hw(x):
 
 
 class LaunchSpy:
-    """Stands in for a kernel: records the positional arguments of each launch, then launches the real one."""
+    """Stands in for a kernel: records the positional and keyword arguments of each launch, then launches the
+    real one."""
 
     def __init__(self, kernel):
-        self.kernel, self.launches = kernel, []
+        self.kernel, self.launches, self.keywords = kernel, [], []
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
             self.launches.append(args)
+            self.keywords.append(kwargs)
             return self.kernel[grid](*args, **kwargs)
 
         return launch
@@ -268,7 +270,7 @@ def test_the_backend_never_builds_a_mask_tensor(monkeypatch):
 @pytest.mark.parametrize("config", triton_lif.BLOCK_CONFIGS)
 def test_every_block_config_matches_stepwise(config, monkeypatch):
     """Each (BLOCK_N, num_warps) the rule can pick, forced on N = 1575 (a partial last block in each)."""
-    monkeypatch.setattr(triton_lif, "block_config", lambda n: config)
+    monkeypatch.setattr(triton_lif, "block_config", lambda n, dtype: config)
     current = torch.randn(3, 9, 7, 5, 5, generator=torch.Generator().manual_seed(10)).to(DEVICE) * 1.5
     assert current[0].numel() % config[0] != 0
     assert_matches_stepwise(current, "sigmoid", "asgl", "soft", True, (7, 1, 1))
@@ -279,6 +281,10 @@ def test_block_config_by_neurons_per_step():
     assert block_config(2**17) == (512, 4)
     assert block_config(128 * 64 * 32 * 32) == (1024, 4)  # a convolutional layer with a big batch
     assert {block_config(n) for n in (1, 2**17, 2**22)} == set(triton_lif.BLOCK_CONFIGS)  # what the AOT test compiles
+    # half precision never takes 1024 lanes on 4 warps (a shared-memory relayout of u each step: tests/triton_aot.py)
+    for dtype in (torch.float16, torch.bfloat16):
+        assert block_config(128 * 64 * 32 * 32, dtype) == (512, 4) and block_config(700 * 32, dtype) == (128, 1)
+    assert block_config(2**22, torch.float32) == (1024, 4)
 
 
 def test_unsupported_inputs_take_another_path_with_the_reference_result():
@@ -358,3 +364,126 @@ def test_auto_backend_picks_triton_on_cuda():
         set_mask_generator(layer, torch.Generator("cuda").manual_seed(3))
         outs[backend] = layer(x)
     torch.testing.assert_close(outs["auto"], outs["stepwise"], atol=1e-6, rtol=1e-5)
+
+
+class FakeKernel:
+    """Stands in for a kernel without running it: records each launch's arguments (positional, keyword)."""
+
+    def __init__(self):
+        self.launches = []
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.launches.append((args, kwargs))
+
+
+def test_forward_and_backward_make_no_synchronising_call(monkeypatch):
+    """What waits for the GPU (an explicit synchronize, reading a value back, a copy from pageable memory to the
+    device) refused in the wrapper's forward and backward; the kernels are stand-ins, as the interpreter itself
+    reads tensors back."""
+    neuron.triton_kernel(DEVICE)  # the probe waits for its one-element result, once, before the first call
+    for name in ("_lif_forward_kernel", "_lif_backward_kernel"):
+        monkeypatch.setattr(triton_lif, name, FakeKernel())
+    inputs = operands(torch.randn(3, 2, 4, 3, 3, device=DEVICE), (4, 1, 1))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a synchronising call")
+
+    make_tensor = torch.tensor
+
+    def host_tensor(*args, **kwargs):
+        assert kwargs.get("device") is None, "a tensor built from a list straight onto a device"
+        return make_tensor(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        for name in ("item", "cpu", "tolist", "numpy"):
+            m.setattr(torch.Tensor, name, refuse)
+        m.setattr(torch.cuda, "synchronize", refuse)
+        m.setattr(torch, "tensor", host_tensor)
+        out = lif_triton(*inputs, MaskDraw(0.3, seed=5), spec_of("sigmoid", "asgl"))
+        out.backward(torch.ones_like(out))
+    assert len(triton_lif._lif_forward_kernel.launches) == len(triton_lif._lif_backward_kernel.launches) == 1
+
+
+def test_mask_keys_reach_a_gpu_through_pinned_memory_without_waiting(monkeypatch):
+    """On CUDA the keys go host -> pinned -> device with non_blocking=True (what does not wait); checked on the
+    construction path, with pin_memory and the copy recorded (no GPU here)."""
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: calls.append("pin") or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, device, non_blocking=False: calls.append(non_blocking) or self)
+    draw = MaskDraw(0.3, seed=2**63 - 1, offset=5)
+    keys = triton_lif.mask_keys(draw, 2, torch.device("cuda"))
+    assert calls == ["pin", True]
+    expected = [draw.threshold] + [key - 2**64 if key >= 2**63 else key for key in draw.keys(2)]
+    assert keys.dtype == torch.int64 and keys.device.type == "cpu" and keys.tolist() == expected
+
+
+def test_no_grad_forward_writes_no_membrane(monkeypatch):
+    """Eval or no-grad: one forward launch that stores no u (SAVE_U off, no float32 [T, ...] buffer), the same
+    output as a training forward."""
+    spy = LaunchSpy(triton_lif._lif_forward_kernel)
+    monkeypatch.setattr(triton_lif, "_lif_forward_kernel", spy)
+    current = torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(13)).to(DEVICE).half()
+    inputs = operands(current, ())
+    draw, spec = MaskDraw(0.3, seed=3), spec_of("sigmoid", "asgl")
+    with torch.no_grad():
+        quiet = lif_triton(*inputs, draw, spec)
+    trained = lif_triton(*inputs, draw, spec)
+    assert [kw["SAVE_U"] for kw in spy.keywords] == [False, True]
+    unsaved, saved = (args[1] for args in spy.launches)
+    assert unsaved.dtype == torch.float16 and unsaved.data_ptr() == spy.launches[0][2].data_ptr()  # u_ptr = out
+    assert saved.dtype == torch.float32 and saved.shape == current.shape
+    assert not quiet.requires_grad and torch.equal(quiet, trained.detach())
+
+
+def test_a_failing_first_launch_falls_back_to_fused_with_one_line(monkeypatch, caplog):
+    """Triton installed but unable to launch (here: a probe kernel that raises as a missing C compiler does):
+    one warning, then the fused backend's result, and the Triton kernels never launched."""
+
+    class FailingLaunch:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise RuntimeError("Failed to find C compiler. Please specify via CC environment variable.")
+
+            return launch
+
+    monkeypatch.setattr(triton_lif, "_probe_kernel", FailingLaunch())
+    monkeypatch.setattr(triton_lif, "_lif_forward_kernel", FakeKernel())
+    neuron.triton_kernel.cache_clear()
+    try:
+        current = torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(14)).to(DEVICE)
+        draw, spec = MaskDraw(0.3, seed=8), spec_of("tanh", "asgl", "soft")
+        with caplog.at_level("WARNING", logger="asgl"):
+            outs = [backend(*operands(current, ()), draw, spec) for backend in (lif_triton, lif_triton)]
+        ref = neuron.lif_fused(*operands(current, ()), draw, spec)
+    finally:
+        neuron.triton_kernel.cache_clear()  # the next test probes the real kernel again
+    assert triton_lif._lif_forward_kernel.launches == []
+    assert all(torch.equal(out, ref) for out in outs)
+    lines = [r.getMessage() for r in caplog.records if r.name == "asgl"]
+    assert len(lines) == 1 and "Failed to find C compiler" in lines[0] and "fused" in lines[0]
+
+
+def test_behind_the_compile_operator_the_kernel_gives_its_own_results():
+    """asgl::lif_forward / lif_backward (what a compiled model calls) with the triton backend: the kernel's own
+    output and gradients, for a float16 input (the operator keeps its dtype) and with a mask draw."""
+    from asgl.kernels.lif_op import lif_op
+
+    current = (torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(15)) * 1.5).to(DEVICE).half()
+    draw, spec = MaskDraw(0.3, seed=11, offset=2), spec_of("sigmoid", "asgl", "soft")
+    words = torch.tensor([draw.threshold, draw.seed, draw.offset])
+    results = []
+    for call in (lambda *a: lif_op(*a, words, spec, "triton"), lambda *a: lif_triton(*a, draw, spec)):
+        inputs = operands(current, (4, 1, 1))
+        out = call(*inputs)
+        weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape).half()
+        results.append((out, torch.autograd.grad((out * weights).sum(), inputs)))
+    (out, grads), (ref, ref_grads) = results
+    assert out.dtype == grads[0].dtype == torch.float16 and torch.equal(out, ref)
+    for name, g, r in zip(NAMES, grads, ref_grads):
+        assert torch.equal(g, r), name
+
+
+def test_the_interpreter_runs_exactly_where_cuda_does_not():
+    """tests/conftest.py decides by torch.cuda.is_available(), so on a GPU machine these tests run the compiled
+    kernels (whether or not a driver tool is on PATH) and elsewhere the interpreter."""
+    assert (os.environ.get("TRITON_INTERPRET") == "1") == (not torch.cuda.is_available())

@@ -2,23 +2,28 @@
 
 Run by tests/test_triton_compile.py in a subprocess without ``TRITON_INTERPRET`` (the interpreter runs plain
 Python and accepts code the compiler rejects). Prints one line per target, ``sm_<arch>: <count> variants
-...``, and exits non-zero on the first kernel that does not compile or whose PTX has an atomic instruction
-(the parameter gradients must be summed in a fixed order, so that they are bit-identical from run to run).
+...``, and exits non-zero on the first kernel that does not compile or whose PTX breaks a rule: no atomic
+instruction anywhere (the parameter gradients must be summed in a fixed order, so that they are bit-identical
+from run to run); no barrier in the half-precision forward at the block configuration ``block_config`` picks
+for it (a barrier there means the u store and the input load were laid out apart and relayed through shared
+memory every step; at 1024 lanes on 4 warps they are, which is compiled too, as the check's own control);
+no 64-bit division in the channels-last forward (its C and H·W are compile-time constants).
 
 Which variants. The launch code's switches multiply: spike (family, mode, reset, amplitude, width rule),
 width granularity (a per-layer width is F = 1, which the JIT turns into a constant, as it does for any
 integer argument equal to 1), input dtype (float32, float16, bfloat16), gradient gating (which of decay,
 threshold, width need a gradient), block configuration (three), memory layout (row-major, or channels-last
-with C and H·W as runtime integers; row-major passes C = H·W = 1, constants), and what the JIT specialises
-on: N past 2³¹ (i64), sizes that are multiples of 16, T = N = 1, an input that is a view at an unaligned
-offset. The full product would be thousands of compiles; the test has about a minute of CPU per target.
+with C and H·W compile-time constants; row-major passes C = H·W = 1), whether the forward stores u (not in
+eval or without gradients), and what the JIT specialises on: N past 2³¹ (i64), T and N multiples of 16,
+T = N = 1, an input that is a view at an unaligned offset. The width's size F is a compile-time constant: 1
+for a per-layer width, here 4 (the channels of the test shape) for a per-channel one. The full product would be thousands of compiles; the test has about a minute of CPU per target.
 The spike switches change the code of every step, so their full product is compiled, at the default dtype
 (float32), gating (every gradient), block configuration (512 lanes, 4 warps) and layout (row-major). The
 other switches touch only loads and stores (dtype, alignment), which sums exist (gating), the lanes per
 program (block), the integer types of the sizes or how a lane's element index is computed (layout),
 independently of the spike: each of their values is compiled at least once, with the default spike
-(sigmoid, asgl, hard reset, amplitude θ); channels-last with a per-layer width, and with a per-channel
-width and every size a multiple of 16 (a typical convolution).
+(sigmoid, asgl, hard reset, amplitude θ); channels-last with a per-layer width at C = 7, H·W = 25 (no power
+of two), and with a per-channel width at C = 64, H·W = 1024, T and N multiples of 16 (a typical convolution).
 Usage: python tests/triton_aot.py ARCH ...   (e.g. 80 90)
 """
 
@@ -30,6 +35,7 @@ import sys
 import time
 from typing import NamedTuple
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -38,9 +44,11 @@ from asgl.kernels.triton_lif import (
     BLOCK_CONFIGS,
     FAMILIES,
     MODES,
+    WIDE_N,
     _lif_backward_kernel,
     _lif_forward_kernel,
     backward_flags,
+    block_config,
     forward_flags,
     layout_args,
 )
@@ -48,10 +56,16 @@ from asgl.spike import SpikeSpec
 from asgl.surrogates import SURROGATES
 
 ALL_GRADS = (True, True, True)
-ROW_MAJOR = layout_args((), channels_last=False)  # C = HW = 1: constants to the JIT, as F = 1 is
-CHANNELS_LAST = {"CHANNELS_LAST": True}  # C, HW > 1 (else the input is row-major as well): runtime integers
+ROW_MAJOR = layout_args((), channels_last=False)  # C = HW = 1
+PER_CHANNEL_F = 4  # the width's size F for a per-channel (or per-neuron) width, row-major
+SMALL_NHWC = {"C": 7, "HW": 25, "CHANNELS_LAST": True}  # channels-last at sizes that are no powers of two
+CONV_NHWC = {"C": 64, "HW": 1024, "CHANNELS_LAST": True}  # a typical convolution's output
 DEFAULT_BLOCK = BLOCK_CONFIGS[1]
-ATOMICS = re.compile(r"\b(atom|red)\.")  # PTX atomic read-modify-write and reduction instructions
+HALF_BLOCK = block_config(WIDE_N, torch.float16)  # what a wide layer under AMP gets
+# PTX patterns -> what they mean: atomics must never appear; the others where a Variant forbids them
+ATOMICS = re.compile(r"\b(atom|red)\.")  # atomic read-modify-write and reduction instructions
+BARRIER = re.compile(r"\bbar\.sync\b")
+DIVISION64 = re.compile(r"\b(div|rem)\.[su]64\b")
 IO_POINTERS = {"cur_ptr", "out_ptr", "gout_ptr", "gu_ptr"}  # in the input's dtype; the others float32 or int64
 INPUT_POINTERS = {"cur_ptr", "gout_ptr"}  # the caller's tensors; the kernels' other tensors are fresh allocations
 
@@ -72,15 +86,18 @@ class Variant(NamedTuple):
     wide: tuple[str, ...] = ()  # integer arguments past 2³¹ (i64; the others i32)
     divisible: tuple[str, ...] = ()  # integer arguments that are multiples of 16
     aligned_inputs: bool = True  # input and output gradient 16-byte aligned (a view at an offset may not be)
+    forbidden: tuple[re.Pattern, ...] = ()  # PTX patterns this variant must not contain (atomics: none may)
+    required: tuple[re.Pattern, ...] = ()  # PTX patterns it must contain (the control of a forbidden pattern)
 
 
 def kernels(
     spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool] = ALL_GRADS, layout: dict = ROW_MAJOR
 ) -> list[Variant]:
-    """The two kernels with their switches for one spike, width granularity, gating and memory layout."""
-    consts = ({"F": 1} if k_scalar else {}) | layout
+    """The two kernels with their switches for one spike, width granularity (a per-channel width: F = C, or
+    4 for a row-major layout), gating and memory layout."""
+    consts = {"F": 1 if k_scalar else max(layout["C"], PER_CHANNEL_F)} | layout
     return [
-        Variant(_lif_forward_kernel, forward_flags(spec) | consts),
+        Variant(_lif_forward_kernel, forward_flags(spec) | consts | {"SAVE_U": True}),
         Variant(_lif_backward_kernel, backward_flags(spec, k_scalar, needs) | consts),
     ]
 
@@ -93,14 +110,18 @@ def variants() -> list[Variant]:
             found[(v.fn.__name__, tuple(sorted(v.consts.items())))] = v
     spec = SpikeSpec(SURROGATES["sigmoid"], "asgl")
     per_layer, per_channel = kernels(spec, True), kernels(spec, False)
-    extra = [v._replace(dtype=dtype) for v in per_layer for dtype in ("fp16", "bf16")]
+    # half precision with T and N multiples of 16 (vector loads and stores: where the layouts can differ)
+    half = [v._replace(dtype=d, block=HALF_BLOCK, divisible=("T", "N")) for v in per_layer for d in ("fp16", "bf16")]
+    extra = [v._replace(forbidden=(BARRIER,)) if v.fn is _lif_forward_kernel else v for v in half]
+    extra += [half[0]._replace(block=(1024, 4), forbidden=(), required=(BARRIER,))]  # the relayout, as control
     extra += [v._replace(block=block) for v in per_layer for block in BLOCK_CONFIGS if block != DEFAULT_BLOCK]
     extra += [v._replace(wide=("N",)) for v in per_layer]
     extra += [v._replace(consts=v.consts | {"T": 1, "N": 1}) for v in per_layer]
-    extra += [v._replace(divisible=("T", "N", "F")) for v in per_channel]
+    extra += [v._replace(divisible=("T", "N")) for v in per_channel]
     extra += [v._replace(aligned_inputs=False) for v in per_layer]
-    extra += kernels(spec, True, layout=CHANNELS_LAST)
-    extra += [v._replace(divisible=("T", "N", "F", "C", "HW")) for v in kernels(spec, False, layout=CHANNELS_LAST)]
+    extra += [per_layer[0]._replace(consts=per_layer[0].consts | {"SAVE_U": False})]  # eval / no-grad forward
+    conv = [v._replace(divisible=("T", "N")) for v in kernels(spec, False, layout=CONV_NHWC)]
+    extra += [v._replace(forbidden=(DIVISION64,)) for v in kernels(spec, True, layout=SMALL_NHWC) + conv]
     gatings = [needs for needs in itertools.product((True, False), repeat=3) if needs != ALL_GRADS]
     extra += [kernels(spec, False, needs)[1] for needs in gatings]
     return list(found.values()) + extra
@@ -136,8 +157,13 @@ def main(targets: list[str]) -> None:
                 kernel = triton.compile(source(v), target=GPUTarget("cuda", arch, 32), options=options)
             except Exception as error:
                 sys.exit(f"sm_{arch}: {v.fn.__name__} {v.consts} {v[2:]} does not compile:\n{error}")
-            if ATOMICS.search(kernel.asm["ptx"]):  # sums in no fixed order: gradients would vary from run to run
-                sys.exit(f"sm_{arch}: {v.fn.__name__} {v.consts} uses atomic instructions")
+            ptx = kernel.asm["ptx"]
+            for pattern in (ATOMICS, *v.forbidden):  # atomics: sums in no fixed order, gradients varying by run
+                if pattern.search(ptx):
+                    sys.exit(f"sm_{arch}: {v.fn.__name__} {v.consts} {v[2:6]} has {pattern.pattern} in its PTX")
+            for pattern in v.required:
+                if not pattern.search(ptx):
+                    sys.exit(f"sm_{arch}: {v.fn.__name__} {v.consts} {v[2:6]} lacks {pattern.pattern} in its PTX")
         print(f"sm_{arch}: {len(todo)} variants compiled in {time.perf_counter() - start:.0f} s", flush=True)
 
 

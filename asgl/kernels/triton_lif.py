@@ -43,17 +43,23 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # input / output dtypes
 # (BLOCK_N, num_warps), picked by block_config from the neurons per step: narrow, default, wide
 BLOCK_CONFIGS = ((128, 1), (512, 4), (1024, 4))
 NARROW_N, WIDE_N = 2**17, 2**22
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def block_config(n: int) -> tuple[int, int]:
-    """(BLOCK_N, num_warps) for N neurons per step.
+def block_config(n: int, dtype: torch.dtype = torch.float32) -> tuple[int, int]:
+    """(BLOCK_N, num_warps) for N neurons per step of a ``dtype`` input.
 
     Programs run side by side over N and each loops over T serially, so only N sets how many can run at once.
     Below 2¹⁷ neurons (an audio or event layer with a small batch: 700 × 32) blocks of 128 on one warp, so
     even ~20k neurons fill the ~100+ SMs of a large GPU; from 2²² (a convolutional layer with a big batch)
     blocks of 1024 on four warps (8 lanes per thread: more loads in flight per step); 512 on four between.
+    A half-precision input stays at 512 on four warps past 2²²: at 1024 on four the compiler lays the
+    half-precision load and the float32 store of u out differently and moves every step's u through shared
+    memory, with two barriers per step (tests/triton_aot.py checks the PTX).
     """
-    return BLOCK_CONFIGS[0] if n < NARROW_N else BLOCK_CONFIGS[1] if n < WIDE_N else BLOCK_CONFIGS[2]
+    if n < NARROW_N:
+        return BLOCK_CONFIGS[0]
+    return BLOCK_CONFIGS[1] if n < WIDE_N or dtype in HALF_DTYPES else BLOCK_CONFIGS[2]
 
 
 @triton.jit
@@ -118,9 +124,11 @@ def _binary_lanes(keys_ptr, t, offs):
 
 
 @triton.jit
-def _logical_index(offs, C, HW, CHANNELS_LAST: tl.constexpr):
+def _logical_index(offs, C: tl.constexpr, HW: tl.constexpr, CHANNELS_LAST: tl.constexpr):
     """Row-major element index ((b·C + c)·H + h)·W + w within a step [BLOCK_N] of the memory positions ``offs``:
-    themselves, or, for steps stored NHWC (channels-last), from offs = (b·HW + hw)·C + c."""
+    themselves, or, for steps stored NHWC (channels-last), from offs = (b·HW + hw)·C + c. C and H·W are
+    compile-time constants, so the divisions become multiplications (runtime ones cost dozens of int64
+    instructions per lane); a network has a handful of layer shapes, each compiled once."""
     if CHANNELS_LAST:
         p = offs // C  # b·HW + hw
         return (p // HW * C + offs % C) * HW + p % HW
@@ -129,7 +137,7 @@ def _logical_index(offs, C, HW, CHANNELS_LAST: tl.constexpr):
 
 
 @triton.jit
-def _load_slope(k_ptr, offs, valid, F):
+def _load_slope(k_ptr, offs, valid, F: tl.constexpr):
     """Slope per lane [BLOCK_N]: k[n mod F]; F = 1 for a per-layer width (one value in every lane).
 
     One return of one block type: the compiler rejects a scalar return beside a block return.
@@ -139,9 +147,9 @@ def _load_slope(k_ptr, offs, valid, F):
 
 @triton.jit
 def _lif_forward_kernel(
-    cur_ptr, u_ptr, out_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F, C, HW,
-    MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
-    CHANNELS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
+    cur_ptr, u_ptr, out_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F: tl.constexpr, C: tl.constexpr,
+    HW: tl.constexpr, MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr, SAVE_U: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
@@ -153,7 +161,8 @@ def _lif_forward_kernel(
     for t in range(T):
         idx = tl.cast(t, tl.int64) * N + offs
         u = gamma * state + tl.load(cur_ptr + idx, mask=valid, other=0.0).to(tl.float32)
-        tl.store(u_ptr + idx, u, mask=valid)
+        if SAVE_U:  # for the backward; an eval or no-grad forward writes no u
+            tl.store(u_ptr + idx, u, mask=valid)
         x = u - theta
         m = _binary_lanes(keys_ptr, t, lin) if MODE == 0 else valid
         s = _spike(x, k * x, m, MODE, FAMILY)
@@ -169,8 +178,8 @@ def _store_block_sum(ptr, acc, valid):
 
 @triton.jit
 def _lif_backward_kernel(
-    u_ptr, gout_ptr, gu_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N, F, C, HW,
-    MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
+    u_ptr, gout_ptr, gu_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N,
+    F: tl.constexpr, C: tl.constexpr, HW: tl.constexpr, MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
     K_SCALAR: tl.constexpr, ANALOG_K_ONLY: tl.constexpr,
     GRAD_GAMMA: tl.constexpr, GRAD_THETA: tl.constexpr, GRAD_K: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -223,6 +232,21 @@ def _lif_backward_kernel(
             tl.store(gk_ptr + lin, acc_k, mask=valid)  # per neuron, row-major: torch sums to the width's shape
 
 
+@triton.jit
+def _probe_kernel(ptr):
+    tl.store(ptr, tl.load(ptr) + 1)
+
+
+def probe(device: torch.device) -> None:
+    """Compile and launch a one-element kernel on ``device``; raises where Triton cannot (no C compiler for its
+    launcher, no Python headers, a driver it does not know). Waits for the result: run once, at first use."""
+    x = torch.zeros(1, dtype=torch.int32, device=device)
+    with _on_device(x):
+        _probe_kernel[(1,)](x)
+    if int(x.item()) != 1:
+        raise RuntimeError("the probe kernel ran but did not write its result")
+
+
 def _slope_per_feature(k: Tensor, feature_shape: torch.Size) -> tuple[Tensor, bool]:
     """k flattened for indexing by n mod F: a 1-element tensor (scalar k) or k expanded to the features."""
     if k.numel() == 1:
@@ -246,13 +270,22 @@ def layout_args(shape: torch.Size | tuple[int, ...], channels_last: bool) -> dic
 
 
 def mask_keys(draw: MaskDraw | None, steps: int, device: torch.device) -> Tensor:
-    """int64 [1 + T]: the draw's threshold, then the key of each step with its 64 bits as a signed integer
-    ([0] without a draw: the kernels read it in the asgl mode only). A tensor, not integer arguments: an
-    argument's Triton type follows its value, and each new type would compile the kernels again."""
-    if draw is None:
-        return torch.zeros(1, dtype=torch.int64, device=device)
-    words = [draw.threshold] + [key - 2**64 if key >= 2**63 else key for key in draw.keys(steps)]
-    return torch.tensor(words, dtype=torch.int64, device=device)
+    """int64 [1 + T] on ``device``: the draw's threshold, then the key of each step with its 64 bits as a signed
+    integer ([0] without a draw: the kernels read it in the asgl mode only). A tensor, not integer arguments:
+    an argument's Triton type follows its value, and each new type would compile the kernels again.
+
+    Built on the host and sent without waiting: a copy from pageable memory would first wait for the GPU to
+    finish its queue, once per LIF call (and could not be captured in a CUDA graph)."""
+    words = [0] if draw is None else [draw.threshold] + [k - 2**64 if k >= 2**63 else k for k in draw.keys(steps)]
+    return to_device_async(torch.tensor(words, dtype=torch.int64), device)
+
+
+def to_device_async(host: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on ``device`` without a host-device synchronisation: on CUDA through pinned (page-locked)
+    memory and a non-blocking copy, which torch's caching host allocator keeps alive until the copy is done."""
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 def forward_flags(spec: SpikeSpec) -> dict[str, int | bool]:
@@ -284,25 +317,34 @@ def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
+def _forward(
+    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, draw: MaskDraw | None, spec: SpikeSpec, save_u: bool
+) -> tuple[Tensor, Tensor | None]:
+    """One launch of the forward kernel: (output, u [T, B, ...] float32 or None without ``save_u``)."""
+    channels_last = is_channels_last(current)  # read in place; any other layout is copied row-major
+    current = current if channels_last else current.contiguous()
+    steps, n = current.shape[0], current[0].numel()
+    k_flat, _ = _slope_per_feature(k, current.shape[2:])
+    out = torch.empty_like(current)  # dense: empty_like keeps the strides, so channels-last in gives channels-last
+    u_all = torch.empty_like(current, dtype=torch.float32) if save_u else None
+    keys = mask_keys(draw, steps, current.device)
+    layout = layout_args(current.shape, channels_last)
+    block, warps = block_config(n, current.dtype)
+    with _on_device(current):
+        _lif_forward_kernel[(triton.cdiv(n, block),)](
+            current, out if u_all is None else u_all, out, keys, gamma.reshape(1), theta.reshape(1), k_flat,
+            steps, n, k_flat.numel(), **layout, **forward_flags(spec), SAVE_U=save_u, BLOCK_N=block,
+            num_warps=warps,
+        )  # fmt: skip
+    return out, u_all
+
+
 class _TritonLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, gamma, theta, k, draw: MaskDraw | None, spec: SpikeSpec):
-        channels_last = is_channels_last(current)  # read in place; any other layout is copied row-major
-        current = current if channels_last else current.contiguous()
-        steps, n = current.shape[0], current[0].numel()
-        k_flat, _ = _slope_per_feature(k, current.shape[2:])
-        u_all = torch.empty_like(current, dtype=torch.float32)  # dense: empty_like keeps the strides
-        out = torch.empty_like(current)  # so a channels-last input gives a channels-last output
-        keys = mask_keys(draw, steps, current.device)
-        layout = layout_args(current.shape, channels_last)
-        block, warps = block_config(n)
-        with _on_device(current):
-            _lif_forward_kernel[(triton.cdiv(n, block),)](
-                current, u_all, out, keys, gamma.reshape(1), theta.reshape(1), k_flat, steps, n, k_flat.numel(),
-                **layout, **forward_flags(spec), BLOCK_N=block, num_warps=warps,
-            )  # fmt: skip
-        ctx.save_for_backward(u_all, gamma, theta, k)
-        ctx.keys, ctx.spec, ctx.dtype, ctx.layout = keys, spec, current.dtype, layout
+        out, u_all = _forward(current, gamma, theta, k, draw, spec, save_u=True)
+        ctx.save_for_backward(u_all, gamma, theta, k)  # u keeps the layout the kernel read the input in
+        ctx.draw, ctx.spec = draw, spec
         return out
 
     @staticmethod
@@ -311,17 +353,19 @@ class _TritonLIF(torch.autograd.Function):
         if grad_out.stride() != u_all.stride():  # the kernel indexes both alike: one copy into u's layout
             grad_out = torch.empty_like(u_all, dtype=grad_out.dtype).copy_(grad_out)
         steps, n = u_all.shape[0], u_all[0].numel()
+        keys = mask_keys(ctx.draw, steps, u_all.device)  # again (a few words, sent without waiting)
+        layout = layout_args(u_all.shape, is_channels_last(u_all))
         k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
         flags = backward_flags(ctx.spec, k_scalar, ctx.needs_input_grad[1:4])
-        block, warps = block_config(n)
+        block, warps = block_config(n, grad_out.dtype)
         programs = triton.cdiv(n, block)
-        grad_u = torch.empty_like(u_all, dtype=ctx.dtype)
+        grad_u = torch.empty_like(u_all, dtype=grad_out.dtype)  # the input's dtype, as the output's
         sums_gamma, sums_theta = u_all.new_empty(programs), u_all.new_empty(programs)  # one block sum per program
         sums_k = u_all.new_empty(n if flags["GRAD_K"] and not k_scalar else programs)  # per neuron or per program
         with _on_device(u_all):
             _lif_backward_kernel[(programs,)](
-                u_all, grad_out, grad_u, ctx.keys, gamma.reshape(1), theta.reshape(1), k_flat,
-                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **ctx.layout, **flags,
+                u_all, grad_out, grad_u, keys, gamma.reshape(1), theta.reshape(1), k_flat,
+                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **layout, **flags,
                 BLOCK_N=block, num_warps=warps,
             )  # fmt: skip
         grad_k = None
@@ -360,4 +404,6 @@ def lif_triton(
             f"fewer than 2³² elements per step with a mask and the families {', '.join(FAMILIES)}; "
             f"got {operands}, {current[0].numel()} elements per step, {spec.surrogate.name}"
         )
-    return _TritonLIF.apply(current, gamma, theta, k, draw, spec)
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (current, gamma, theta, k)):
+        return _TritonLIF.apply(current, gamma, theta, k, draw, spec)
+    return _forward(current, gamma, theta, k, draw, spec, save_u=False)[0]  # eval or no grad: no u written
