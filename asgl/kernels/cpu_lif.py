@@ -16,8 +16,10 @@ The decay, threshold and (layer) width gradients are summed per neuron in float6
 block partials are added in block order afterwards; a channel or neuron width gets per-neuron sums reduced
 by torch. Blocks depend on N only, so gradients are bit-identical whatever the thread count.
 
-Compiled by numba on first use and cached on disk (``cache=True``): the first call of a configuration costs
-seconds.
+Compiled by numba on the first use of a configuration (seconds) and cached on disk, where every later process
+finds it: in the package's ``__pycache__``, or where that cannot be written (a system-wide install) in the
+user's cache folder (numba's own fallback: ``$XDG_CACHE_HOME/numba``, by default ``~/.cache/numba``);
+``NUMBA_CACHE_DIR`` overrides both.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class _Consts(NamedTuple):
 
 @functools.cache
 def _consts(dtype: type) -> _Consts:
+    """The constants in ``dtype`` (np.float32 or np.float64); float64 gets a longer polynomial."""
     wide = dtype is np.float64
     values = (0.0, 1.0, 0.5, 2.0, math.pi / 2, 708.0 if wide else 87.0, 1.4426950408889634)
     ln2 = (0.6931471803691238, 1.9082149292705877e-10) if wide else (0.693359375, -2.12194440e-4)
@@ -183,17 +186,16 @@ def kernels(
     """(forward, backward) compiled for one configuration. ``k`` is [1] (one width) or [N] (``per_neuron``);
     ``dtype`` is the array type.
 
-    The kernels are closures over the configuration's flags and constants only (plain numbers), which are
-    compile-time constants, so every branch on them folds away. numba keys its disk cache on the pickled
-    closure values, so every process finds the kernels the first one compiled. The helpers above are
-    inlined into them (``inline="always"``), never compiled alone.
+    The kernels are closures over the configuration's flags and float constants, which numba compiles as
+    constants, so every branch on them folds away; the helpers above are inlined into them. numba keys a
+    closure's disk cache on its pickled values, so these must stay plain numbers: a compiled function in
+    the closure pickles with an id new in every process, and each process would compile again.
 
     Each step of a block runs in short loops over the block's neurons, each touching few arrays so that
     LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
     c = _consts(dtype)
-    return _forward_kernel(mode, family, hard, amp, per_neuron, c), _backward_kernel(
-        mode, family, hard, amp, width_rule, per_neuron, c
-    )
+    forward = _forward_kernel(mode, family, hard, amp, per_neuron, c)
+    return forward, _backward_kernel(mode, family, hard, amp, width_rule, per_neuron, c)
 
 
 def _forward_kernel(mode: int, family: int, hard: bool, amp: bool, per_neuron: bool, c: _Consts) -> Callable:
