@@ -16,8 +16,10 @@ The decay, threshold and (layer) width gradients are summed per neuron in float6
 block partials are added in block order afterwards; a channel or neuron width gets per-neuron sums reduced
 by torch. Blocks depend on N only, so gradients are bit-identical whatever the thread count.
 
-Compiled by numba on first use and cached on disk (``cache=True``): the first call of a configuration costs
-seconds.
+Compiled by numba on the first use of a configuration (seconds) and cached on disk, where every later process
+finds it: in the package's ``__pycache__``, or where that cannot be written (a system-wide install) in the
+user's cache folder (numba's own fallback: ``$XDG_CACHE_HOME/numba``, by default ``~/.cache/numba``);
+``NUMBA_CACHE_DIR`` overrides both.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -44,7 +47,8 @@ FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "arctan": 3, "triangle": 4}
 WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
 _ROUND1, _ROUND2 = 0x21F0AAAD, 0x735A2D97  # the multipliers of asgl.spike's 32-bit mixer
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
-_JIT = {"inline": "always", "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
+_INLINE = {"inline": "always", "error_model": "numpy", "fastmath": {"contract"}}  # helpers: inlined, never alone
+_KERNEL = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 # numba's default OpenMP pool keeps its threads spinning for a while after each kernel, taking the cores from
 # torch's own OpenMP pool: every torch op between two LIF layers (a convolution, the loss) ran several times
 # slower. The workqueue pool's threads sleep as soon as a kernel ends. It runs one parallel launch at a time,
@@ -85,112 +89,119 @@ def _pow2(typingctx, exponent, like):  # pragma: no cover - compiled code
     return sig, codegen
 
 
-@njit(**_JIT)
-def _is_binary(i, k0, k1, thr):
+class _Consts(NamedTuple):
+    """The float constants of one precision, each a ``dtype`` scalar so that float32 loops stay float32."""
+
+    dtype: type
+    zero: np.floating
+    one: np.floating
+    half: np.floating
+    two: np.floating
+    half_pi: np.floating
+    a_max: np.floating  # e^−a_max is still a normal float
+    log2e: np.floating
+    ln2_hi: np.floating  # ln 2 split in a high part exact in few bits and a low part
+    ln2_lo: np.floating
+    inv: tuple  # 1/1 .. 1/degree: the Taylor coefficients of e⁻ʳ
+
+
+@functools.cache
+def _consts(dtype: type) -> _Consts:
+    """The constants in ``dtype`` (np.float32 or np.float64); float64 gets a longer polynomial."""
+    wide = dtype is np.float64
+    values = (0.0, 1.0, 0.5, 2.0, math.pi / 2, 708.0 if wide else 87.0, 1.4426950408889634)
+    ln2 = (0.6931471803691238, 1.9082149292705877e-10) if wide else (0.693359375, -2.12194440e-4)
+    inv = tuple(dtype(1.0 / j) for j in range(1, 13 if wide else 8))
+    return _Consts(dtype, *(dtype(v) for v in values + ln2), inv)
+
+
+@njit(**_INLINE)
+def _is_binary(i, k0, k1, thr):  # pragma: no cover - compiled code
     """Whether element i of the step with key halves (k0, k1) spikes: its word is >= thr (int64 in [0, 2³²])."""
     return np.int64(_keyed_round(_keyed_round(np.uint32(i), k0), k1)) >= thr
 
 
-@functools.cache
-def _maths(family: int, dtype: type) -> Callable:
+@njit(**_INLINE)
+def _exp_neg(a, c):  # pragma: no cover - compiled code
+    """exp(−a) for a >= 0 in plain arithmetic, so that the loop calling it vectorises: 2⁻ⁿ e⁻ʳ with
+    n = round(a / ln 2), r = a − n ln 2 in [−ln2/2, ln2/2], e⁻ʳ by its Taylor polynomial (below 2 ulp)."""
+    a = min(a, c.a_max)
+    n = np.int32(a * c.log2e + c.half)
+    r = (a - c.dtype(n) * c.ln2_hi) - c.dtype(n) * c.ln2_lo
+    p = c.one
+    for j in range(len(c.inv) - 1, -1, -1):
+        p = c.one - r * c.inv[j] * p
+    return p * _pow2(-n, a)
+
+
+@njit(**_INLINE)
+def _sigmoid_pair(y, c):  # pragma: no cover - compiled code
+    """(σ(y), σ'(y)) from one exponential and one division."""
+    e = _exp_neg(abs(y), c)
+    scale = c.one / (c.one + e)
+    return (e if y < 0 else c.one) * scale, e * scale * scale
+
+
+@njit(**_INLINE)
+def _step_density(y, family, c):  # pragma: no cover - compiled code
     """y -> (F(y), f(y)): the unit-slope smooth step of ``family`` (asgl.surrogates; tanh's is σ(2y)) and its
-    density, with every constant in ``dtype`` (np.float32 or np.float64) so that float32 loops stay float32.
-    Where only one of the two is used, LLVM drops the other's arithmetic."""
-    zero, one, half, two = dtype(0.0), dtype(1.0), dtype(0.5), dtype(2.0)
-    wide = dtype is np.float64
-    # exp(−a) = 2⁻ⁿ e⁻ʳ with n = round(a / ln 2), r = a − n ln 2 in [−ln2/2, ln2/2] (ln 2 split in a high part
-    # exact in few bits and a low part), e⁻ʳ by its Taylor polynomial: relative error below 2 ulp
-    a_max = dtype(708.0 if wide else 87.0)  # e^−a_max is still a normal float
-    log2e, ln2_hi = dtype(1.4426950408889634), dtype(0.6931471803691238 if wide else 0.693359375)
-    ln2_lo = dtype(1.9082149292705877e-10 if wide else -2.12194440e-4)
-    inv = tuple(dtype(1.0 / j) for j in range(1, 13 if wide else 8))  # 1/1 .. 1/degree
+    density; the sigmoid and tanh share one exponential between them. Where only one of the two is used,
+    LLVM drops the other's arithmetic."""
+    one, half, zero = c.one, c.half, c.zero
+    if family == 0:
+        return _sigmoid_pair(y, c)
+    if family == 2:
+        value, slope = _sigmoid_pair(c.two * y, c)
+        return value, c.two * slope
+    if family == 1:
+        return min(max(y + half, zero), one), one if abs(y) <= half else zero
+    if family == 3:
+        value = c.dtype(math.atan(c.half_pi * y) / math.pi) + half
+        return value, half / (one + (c.half_pi * y) * (c.half_pi * y))
+    v = min(max(y, -one), one)
+    value = half * (one + v) * (one + v) if v < 0 else one - half * (one - v) * (one - v)
+    return value, max(one - abs(y), zero)
 
-    @njit(**_JIT)
-    def exp_neg(a):  # pragma: no cover - compiled code
-        """exp(−a) for a >= 0, in plain arithmetic so that the loop calling it vectorises."""
-        a = min(a, a_max)
-        n = np.int32(a * log2e + half)
-        r = (a - dtype(n) * ln2_hi) - dtype(n) * ln2_lo
-        p = one
-        for j in range(len(inv) - 1, -1, -1):
-            p = one - r * inv[j] * p
-        return p * _pow2(-n, a)
 
-    @njit(**_JIT)
-    def sigmoid_pair(y):  # pragma: no cover - compiled code
-        """(σ(y), σ'(y)) from one exponential and one division."""
-        e = exp_neg(abs(y))
-        scale = one / (one + e)
-        return (e if y < 0 else one) * scale, e * scale * scale
-
-    @njit(**_JIT)
-    def step_density(y):  # pragma: no cover - compiled code
-        """(F(y), f(y)); the sigmoid and tanh share one exponential between them."""
-        if family == 0:
-            return sigmoid_pair(y)
-        if family == 2:
-            value, slope = sigmoid_pair(two * y)
-            return value, two * slope
-        if family == 1:
-            return min(max(y + half, zero), one), one if abs(y) <= half else zero
-        if family == 3:
-            value = dtype(math.atan(dtype(math.pi / 2) * y) / math.pi) + half
-            return value, half / (one + (dtype(math.pi / 2) * y) * (dtype(math.pi / 2) * y))
-        c = min(max(y, -one), one)
-        value = half * (one + c) * (one + c) if c < 0 else one - half * (one - c) * (one - c)
-        return value, max(one - abs(y), zero)
-
-    return step_density
+@njit(**_INLINE)
+def _terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog, mode, family, per_neuron, c):  # pragma: no cover
+    """spk[j] = s, dens[j] = f(k x) and analog[j] = 1 − mask for the neurons j of one step's block (u_b
+    [m]; neuron lo + j). Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else
+    F(k x); both are computed and one is selected, so that the asgl loop has no data-dependent branch."""
+    k_layer = k_b[0]
+    for j in range(u_b.size):
+        x = u_b[j] - theta
+        theta_x = c.one if x >= c.zero else c.zero
+        smooth, slope = _step_density((k_b[j] if per_neuron else k_layer) * x, family, c)
+        binary = mode == 1 or mode == 2 or (mode == 0 and _is_binary(lo + j, k0, k1, thr))
+        spk[j] = theta_x if binary else smooth
+        dens[j] = slope
+        analog[j] = c.zero if binary else c.one
 
 
 @functools.cache
 def kernels(
     mode: int, family: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, dtype: type
 ) -> tuple[Callable, Callable]:
-    """(forward, backward) compiled for one configuration: the flags are constants of the closures, so every
-    branch on them folds away. ``k`` is [1] (one width) or [N] (``per_neuron``); ``dtype`` is the array type.
+    """(forward, backward) compiled for one configuration. ``k`` is [1] (one width) or [N] (``per_neuron``);
+    ``dtype`` is the array type.
+
+    The kernels are closures over the configuration's flags and float constants, which numba compiles as
+    constants, so every branch on them folds away; the helpers above are inlined into them. numba keys a
+    closure's disk cache on its pickled values, so these must stay plain numbers: a compiled function in
+    the closure pickles with an id new in every process, and each process would compile again.
 
     Each step of a block runs in short loops over the block's neurons, each touching few arrays so that
     LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
-    spikes, terms = _row_kernels(mode, family, per_neuron, dtype)
-    backward = _backward_kernel(terms, mode, hard, amp, width_rule, per_neuron, dtype)
-    return _forward_kernel(spikes, hard, amp, per_neuron), backward
+    c = _consts(dtype)
+    forward = _forward_kernel(mode, family, hard, amp, per_neuron, c)
+    return forward, _backward_kernel(mode, family, hard, amp, width_rule, per_neuron, c)
 
 
-@functools.cache
-def _row_kernels(mode: int, family: int, per_neuron: bool, dtype: type) -> tuple[Callable, Callable]:
-    """The per-step loops over a block's neurons: spike values and mask (forward), and the same with the
-    surrogate densities (backward)."""
-    step_density = _maths(family, dtype)
-    one, zero = dtype(1.0), dtype(0.0)
+def _forward_kernel(mode: int, family: int, hard: bool, amp: bool, per_neuron: bool, c: _Consts) -> Callable:
+    """The forward pass for one configuration (the arguments are constants of the closure)."""
 
-    @njit(**_JIT)
-    def terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog):  # pragma: no cover - compiled code
-        """spk[j] = s, dens[j] = f(k x) and analog[j] = 1 − mask for the neurons j of one step's block (u_b
-        [m]; neuron lo + j). Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else
-        F(k x); both are computed and one is selected, so that the asgl loop has no data-dependent branch."""
-        k_layer = k_b[0]
-        for j in range(u_b.size):
-            x = u_b[j] - theta
-            theta_x = one if x >= zero else zero
-            smooth, slope = step_density((k_b[j] if per_neuron else k_layer) * x)
-            binary = mode == 1 or mode == 2 or (mode == 0 and _is_binary(lo + j, k0, k1, thr))
-            spk[j] = theta_x if binary else smooth
-            dens[j] = slope
-            analog[j] = zero if binary else one
-
-    @njit(**_JIT)
-    def spikes(u_b, lo, theta, k_b, k0, k1, thr, spk, scratch):  # pragma: no cover - compiled code
-        """spk[j] = s for the neurons j of one step's block (the densities go to ``scratch``, unused)."""
-        terms(u_b, lo, theta, k_b, k0, k1, thr, spk, scratch, scratch)
-
-    return spikes, terms
-
-
-def _forward_kernel(spikes: Callable, hard: bool, amp: bool, per_neuron: bool) -> Callable:
-    """The forward pass for one configuration (the flags are constants of the closure)."""
-
-    @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+    @njit(**_KERNEL)
     def forward(cur, gamma, theta, k, keys, thr, out, u_all):  # pragma: no cover - compiled code
         """cur [T, N] -> out (a·s) and u_all (u) [T, N]; keys [T, 2] uint32 (each step's key halves)."""
         steps, n = cur.shape
@@ -198,12 +209,15 @@ def _forward_kernel(spikes: Callable, hard: bool, amp: bool, per_neuron: bool) -
             lo = b * BLOCK
             m = min(BLOCK, n - lo)  # rows are sliced: an index lo + j would defeat vectorisation
             k_b = k[lo : lo + m] if per_neuron else k
-            state, spk, analog = np.zeros(m, cur.dtype), np.empty(m, cur.dtype), np.empty(m, cur.dtype)
+            state, spk, scratch = np.zeros(m, cur.dtype), np.empty(m, cur.dtype), np.empty(m, cur.dtype)
             for t in range(steps):
                 cur_b, u_b, out_b = cur[t, lo : lo + m], u_all[t, lo : lo + m], out[t, lo : lo + m]
                 for j in range(m):
                     u_b[j] = cur_b[j] + state[j] * gamma
-                spikes(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, analog)
+                # densities and mask both go to scratch, unused: LLVM drops their arithmetic
+                _terms(
+                    u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, scratch, scratch, mode, family, per_neuron, c
+                )
                 for j in range(m):
                     u, s = u_b[j], spk[j]
                     out_b[j] = s * theta if amp else s
@@ -213,18 +227,11 @@ def _forward_kernel(spikes: Callable, hard: bool, amp: bool, per_neuron: bool) -
 
 
 def _backward_kernel(
-    terms: Callable,
-    mode: int,
-    hard: bool,
-    amp: bool,
-    width_rule: int,
-    per_neuron: bool,
-    dtype: type,
+    mode: int, family: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, c: _Consts
 ) -> Callable:
-    """The reverse pass for one configuration (the flags are constants of the closure)."""
-    zero = dtype(0.0)
+    """The reverse pass for one configuration (the arguments are constants of the closure)."""
 
-    @njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+    @njit(**_KERNEL)
     def backward(u_all, g_out, gamma, theta, k, keys, thr, grad_in, parts, k_acc):  # pragma: no cover
         """Reverse pass: grad_in [T, N]; parts [blocks, 3] (decay, threshold, one width); k_acc [N] per neuron.
 
@@ -235,18 +242,18 @@ def _backward_kernel(
             m = min(BLOCK, n - lo)  # rows are sliced: an index lo + j would defeat vectorisation
             k_b = k[lo : lo + m] if per_neuron else k
             k_layer = k_b[0]
-            g_next = np.zeros(m, dtype)  # dL/du[t+1]; dL/dũ[t] = γ·dL/du[t+1]
+            g_next = np.zeros(m, u_all.dtype)  # dL/du[t+1]; dL/dũ[t] = γ·dL/du[t+1]
             sum_gamma, sum_theta, sum_k = np.zeros(m), np.zeros(m), np.zeros(m)
-            spk, dens, analog = np.zeros(m, dtype), np.zeros(m, dtype), np.zeros(m, dtype)
+            spk, dens, analog = np.zeros(m, u_all.dtype), np.zeros(m, u_all.dtype), np.zeros(m, u_all.dtype)
             for t in range(steps - 1, -1, -1):
                 u_b, go_b, gi_b = u_all[t, lo : lo + m], g_out[t, lo : lo + m], grad_in[t, lo : lo + m]
-                terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, dens, analog)
+                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, dens, analog, mode, family, per_neuron, c)
                 for j in range(m):
                     u, s, go, after = u_b[j], spk[j], go_b[j], g_next[j]
                     kk = k_b[j] if per_neuron else k_layer
                     big_g = after * gamma
                     g = big_g - big_g * s if hard else big_g
-                    d_theta = go * s if amp else zero
+                    d_theta = go * s if amp else c.zero
                     if not hard:
                         d_theta -= big_g * s
                     if mode != 2:
