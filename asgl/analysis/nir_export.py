@@ -23,6 +23,7 @@ from torch import nn
 
 from asgl.errors import ExportUnsupported
 from asgl.layers import PerStepNorm
+from asgl.models.custom import CodeTrust
 from asgl.models.digits import DigitsConvNet
 from asgl.models.resnet import BasicBlock, SpikingResNet
 from asgl.models.vgg import SpikingVGG
@@ -217,12 +218,15 @@ def to_nir(
     return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=metadata)
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, dt: float = DEFAULT_DT) -> nir.NIRGraph:
-    """Write the NIR graph of a checkpoint's network (rebuilt from its stored recipe) to ``out``."""
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, dt: float = DEFAULT_DT, trust: CodeTrust = CodeTrust()
+) -> nir.NIRGraph:
+    """Write the NIR graph of a checkpoint's network (rebuilt from its stored recipe) to ``out``; ``trust``:
+    the user builders the stored recipe may import (see :func:`asgl.engine.restore.open_checkpoint`)."""
     from asgl.data import describe_data
     from asgl.engine.restore import build_model_for, open_checkpoint
 
-    stored = open_checkpoint(checkpoint)
+    stored = open_checkpoint(checkpoint, trust=trust)
     recipe = stored.recipe
     info = describe_data(recipe)  # the network needs no data
     model = build_model_for(recipe, info, stored)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from asgl.engine.device import autocast, resolve_device, to_device
 from asgl.engine.restore import restore
 from asgl.losses import build_loss, predict
+from asgl.models.custom import CodeTrust
 
 
 @dataclass
@@ -59,13 +60,15 @@ def evaluate_checkpoint(
     split: Literal["val", "test"] = "test",
     device: str = "auto",
     observe: Callable[[nn.Module], AbstractContextManager] = nullcontext,
+    trust: CodeTrust = CodeTrust(),
 ) -> EvalResult:
     """Pure-SNN accuracy of a checkpoint on ``split``; model and data are rebuilt from its stored recipe.
 
-    The evaluation runs inside ``observe(model)`` (e.g. hooks that count spikes).
+    The evaluation runs inside ``observe(model)`` (e.g. hooks that count spikes); ``trust``: the user
+    builders the stored recipe may import (see :func:`asgl.engine.restore.open_checkpoint`).
     """
     dev = resolve_device(device)
-    restored = restore(checkpoint)
+    restored = restore(checkpoint, trust)
     recipe = restored.stored.recipe
     tcfg = recipe.train
     loader = DataLoader(
