@@ -19,7 +19,7 @@ from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust, trust_args
 if TYPE_CHECKING:
     from asgl.config import Recipe
     from asgl.engine.trainer import TrainResult
-    from asgl.models.custom import CodeTrust
+    from asgl.trust import CodeTrust
 
 
 @user_errors

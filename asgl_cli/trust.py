@@ -2,17 +2,16 @@
 
 A checkpoint's stored recipe may name a user builder (``model.name = "package.module:function"``);
 commands that read a checkpoint import it only when the user names the same path with ``--builder``, or
-allows any with ``--trust-code`` (see :func:`asgl.engine.restore.open_checkpoint`).
+allows any with ``--trust-code`` (see :mod:`asgl.trust`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
-if TYPE_CHECKING:
-    from asgl.models.custom import CodeTrust
+from asgl.trust import CodeTrust
 
 BUILDER = typer.Option(
     None, "--builder", metavar="PKG.MOD:FN", help="Allow the checkpoint's user builder PKG.MOD:FN (imports it)."
@@ -23,8 +22,6 @@ TRUST_CODE = typer.Option(
 
 
 def code_trust(builder: Optional[str], trust_code: bool) -> CodeTrust:
-    from asgl.models.custom import CodeTrust
-
     return CodeTrust((builder,) if builder else (), trust_code)
 
 

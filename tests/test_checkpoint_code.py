@@ -15,8 +15,8 @@ from conftest import TINY
 from typer.testing import CliRunner
 
 from asgl.config import load_recipe, recipe_to_dict, validate_recipe
-from asgl.engine.restore import UntrustedCode, open_checkpoint
-from asgl.models.custom import CodeTrust
+from asgl.engine.restore import open_checkpoint
+from asgl.trust import CodeTrust, UntrustedCode
 from asgl_cli.main import app
 
 MODULE = "marked_nets"

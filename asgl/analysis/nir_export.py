@@ -23,11 +23,11 @@ from torch import nn
 
 from asgl.errors import ExportUnsupported
 from asgl.layers import PerStepNorm
-from asgl.models.custom import CodeTrust
 from asgl.models.digits import DigitsConvNet
 from asgl.models.resnet import BasicBlock, SpikingResNet
 from asgl.models.vgg import SpikingVGG
 from asgl.neuron import LIF
+from asgl.trust import CodeTrust
 
 # snnTorch's NIR importer integrates with a fixed dt of 1e-4; any dt gives the same recursion
 DEFAULT_DT = 1e-4

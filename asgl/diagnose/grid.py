@@ -248,7 +248,7 @@ def train_cell(task: Task, out: Path, threads: int | None = None, console: Any =
     from asgl.diagnose.report import diagnosis_callbacks
     from asgl.engine.restore import open_checkpoint
     from asgl.engine.trainer import NonFiniteLossError, train
-    from asgl.models.custom import CodeTrust
+    from asgl.trust import CodeTrust
 
     console = console or Console(stderr=True)
     sets = [f"run.threads={threads}"] if threads is not None else []

@@ -28,8 +28,8 @@ from asgl.engine.logging import read_metrics
 from asgl.engine.restore import build_model_for, open_checkpoint
 from asgl.engine.runfolder import run_folder_of
 from asgl.losses import build_loss
-from asgl.models.custom import CodeTrust
 from asgl.schedules import noise_prob_at
+from asgl.trust import CodeTrust
 
 if TYPE_CHECKING:
     from asgl.engine.trainer import Trainer

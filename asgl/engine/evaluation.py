@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from asgl.engine.device import autocast, resolve_device, to_device
 from asgl.engine.restore import restore
 from asgl.losses import build_loss, predict
-from asgl.models.custom import CodeTrust
+from asgl.trust import CodeTrust
 
 
 @dataclass

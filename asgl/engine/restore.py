@@ -13,7 +13,7 @@ from asgl.config import Recipe, RecipeError, apply_overrides, read_stored_recipe
 from asgl.data import DataBundle, DataInfo, build_data, describe_data
 from asgl.engine.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
 from asgl.models import build_model
-from asgl.models.custom import CodeTrust, is_import_path
+from asgl.trust import CodeTrust, check_stored_builder
 
 # keys a resumed run may change: they do not alter what is computed
 RESUME_SAFE_KEYS = (
@@ -50,20 +50,6 @@ class Restored:
     model: nn.Module
 
 
-class UntrustedCode(CheckpointError):
-    """A checkpoint whose recipe names a user builder that the user did not allow (nothing was imported)."""
-
-
-def check_stored_code(recipe: Recipe, path: Path, trust: CodeTrust) -> None:
-    """Refuse a stored recipe that would import a module the user did not name (see asgl.models.custom)."""
-    name = recipe.model.name
-    if is_import_path(name) and not trust.allows(name):
-        raise UntrustedCode(
-            f"checkpoint {path} wants to import module {name.partition(':')[0]!r} (model.name = {name!r}); "
-            f"nothing was imported: pass --builder {name} (or --trust-code) if you trust that code"
-        )
-
-
 def open_checkpoint(
     checkpoint: str | Path, overrides: list[str] | None = None, trust: CodeTrust = CodeTrust()
 ) -> Stored:
@@ -81,7 +67,7 @@ def open_checkpoint(
     state = load_checkpoint(path)
     raw = apply_overrides(read_stored_recipe(state["recipe"]), overrides or [])
     recipe = validate_recipe(raw, f"stored in {path}", overrides or [])
-    check_stored_code(recipe, path, trust)
+    check_stored_builder(recipe.model.name, path, trust)
     return Stored(path, state, recipe)
 
 

@@ -46,10 +46,10 @@ from asgl.engine.restore import Stored, build_model_for, open_checkpoint
 from asgl.engine.runfolder import RunFolder, RunFolderLock, create_run_folder, run_folder_of
 from asgl.losses import build_loss, predict
 from asgl.models import count_parameters
-from asgl.models.custom import CodeTrust
 from asgl.neuron import set_mask_stream, set_noise_prob
 from asgl.optim import Optimizers, build_optimizers
 from asgl.schedules import noise_prob_at
+from asgl.trust import CodeTrust
 
 
 class TrainingInterrupted(Exception):

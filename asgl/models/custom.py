@@ -4,16 +4,13 @@ The builder is a function ``(recipe, info) -> nn.Module`` (``info``: :class:`asg
 module is importable (an installed package, or a folder on ``PYTHONPATH``). Like the bundled models,
 it takes the loader's input and returns per-step logits ``[T, B, K]``.
 
-Importing a module runs its code. A recipe the user passes is theirs to run, but the recipe stored in a
-checkpoint travels with the file: asgl imports the builder it names only with the user's consent
-(:class:`CodeTrust`, checked by :func:`asgl.engine.restore.open_checkpoint`).
+A checkpoint's stored recipe imports its builder only with the user's consent (see :mod:`asgl.trust`).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from torch import nn
 
@@ -23,18 +20,6 @@ from asgl.data import DataInfo
 
 def is_import_path(name: str) -> bool:
     return ":" in name
-
-
-@dataclass(frozen=True)
-class CodeTrust:
-    """The user builders that a file may make asgl import: those whose import paths the user named
-    (``--builder``), or any (``trust_any``, ``--trust-code``). The default trusts none."""
-
-    builders: tuple[str, ...] = ()
-    trust_any: bool = False
-
-    def allows(self, path: str) -> bool:
-        return self.trust_any or path in self.builders
 
 
 def import_builder(path: str) -> Callable[[Recipe, DataInfo], nn.Module]:
