@@ -137,3 +137,16 @@ def test_import_reference_never_imports_a_user_builder(folder: Path, marker: Pat
     result = cli("import-reference", source, "--recipe", recipe, "--out", tmp_path / "o.pt")
     assert result.exit_code == 2 and "resnet18, resnet19, resnet34, vggsnn2" in " ".join(result.output.split())
     assert not marker.exists() and MODULE not in sys.modules
+
+
+def test_a_sweep_resumes_its_own_cells_builder(folder: Path, marker: Path, tmp_path: Path) -> None:
+    """A sweep cell's recipe is the one the user gave the sweep: resuming it needs no further consent."""
+    from asgl.config import read_stored_recipe
+    from asgl.diagnose.grid import Cell, Task, cell_command, train_cell
+
+    run = run_folder(folder)
+    cell = Cell((), 0, validate_recipe(read_stored_recipe((run / "config.resolved.toml").read_text())))
+    command = cell_command(cell, tmp_path, run, None)
+    assert command[command.index("--resume") :] == ["--resume", str(run), "--builder", BUILDER]
+    assert train_cell(Task(cell, run), tmp_path) == 0
+    assert marker.read_text() == "imported"
