@@ -400,9 +400,6 @@ class NeuronConfig(Section):
     spike: Literal["asgl", "sg", "heaviside"] = Field("asgl", description="Spike function in training.")
     decay: float = Field(0.5, gt=0, lt=1, description="Initial leak gamma = sigmoid(d); d is learned.")
     learn_decay: bool = True
-    shared_decay: bool = Field(
-        False, description="One learned decay shared by every LIF layer (the published CIFAR runs); else one each."
-    )
     threshold: float = Field(1.0, gt=0)
     learn_threshold: bool = False
     reset: Literal["hard", "soft"] = "hard"

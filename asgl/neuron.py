@@ -382,9 +382,7 @@ class LIF(nn.Module):
     ) -> LIF:
         """A LIF layer from a recipe's ``neuron`` and ``surrogate`` sections (``neuron.norm`` is the model's)."""
         width = SurrogateWidth.from_config(surrogate, feature_shape)
-        return cls(
-            width, **neuron.model_dump(exclude={"norm", "shared_decay"}), noise_prob=noise_prob
-        )  # same key names
+        return cls(width, **neuron.model_dump(exclude={"norm"}), noise_prob=noise_prob)  # same key names
 
     def decay(self) -> Tensor:
         return torch.sigmoid(self.decay_logit)
@@ -449,13 +447,6 @@ def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
     """Set p (probability of the analog value) on every LIF layer."""
     for _, layer in lif_layers(model):
         layer.noise_prob = noise_prob
-
-
-def share_decay(model: nn.Module) -> None:
-    """Make every LIF layer use the first layer's decay logit (one tensor: one parameter, one gradient)."""
-    layers = [layer for _, layer in lif_layers(model)]
-    for layer in layers[1:]:
-        layer.decay_logit = layers[0].decay_logit
 
 
 def set_spike(model: nn.Module, spike: Spike) -> None:

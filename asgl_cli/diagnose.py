@@ -11,6 +11,7 @@ from rich.table import Table
 from asgl.terminal import make_console, pack, words
 from asgl_cli.errors import user_errors
 from asgl_cli.sweep import parse_list
+from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust
 
 if TYPE_CHECKING:
     from asgl.diagnose.gradients import GradientSettings
@@ -45,6 +46,8 @@ def gradients(
     out: Optional[Path] = typer.Option(
         None, "--out", help="Output folder (default: <run>/diagnose-e<epoch> or <out_dir>/<name>-diagnose)."
     ),
+    builder: Optional[str] = BUILDER,
+    trust_code: bool = TRUST_CODE,
 ) -> None:
     """Cosine and norm ratio of g_SG, g_ASGL and g_analog against finite differences of the pure-SNN loss,
     per layer; per-layer dynamics; the hybrid-vs-SNN accuracy gap. Writes CSV, JSON and PNG files."""
@@ -71,7 +74,7 @@ def gradients(
         seed,
         float64,
     )
-    subject = load_subject(cfg, ckpt, batches, device)
+    subject = load_subject(cfg, ckpt, batches, device, code_trust(builder, trust_code))
     try:
         result = diagnose(subject, settings)
     except ValueError as e:  # unknown layer names, empty split

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import typer
 from rich.table import Table
@@ -13,6 +13,7 @@ from rich.table import Table
 from asgl.analysis import ENERGY_AC_PJ, ENERGY_MAC_PJ, ENERGY_SOURCE
 from asgl.terminal import make_console
 from asgl_cli.errors import user_errors
+from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust
 
 
 @user_errors
@@ -24,6 +25,8 @@ def eval_checkpoint(
     stats: bool = typer.Option(False, "--stats", metavar="", help="Also firing rates, synaptic operations and energy."),
     energy_ac: float = typer.Option(ENERGY_AC_PJ, "--energy-ac", min=0.0, help=f"pJ per accumulate ({ENERGY_SOURCE})."),
     energy_mac: float = typer.Option(ENERGY_MAC_PJ, "--energy-mac", min=0.0, help=f"pJ per MAC ({ENERGY_SOURCE})."),
+    builder: Optional[str] = BUILDER,
+    trust_code: bool = TRUST_CODE,
 ) -> None:
     """Evaluate a checkpoint as a pure SNN (eval mode: binary spikes, no noise)."""
     from asgl.analysis.stats import Activity, count_activity, summarize
@@ -31,7 +34,7 @@ def eval_checkpoint(
 
     activity = Activity()
     observe = (lambda model: count_activity(model, activity)) if stats else nullcontext
-    result = evaluate_checkpoint(ckpt, split, device, observe)
+    result = evaluate_checkpoint(ckpt, split, device, observe, code_trust(builder, trust_code))
     network = summarize(activity, result.samples, energy_ac, energy_mac) if stats else None
     record = {
         "checkpoint": str(ckpt),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import typer
 
 from asgl.errors import ExportUnsupported
 from asgl_cli.errors import user_errors
+from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust
 
 
 @user_errors
@@ -18,6 +19,8 @@ def export(
     fmt: Literal["nir"] = typer.Option("nir", "--format", help="Output format: nir (Neuromorphic IR, HDF5)."),
     out: Path = typer.Option(..., "--out", help="File to write, e.g. model.nir."),
     dt: float = typer.Option(1e-4, "--dt", help="Time step of the NIR neurons (s)."),
+    builder: Optional[str] = BUILDER,
+    trust_code: bool = TRUST_CODE,
 ) -> None:
     """Export the eval-mode network (norms folded, exact LIF parameters); see docs/deploy.md."""
     if dt <= 0:
@@ -26,6 +29,6 @@ def export(
         raise ExportUnsupported("the nir package is not installed: pip install 'asgl[export]'")
     from asgl.analysis.nir_export import export_checkpoint
 
-    graph = export_checkpoint(ckpt, out, dt)
+    graph = export_checkpoint(ckpt, out, dt, code_trust(builder, trust_code))
     neurons = sum(type(node).__name__ == "LIF" for node in graph.nodes.values())
     typer.echo(f"wrote {out} ({len(graph.nodes)} nodes, {neurons} LIF layers, dt = {dt:g} s)")

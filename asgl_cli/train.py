@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -13,10 +14,12 @@ from rich.table import Table
 
 from asgl.terminal import make_console
 from asgl_cli.errors import fail, user_errors
+from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust, trust_args
 
 if TYPE_CHECKING:
     from asgl.config import Recipe
     from asgl.engine.trainer import TrainResult
+    from asgl.trust import CodeTrust
 
 
 @user_errors
@@ -37,11 +40,13 @@ def train(
     node_rank: Optional[int] = typer.Option(
         None, "--node-rank", min=0, help="Fix this machine's index (static rendezvous at --rdzv); node 0 writes."
     ),
+    builder: Optional[str] = BUILDER,
+    trust_code: bool = TRUST_CODE,
 ) -> None:
     """Train a recipe into a new run folder, or continue one with --resume."""
     from asgl.config import RecipeError
 
-    cfg = recipe_to_run(recipe, overrides, out, resume)
+    cfg = recipe_to_run(recipe, overrides, out, resume, code_trust(builder, trust_code))
     if nproc > 1 or nnodes > 1:
         if "LOCAL_RANK" in os.environ:
             raise RecipeError(
@@ -51,7 +56,7 @@ def train(
         from asgl.engine.device import check_runtime
 
         check_runtime(cfg)  # before the processes start: one message, not one per rank
-        relaunch_with_torchrun(launch, recipe, overrides, out, resume)
+        relaunch_with_torchrun(launch, recipe, overrides, out, resume, trust_args(builder, trust_code))
 
     from asgl.diagnose.report import diagnosis_callbacks
     from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted
@@ -73,8 +78,11 @@ def train(
         print_result(cfg, result)
 
 
-def recipe_to_run(recipe: Optional[str], overrides: list[str], out: Optional[Path], resume: Optional[str]) -> Recipe:
-    """The recipe of a new run (RECIPE with --set), or the one stored in the --resume checkpoint."""
+def recipe_to_run(
+    recipe: Optional[str], overrides: list[str], out: Optional[Path], resume: Optional[str], trust: CodeTrust
+) -> Recipe:
+    """The recipe of a new run (RECIPE with --set), or the one stored in the --resume checkpoint (its user
+    builder allowed by ``trust``, or named by RECIPE)."""
     from asgl.config import RecipeError, load_recipe
 
     if resume is None:
@@ -85,9 +93,12 @@ def recipe_to_run(recipe: Optional[str], overrides: list[str], out: Optional[Pat
         raise RecipeError("--out cannot be combined with --resume: a resumed run stays in its own folder")
     from asgl.engine.restore import open_checkpoint, recipe_differences
 
-    cfg = open_checkpoint(resume, overrides).recipe
-    if recipe is not None:
-        differing = recipe_differences(load_recipe(recipe, overrides), cfg)
+    given = load_recipe(recipe, overrides) if recipe is not None else None
+    if given is not None:  # the user named this recipe, and with it its user builder
+        trust = replace(trust, builders=(*trust.builders, given.model.name))
+    cfg = open_checkpoint(resume, overrides, trust).recipe
+    if given is not None:
+        differing = recipe_differences(given, cfg)
         if differing:
             raise RecipeError(
                 f"recipe {recipe} differs from the one stored in the checkpoint ({', '.join(differing)}); "
@@ -134,14 +145,19 @@ def torchrun_launch(nproc: int, nnodes: int, node_rank: Optional[int], rdzv: Opt
 
 
 def relaunch_with_torchrun(
-    launch: list[str], recipe: Optional[str], overrides: list[str], out: Optional[Path], resume: Optional[str]
+    launch: list[str],
+    recipe: Optional[str],
+    overrides: list[str],
+    out: Optional[Path],
+    resume: Optional[str],
+    consent: list[str],
 ) -> None:
     """Replace this process by ``torchrun <launch> -m asgl_cli train ...`` (same arguments).
 
     exec, not a child process: signals (Ctrl-C, SIGTERM) reach torchrun, which passes them to every rank.
     """
     args = [sys.executable, "-m", "torch.distributed.run", *launch]
-    args += ["-m", "asgl_cli", "train", *([recipe] if recipe else [])]
+    args += ["-m", "asgl_cli", "train", *([recipe] if recipe else []), *consent]
     args += [a for item in overrides for a in ("--set", item)]
     args += ["--out", str(out)] if out is not None else []
     args += ["--resume", resume] if resume is not None else []

@@ -1,15 +1,19 @@
 """``asgl import-reference`` on files in the authors' real layout, with no dataset anywhere.
 
 The files are built from tests/data/reference_layouts.txt (the authors' checkpoint layout, key by key:
-names, shapes, dtypes, the shared decay tensor) and saved as the authors save them (``best_net`` in a dict
-with their other keys). The imported network is compared with an independent re-implementation of the
+names, shapes, dtypes) with a decay and a width of its own in every LIF layer, and saved as the authors save
+them (``best_net`` in a dict with ``optimizer``, ``traces`` and, from the DVS script, ``config``: an
+``argparse.Namespace``). The imported network is compared with an independent re-implementation of the
 authors' eval-mode forward written here from that description (conv / BN / LIF with the stored
 parametrisation, hard reset, spike amplitude = threshold, time mean of the head outputs), and value by
 value with the file, pairing layers by their order in the file, not through the importer's key table.
+The files' networks fire in every layer, and every layer's decay moves their logits: a wrong decay in any
+layer would show.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 from dataclasses import dataclass
@@ -81,15 +85,14 @@ def test_listing_parsed_in_full() -> None:
 
 
 def authors_state(entries: list[Entry], rectangle: bool, seed: int) -> dict[str, Tensor]:
-    """A trained-looking state dict in the layout; every decay key holds the same tensor object."""
+    """A trained-looking state dict in the layout: every LIF layer has a decay and a width of its own."""
     g = torch.Generator().manual_seed(seed)
     keys = {e.key for e in entries}
-    shared_decay = torch.tensor(0.7)  # gamma = sigmoid(0.7) ~ 0.67, not the initial 0.5
     state: dict[str, Tensor] = {}
     for e in entries:
         is_bn = e.key.rsplit(".", 1)[0] + ".running_mean" in keys
-        if e.key.endswith(".cell.decay"):
-            state[e.key] = shared_decay
+        if e.key.endswith(".cell.decay"):  # logit d in [-1, 2]: gamma from 0.27 to 0.88
+            state[e.key] = 3 * torch.rand(e.shape, generator=g) - 1
         elif e.key.endswith("inv_sg.alpha"):  # rectangle: log k in [-1, 1]; sigmoid: k in [0.15, 1.5]
             u = torch.rand(e.shape, generator=g)
             state[e.key] = 2 * u - 1 if rectangle else 0.15 + 1.35 * u
@@ -109,14 +112,25 @@ def authors_state(entries: list[Entry], rectangle: bool, seed: int) -> dict[str,
     return state
 
 
-def save_authors_file(path: Path, state: dict[str, Tensor]) -> Path:
-    """Saved as the authors save: the state dict under 'best_net', with their other keys."""
+def authors_command_line() -> argparse.Namespace:
+    """What the authors' DVS script saves under 'config': its parsed arguments, plain values only."""
+    return argparse.Namespace(
+        seed=200, arch="VGGSNN2", dataset="CIFAR10_DVS_Aug", lr=0.1, wd=1e-3, T=10, act="mns_rec", alpha=1.0,
+        p=0.1, decay=None, thresh=0.5, train_width=True, lr_milestone=[30, 70, 90, 95],
+        ns_milestone=(0, 0.2, 0.4), cmd=[" --seed 200", " --T 10"], device="cuda:0",
+    )  # fmt: skip
+
+
+def save_authors_file(path: Path, state: dict[str, Tensor], config: object = None) -> Path:
+    """Saved as the authors save: the state dict under 'best_net' with their other keys ('config' when given)."""
     weight = nn.Parameter(torch.ones(3))
     opt = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
     weight.sum().backward()
     opt.step()
+    trace = {"acc": [1.0, 15.9, 54.1], "loss": [4.6, 3.1, 1.8]}
     extra = {"best_acc": 76.76, "best_epoch": 299, "best_train_acc": 95.0, "optimizer": opt.state_dict()}
-    torch.save({"best_net": state, **extra, "traces": {"test_acc": [1.0, 15.9, 54.1]}}, path)
+    extra["traces"] = {"train": trace, "val": dict(trace)}
+    torch.save({"best_net": state, **extra, **({} if config is None else {"config": config})}, path)
     return path
 
 
@@ -161,7 +175,8 @@ def imported(tmp_path_factory: pytest.TempPathFactory, empty_root: Path) -> dict
     for name, case in CASES.items():
         folder = tmp_path_factory.mktemp(name)
         state = authors_state(LAYOUT[name], case.rectangle, seed=len(name))
-        source = save_authors_file(folder / "best.pth", state)
+        config = authors_command_line() if name == "vggsnn2" else None  # only their DVS script saves it
+        source = save_authors_file(folder / "best.pth", state, config)
         target = folder / "imported.pt"
         result = cli("import-reference", source, "--recipe", case.recipe, "--out", target, *set_args(case, empty_root))
         assert result.exit_code == 0, result.output
@@ -171,22 +186,27 @@ def imported(tmp_path_factory: pytest.TempPathFactory, empty_root: Path) -> dict
         recipe = load_recipe(case.recipe, overrides(case, empty_root))
         model = build_model(recipe, describe_data(recipe))
         model.load_state_dict(ckpt["model"])
-        out[name] = (case, torch.load(source, weights_only=True)["best_net"], model.eval(), recipe)
+        out[name] = (case, state, model.eval(), recipe)
     return out
 
 
-def test_fixture_file_shares_one_decay_tensor(imported) -> None:
+def test_fixture_files_hold_one_decay_and_width_per_layer(imported) -> None:
     _, state, _, _ = imported["resnet18"]
-    decays = [v for k, v in state.items() if k.endswith(".cell.decay")]
-    assert len(decays) == 17 and len({d.untyped_storage().data_ptr() for d in decays}) == 1
-    assert not any(k.endswith(".cell.decay") for k in imported["vggsnn2"][1])
+    decays = [float(v) for k, v in state.items() if k.endswith(".cell.decay")]
+    widths = [float(v) for k, v in state.items() if k.endswith(".inv_sg.alpha")]
+    assert len(set(decays)) == len(set(widths)) == 17
+    _, vgg, _, _ = imported["vggsnn2"]
+    assert not any(k.endswith(".cell.decay") for k in vgg)
+    assert len({float(v) for k, v in vgg.items() if k.endswith(".inv_sg.alpha")}) == 8
 
 
 # ---------------------------------------------------------------- the authors' forward, re-implemented
 
 
-def lif(x: Tensor, decay_logit: Tensor | None, theta: float) -> Tensor:
-    """Eval-mode LIF over [T, ...]: leak sigmoid(d) (0.5 when the file has no decay), hard reset, output theta*s."""
+def lif(x: Tensor, decay_logit: Tensor | None, theta: float, rates: list[float]) -> Tensor:
+    """Eval-mode LIF over [T, ...]: leak sigmoid(d) (0.5 when the file has no decay), hard reset, output theta*s.
+
+    Appends the layer's firing rate (spikes per neuron and step) to ``rates``."""
     gamma = torch.sigmoid(decay_logit) if decay_logit is not None else 0.5
     u_prev, out = torch.zeros_like(x[0]), []
     for t in range(x.shape[0]):
@@ -194,7 +214,9 @@ def lif(x: Tensor, decay_logit: Tensor | None, theta: float) -> Tensor:
         s = (u >= theta).to(x.dtype)
         out.append(theta * s)
         u_prev = u * (1 - s)
-    return torch.stack(out)
+    spikes = torch.stack(out)
+    rates.append(float((spikes > 0).double().mean()))
+    return spikes
 
 
 def conv_bn(sd: dict[str, Tensor], conv: str, bn: str, x: Tensor, stride: int = 1) -> Tensor:
@@ -205,58 +227,83 @@ def conv_bn(sd: dict[str, Tensor], conv: str, bn: str, x: Tensor, stride: int = 
     return y.unflatten(0, x.shape[:2])
 
 
-def spike(sd: dict[str, Tensor], prefix: str, x: Tensor, theta: float) -> Tensor:
-    return lif(x, sd.get(f"{prefix}.cell.decay"), theta)
+def resnet_forward(sd: dict[str, Tensor], images: Tensor, time_steps: int, theta: float, rates: list[float]) -> Tensor:
+    """images [B, 3, H, W] repeated T times -> time-mean logits [B, K]; each LIF layer's rate goes to ``rates``."""
 
+    def spike(prefix: str, x: Tensor) -> Tensor:
+        return lif(x, sd.get(f"{prefix}.cell.decay"), theta, rates)
 
-def resnet_forward(sd: dict[str, Tensor], images: Tensor, time_steps: int, theta: float) -> Tensor:
-    """images [B, 3, H, W] repeated T times -> time-mean logits [B, K]."""
     x = images.unsqueeze(0).repeat(time_steps, 1, 1, 1, 1)
-    x = spike(sd, "conv0.2", conv_bn(sd, "conv0.0.layer", "conv0.1.layer", x), theta)
+    x = spike("conv0.2", conv_bn(sd, "conv0.0.layer", "conv0.1.layer", x))
     stages = sorted({int(k.split(".")[0][5:]) for k in sd if k.startswith("layer")})
     for s in stages:
         for b in sorted({int(k.split(".")[1]) for k in sd if k.startswith(f"layer{s}.")}):
             p, stride = f"layer{s}.{b}", 2 if s > 1 and b == 0 else 1
-            h = spike(sd, f"{p}.spike1", conv_bn(sd, f"{p}.conv1.layer", f"{p}.bn1.layer", x, stride), theta)
+            h = spike(f"{p}.spike1", conv_bn(sd, f"{p}.conv1.layer", f"{p}.bn1.layer", x, stride))
             h = conv_bn(sd, f"{p}.conv2.layer", f"{p}.bn2.layer", h)
             if f"{p}.shortcut.0.layer.weight" in sd:
                 x = conv_bn(sd, f"{p}.shortcut.0.layer", f"{p}.shortcut.1.layer", x, stride)
-            x = spike(sd, f"{p}.spike2", h + x, theta)
+            x = spike(f"{p}.spike2", h + x)
     features = x.mean(dim=(-2, -1))  # global average pool: [T, B, C]
     if "classifier.2.layer.weight" in sd:  # ResNet-19: Linear -> LIF -> Linear, no biases
-        hidden = spike(sd, "classifier.1", F.linear(features, sd["classifier.0.layer.weight"]), theta)
+        hidden = spike("classifier.1", F.linear(features, sd["classifier.0.layer.weight"]))
         logits = F.linear(hidden, sd["classifier.2.layer.weight"])
     else:
         logits = F.linear(features, sd["classifier.0.layer.weight"], sd["classifier.0.layer.bias"])
     return logits.mean(0)
 
 
-def vggsnn2_forward(sd: dict[str, Tensor], frames: Tensor, theta: float) -> Tensor:
-    """frames [B, T, 2, 48, 48] -> time-mean of the per-step logits [B, K]."""
+def vggsnn2_forward(sd: dict[str, Tensor], frames: Tensor, theta: float, rates: list[float]) -> Tensor:
+    """frames [B, T, 2, 48, 48] -> time-mean of the per-step logits [B, K]; LIF rates go to ``rates``."""
     x, n = frames.transpose(0, 1), 0
     for item in VGGSNN2_LAYERS:
         if item == "A":
             x = F.avg_pool2d(x.flatten(0, 1), 2).unflatten(0, x.shape[:2])
             n += 1
         else:
-            x = spike(sd, f"feature.{n + 2}", conv_bn(sd, f"feature.{n}.layer", f"feature.{n + 1}.layer", x), theta)
+            x = conv_bn(sd, f"feature.{n}.layer", f"feature.{n + 1}.layer", x)
+            x = lif(x, sd.get(f"feature.{n + 2}.cell.decay"), theta, rates)
             n += 3
     return F.linear(x.flatten(2), sd["classifier.0.layer.weight"]).mean(0)
+
+
+def authors_logits(name: str, state: dict[str, Tensor], x: Tensor, time_steps: int) -> tuple[Tensor, list[float]]:
+    """The authors' eval logits [B, K] of ``x`` in float64, and the firing rate of each LIF layer in order."""
+    sd = {k: (v.double() if v.is_floating_point() else v) for k, v in state.items()}
+    rates: list[float] = []
+    theta = CASES[name].theta
+    if name == "vggsnn2":
+        return vggsnn2_forward(sd, x, theta, rates), rates
+    return resnet_forward(sd, x, time_steps, theta, rates), rates
+
+
+def sample_inputs(case: Case) -> Tensor:
+    return torch.rand(case.input_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_imported_network_gives_the_authors_logits(imported, name: str) -> None:
     case, state, model, recipe = imported[name]
-    x = torch.rand(case.input_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    sd = {k: (v.double() if v.is_floating_point() else v) for k, v in state.items()}
-    if name == "vggsnn2":
-        expected = vggsnn2_forward(sd, x, case.theta)
-    else:
-        expected = resnet_forward(sd, x, recipe.train.time_steps, case.theta)
+    x = sample_inputs(case)
+    expected, rates = authors_logits(name, state, x, recipe.train.time_steps)
     with torch.no_grad():
         got = copy.deepcopy(model).double()(x).mean(0)
+    assert len(rates) == len(lif_layers(model)) and min(rates) > 0.02 and max(rates) < 0.98, rates  # all fire
     assert expected.std() > 0.1 and (expected[0] - expected[1]).abs().max() > 0.1  # spikes reach the head
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet19"])
+def test_every_layers_decay_moves_the_logits(imported, name: str) -> None:
+    """A parity check that a wrong decay in any one layer would fail: each layer's decay changes the logits."""
+    case, state, _, recipe = imported[name]
+    x = sample_inputs(case)
+    expected, _ = authors_logits(name, state, x, recipe.train.time_steps)
+    decays = [k for k in state if k.endswith(".cell.decay")]
+    assert len(decays) == len({float(state[k]) for k in decays}) == (17 if name == "resnet18" else 18)
+    for key in decays:
+        moved, _ = authors_logits(name, {**state, key: state[key] + 1.5}, x, recipe.train.time_steps)
+        assert (moved - expected).abs().max() > 1e-2, key
 
 
 def by_kind(entries: list[Entry]) -> dict[str, list[str]]:
@@ -302,7 +349,7 @@ def test_every_value_lands_in_its_layer(imported, name: str) -> None:
     expected = stored.log() if storage == "log_slope" and not case.rectangle else stored
     torch.testing.assert_close(param, expected)
     assert lifs[0].decay_logit.requires_grad == recipe.neuron.learn_decay
-    assert len({id(layer.decay_logit) for layer in lifs}) == (1 if recipe.neuron.shared_decay else len(lifs))
+    assert len({id(layer.decay_logit) for layer in lifs}) == len(lifs)  # one parameter per layer
 
 
 def test_both_sigmoid_storages_are_covered() -> None:
@@ -405,6 +452,14 @@ class CodePayload:
         return (os.mkdir, (self.marker,))
 
 
+class CommandLineWithCode(argparse.Namespace):
+    """Looks like the authors' config, but is another class (pickled by its own name) whose rebuild runs code."""
+
+    def __setstate__(self, state: dict) -> None:
+        Path(state["marker"]).mkdir()
+        vars(self).update(state)
+
+
 def test_file_carrying_code_refused_unexecuted(tmp_path: Path, empty_root: Path, vgg_state) -> None:
     marker = tmp_path / "code-ran"
     result = import_state(tmp_path, empty_root, "vggsnn2", {**vgg_state, "hook": CodePayload(marker)})
@@ -412,15 +467,59 @@ def test_file_carrying_code_refused_unexecuted(tmp_path: Path, empty_root: Path,
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint\n"], ids=["empty", "text"])
-def test_unreadable_file(tmp_path: Path, empty_root: Path, content: bytes) -> None:
-    source = tmp_path / "ref.pth"
-    source.write_bytes(content)
+@pytest.mark.parametrize("where", ["config", "inside_namespace", "namespace_subclass"])
+def test_config_carrying_code_refused_unexecuted(tmp_path: Path, empty_root: Path, vgg_state, where: str) -> None:
+    """Only argparse.Namespace itself is let through, and whatever it holds is still checked."""
+    marker = tmp_path / "code-ran"
+    config = {
+        "config": CodePayload(marker),
+        "inside_namespace": argparse.Namespace(seed=200, hook=CodePayload(marker)),
+        "namespace_subclass": CommandLineWithCode(marker=str(marker)),
+    }[where]
+    source = save_authors_file(tmp_path / "ref.pth", vgg_state, config)
     case = CASES["vggsnn2"]
     result = cli(
         "import-reference", source, "--recipe", case.recipe, "--out", tmp_path / "o.pt", *set_args(case, empty_root)
     )
-    assert_refused(result, str(source))
+    assert_refused(result, "refused to load", "possibly code")
+    assert not marker.exists() and not (tmp_path / "o.pt").exists()
+
+
+def test_authors_config_does_not_widen_other_loads(tmp_path: Path, vgg_state) -> None:
+    """argparse.Namespace is allowed for import-reference only: an asgl checkpoint holding one is refused."""
+    from asgl.engine.checkpoint import CheckpointError
+
+    path = tmp_path / "ckpt.pt"
+    torch.save({"asgl_checkpoint": 2, "model": vgg_state, "config": authors_command_line()}, path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(path)
+
+
+def random_bytes(source: Path) -> bytes:
+    return (
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    )
+
+
+def first_half(source: Path) -> bytes:
+    save_authors_file(source, authors_state(LAYOUT["vggsnn2"], rectangle=True, seed=5), authors_command_line())
+    data = source.read_bytes()
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [lambda _: b"", lambda _: b"not a checkpoint\n", random_bytes, first_half],
+    ids=["empty", "text", "random", "truncated"],
+)
+def test_unreadable_file(tmp_path: Path, empty_root: Path, content) -> None:
+    source = tmp_path / "ref.pth"
+    source.write_bytes(content(source))
+    case = CASES["vggsnn2"]
+    result = cli(
+        "import-reference", source, "--recipe", case.recipe, "--out", tmp_path / "o.pt", *set_args(case, empty_root)
+    )
+    assert_refused(result, str(source), "truncated or corrupt")
 
 
 def test_existing_out_needs_force(tmp_path: Path, empty_root: Path, vgg_state) -> None:

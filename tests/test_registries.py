@@ -75,7 +75,7 @@ def test_every_dataset_module_builds_and_checks(name):
 
 def test_components_take_the_recipe_key_names():
     lif = set(inspect.signature(LIF).parameters) - {"width", "noise_prob"}
-    # the norm sits before the LIF layer; a shared decay ties the layers of a model together (asgl.neuron.share_decay)
-    assert lif == set(NeuronConfig.model_fields) - {"norm", "shared_decay"}
+    # the norm sits before the LIF layer
+    assert lif == set(NeuronConfig.model_fields) - {"norm"}
     width = set(inspect.signature(SurrogateWidth).parameters) - {"feature_shape"}
     assert width == set(SurrogateConfig.model_fields)

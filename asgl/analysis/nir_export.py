@@ -27,6 +27,7 @@ from asgl.models.digits import DigitsConvNet
 from asgl.models.resnet import BasicBlock, SpikingResNet
 from asgl.models.vgg import SpikingVGG
 from asgl.neuron import LIF
+from asgl.trust import CodeTrust
 
 # snnTorch's NIR importer integrates with a fixed dt of 1e-4; any dt gives the same recursion
 DEFAULT_DT = 1e-4
@@ -217,12 +218,15 @@ def to_nir(
     return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=metadata)
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, dt: float = DEFAULT_DT) -> nir.NIRGraph:
-    """Write the NIR graph of a checkpoint's network (rebuilt from its stored recipe) to ``out``."""
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, dt: float = DEFAULT_DT, trust: CodeTrust = CodeTrust()
+) -> nir.NIRGraph:
+    """Write the NIR graph of a checkpoint's network (rebuilt from its stored recipe) to ``out``; ``trust``:
+    the user builders the stored recipe may import (see :func:`asgl.engine.restore.open_checkpoint`)."""
     from asgl.data import describe_data
     from asgl.engine.restore import build_model_for, open_checkpoint
 
-    stored = open_checkpoint(checkpoint)
+    stored = open_checkpoint(checkpoint, trust=trust)
     recipe = stored.recipe
     info = describe_data(recipe)  # the network needs no data
     model = build_model_for(recipe, info, stored)

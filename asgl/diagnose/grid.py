@@ -191,6 +191,8 @@ def cell_command(cell: Cell, out: Path, resume: Path | None, threads: int | None
     command = [sys.executable, "-m", "asgl_cli", "train"]
     if resume is not None:
         command += ["--resume", str(resume)]
+        # the stored recipe is the cell's (check_same_recipe): its user builder is one the sweep was given
+        command += ["--builder", cell.recipe.model.name] if ":" in cell.recipe.model.name else []
     else:
         recipe_file = out / "cells" / f"{cell.name}.toml"
         recipe_file.parent.mkdir(exist_ok=True)
@@ -248,12 +250,13 @@ def train_cell(task: Task, out: Path, threads: int | None = None, console: Any =
     from asgl.diagnose.report import diagnosis_callbacks
     from asgl.engine.restore import open_checkpoint
     from asgl.engine.trainer import NonFiniteLossError, train
+    from asgl.trust import CodeTrust
 
     console = console or Console(stderr=True)
     sets = [f"run.threads={threads}"] if threads is not None else []
     try:
         if task.resume is not None:
-            recipe = open_checkpoint(task.resume, sets).recipe
+            recipe = open_checkpoint(task.resume, sets, CodeTrust((task.cell.recipe.model.name,))).recipe
         else:
             recipe = validate_recipe(apply_overrides(recipe_to_dict(task.cell.recipe), sets), task.cell.name)
         callbacks = diagnosis_callbacks(recipe)

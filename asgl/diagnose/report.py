@@ -29,6 +29,7 @@ from asgl.engine.restore import build_model_for, open_checkpoint
 from asgl.engine.runfolder import run_folder_of
 from asgl.losses import build_loss
 from asgl.schedules import noise_prob_at
+from asgl.trust import CodeTrust
 
 if TYPE_CHECKING:
     from asgl.engine.trainer import Trainer
@@ -63,13 +64,18 @@ def with_validation_split(recipe: Recipe, fraction: float = 0.1) -> Recipe:
 
 
 def load_subject(
-    recipe: Recipe | None = None, checkpoint: str | Path | None = None, batches: int = 4, device: str = "cpu"
+    recipe: Recipe | None = None,
+    checkpoint: str | Path | None = None,
+    batches: int = 4,
+    device: str = "cpu",
+    trust: CodeTrust = CodeTrust(),
 ) -> Subject:
-    """The snapshot of ``checkpoint`` (its stored recipe), or a freshly initialised model of ``recipe``."""
+    """The snapshot of ``checkpoint`` (its stored recipe; ``trust``: the user builders it may import, see
+    :func:`asgl.engine.restore.open_checkpoint`), or a freshly initialised model of ``recipe``."""
     if (recipe is None) == (checkpoint is None):
         raise ValueError("give exactly one of a recipe or a checkpoint")
     if checkpoint is not None:
-        stored = open_checkpoint(checkpoint)
+        stored = open_checkpoint(checkpoint, trust=trust)
         recipe, path, epoch = stored.recipe, stored.path, int(stored.state["epoch"])
         source = str(path)
     else:

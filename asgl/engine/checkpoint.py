@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _read(p: Path, map_location: str | torch.device) -> Any:
-    """The unpickled file: its zip records must pass their CRC checks, then a weights-only load."""
+def read_torch_file(p: Path, map_location: str | torch.device = "cpu", allowed: Sequence[type] = ()) -> Any:
+    """The unpickled file: its zip records must pass their CRC checks, then a weights-only load.
+
+    ``allowed``: classes rebuilt beyond tensors and plain values (each must be a bag of plain attributes,
+    such as ``argparse.Namespace``); any other class in the file is refused, unexecuted.
+    """
     try:
         with zipfile.ZipFile(p) as archive:
             damaged = archive.testzip()
@@ -94,7 +99,8 @@ def _read(p: Path, map_location: str | torch.device) -> Any:
     if damaged is not None:
         raise CheckpointError(f"checkpoint {p} is corrupt: its record {damaged} fails the checksum") from None
     try:
-        return torch.load(p, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "GLOBAL" in str(e):
             raise CheckpointError(
@@ -109,7 +115,7 @@ def _read(p: Path, map_location: str | torch.device) -> Any:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and check an asgl checkpoint; refuses foreign, newer, truncated, corrupt or code-carrying files."""
     p = resolve_checkpoint_path(path)
-    obj = _read(p, map_location)
+    obj = read_torch_file(p, map_location)
     if not isinstance(obj, dict) or FORMAT_KEY not in obj:
         raise CheckpointError(
             f"{p} is not an asgl checkpoint (a plain state dict or another project's file?); "

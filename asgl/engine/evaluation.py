@@ -16,6 +16,7 @@ from asgl.engine.device import autocast, resolve_device, to_device
 from asgl.engine.restore import Restored, restore
 from asgl.errors import RecipeError
 from asgl.losses import build_loss, predict
+from asgl.trust import CodeTrust
 
 
 @dataclass
@@ -69,13 +70,15 @@ def evaluate_checkpoint(
     split: Literal["val", "test"] = "test",
     device: str = "auto",
     observe: Callable[[nn.Module], AbstractContextManager] = nullcontext,
+    trust: CodeTrust = CodeTrust(),
 ) -> EvalResult:
     """Pure-SNN accuracy of a checkpoint on ``split``; model and data are rebuilt from its stored recipe.
 
-    The evaluation runs inside ``observe(model)`` (e.g. hooks that count spikes).
+    The evaluation runs inside ``observe(model)`` (e.g. hooks that count spikes); ``trust``: the user
+    builders the stored recipe may import (see :func:`asgl.engine.restore.open_checkpoint`).
     """
     dev = resolve_device(device)
-    restored = restore(checkpoint)
+    restored = restore(checkpoint, trust)
     recipe = restored.stored.recipe
     tcfg = recipe.train
     loader = DataLoader(

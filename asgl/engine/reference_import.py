@@ -24,20 +24,23 @@ Unit prefixes (authors -> asgl); ``i`` counts BasicBlocks from 1 over all stages
                                                                index on each side and has no keys)
                     classifier.0.layer                      -> head.1
 
-Neuron values: the decay is stored as its logit d (gamma = sigmoid(d)). The CIFAR networks share one decay
-tensor between all layers, so it appears under every layer's key; asgl copies it to each layer (with
-``neuron.shared_decay`` the layers share it again). A network whose decay is fixed has no decay key: the
-recipe's ``neuron.decay`` is used, and ``neuron.learn_decay = false`` says so. The sigmoid's stored value
-is the slope k = 1/alpha itself, the rectangle's is log k; asgl keeps log k (``surrogate.storage =
-"log_slope"``) or k (``"raw_slope"``, sigmoid only). The threshold is not in the file: the recipe's is kept.
-A file whose keys do not fit is refused, naming the first missing and the first unexpected key.
+Neuron values: the decay is stored as its logit d (gamma = sigmoid(d)). Every LIF layer of the authors'
+networks learns its own decay (their cell keeps a copy of the value it is given), so each layer's key goes
+to that layer's ``decay_logit``. A network whose decay is fixed has no decay key: the recipe's
+``neuron.decay`` is used, and ``neuron.learn_decay = false`` says so. The sigmoid's stored value is the
+slope k = 1/alpha itself, the rectangle's is log k; asgl keeps log k (``surrogate.storage = "log_slope"``)
+or k (``"raw_slope"``, sigmoid only). The threshold is not in the file: the recipe's is kept. A file whose
+keys do not fit is refused, naming the first missing and the first unexpected key.
+
+The file is read without running code: tensors and plain values only, plus ``argparse.Namespace`` (a bag
+of plain attributes: the command line that the authors' DVS script saves under ``config``). Any other
+class in the file is refused, unexecuted.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from asgl.config import Recipe, recipe_to_toml
+from asgl.engine.checkpoint import read_torch_file
 from asgl.errors import CheckpointError
 
 UnitKind = Literal["conv", "norm", "linear", "lif"]
@@ -53,8 +57,9 @@ Transform = Literal["copy", "slope"]
 
 REFERENCE_MODELS = ("resnet18", "resnet19", "resnet34", "vggsnn2")
 REFERENCE_FAMILIES = ("sigmoid", "rectangle")
-# the authors save {"best_net": state dict, "best_acc", "best_epoch", ...}; other wrappers are accepted too
-STATE_KEYS = ("best_net", "net", "state_dict", "model")
+# the authors save {"best_net": state dict, "best_acc", "best_epoch", ...} ("final_model" with --save_last);
+# other wrappers are accepted too
+STATE_KEYS = ("best_net", "final_model", "net", "state_dict", "model")
 NORM_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
@@ -178,19 +183,11 @@ def slope_to_param(value: Tensor, family: str, storage: str) -> Tensor:
 
 
 def read_reference(path: str | os.PathLike) -> dict[str, Tensor]:
-    """The state dict in an authors' file, loaded with ``torch.load(weights_only=True)`` only."""
+    """The state dict in an authors' file, read without running code (see the module docstring)."""
     p = Path(path)
     if not p.is_file():
         raise ReferenceImportError(f"reference checkpoint not found: {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ReferenceImportError(
-            f"refused to load {p}: it is not a plain tensor file (it may reference Python objects or code); "
-            "asgl loads files with torch.load(weights_only=True) only"
-        ) from None
-    except (RuntimeError, EOFError, KeyError, IndexError, ValueError, zipfile.BadZipFile, OSError) as e:
-        raise ReferenceImportError(f"cannot read {p} as a PyTorch file ({type(e).__name__})") from None
+    obj = read_torch_file(p, allowed=(argparse.Namespace,))
 
     def is_state_dict(x: Any) -> bool:
         return isinstance(x, dict) and bool(x) and all(isinstance(v, Tensor) for v in x.values())

@@ -13,6 +13,7 @@ from asgl.config import Recipe, RecipeError, apply_overrides, read_stored_recipe
 from asgl.data import DataBundle, DataInfo, build_data, describe_data
 from asgl.engine.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
 from asgl.models import build_model
+from asgl.trust import CodeTrust, check_stored_builder
 
 # keys a resumed run may change: they do not alter what is computed
 RESUME_SAFE_KEYS = (
@@ -49,9 +50,12 @@ class Restored:
     model: nn.Module
 
 
-def open_checkpoint(checkpoint: str | Path, overrides: list[str] | None = None) -> Stored:
+def open_checkpoint(
+    checkpoint: str | Path, overrides: list[str] | None = None, trust: CodeTrust = CodeTrust()
+) -> Stored:
     """Read ``checkpoint`` (a ``.pt`` file or a run folder) and its recipe; ``overrides`` may only touch
-    :data:`RESUME_SAFE_KEYS` (anything else would no longer match the stored weights and optimiser state)."""
+    :data:`RESUME_SAFE_KEYS` (anything else would no longer match the stored weights and optimiser state).
+    A stored user builder is refused unless ``trust`` allows it: reading a file imports no code by itself."""
     for item in overrides or []:
         key = item.split("=", 1)[0].strip()
         if key not in RESUME_SAFE_KEYS:
@@ -62,7 +66,9 @@ def open_checkpoint(checkpoint: str | Path, overrides: list[str] | None = None) 
     path = resolve_checkpoint_path(checkpoint)
     state = load_checkpoint(path)
     raw = apply_overrides(read_stored_recipe(state["recipe"]), overrides or [])
-    return Stored(path, state, validate_recipe(raw, f"stored in {path}", overrides or []))
+    recipe = validate_recipe(raw, f"stored in {path}", overrides or [])
+    check_stored_builder(recipe.model.name, path, trust)
+    return Stored(path, state, recipe)
 
 
 def build_model_for(recipe: Recipe, info: DataInfo, stored: Stored | None = None) -> nn.Module:
@@ -91,9 +97,9 @@ def state_misfit(expected: dict[str, torch.Tensor], given: dict[str, Any]) -> st
     return "; ".join(parts)
 
 
-def restore(checkpoint: str | Path) -> Restored:
+def restore(checkpoint: str | Path, trust: CodeTrust = CodeTrust()) -> Restored:
     """The checkpoint's recipe, data and model with its weights: what ``asgl eval`` and diagnosis start from."""
-    stored = open_checkpoint(checkpoint)
+    stored = open_checkpoint(checkpoint, trust=trust)
     model = build_model_for(stored.recipe, describe_data(stored.recipe), stored)  # a wrong checkpoint fails first
     return Restored(stored, build_data(stored.recipe), model)
 

@@ -49,6 +49,7 @@ from asgl.models import count_parameters
 from asgl.neuron import set_mask_stream, set_noise_prob
 from asgl.optim import Optimizers, build_optimizers
 from asgl.schedules import noise_prob_at
+from asgl.trust import CodeTrust
 
 
 class TrainingInterrupted(Exception):
@@ -155,7 +156,8 @@ class Trainer:
         path = resolve_checkpoint_path(resume) if resume is not None else None
         if path is not None and self.dist.is_main:  # before reading: another process may be writing it
             self.lock = RunFolderLock(run_folder_of(path).root).acquire()
-        stored = open_checkpoint(path) if path is not None else None
+        # the model is built from the caller's recipe: the user builder it names is the only one imported
+        stored = open_checkpoint(path, trust=CodeTrust((r.model.name,))) if path is not None else None
         torch.manual_seed(r.run.seed)
         self.data = build_data(r)
         check_batches(len(self.data.train), r)

@@ -20,7 +20,7 @@ from asgl.data import DataInfo
 from asgl.errors import ModelDataMismatch  # re-exported here
 from asgl.models import digits, recurrent, resnet, sequential, vgg
 from asgl.models.custom import build_user_model, import_builder, is_import_path
-from asgl.neuron import lif_layers, set_noise_prob, share_decay
+from asgl.neuron import lif_layers, set_noise_prob
 
 Builder = Callable[[Recipe, DataInfo], nn.Module]
 
@@ -91,8 +91,6 @@ def build_model(recipe: Recipe, info: DataInfo) -> nn.Module:
     except ValueError as e:  # builders reject inputs they cannot take (input size, input kind)
         raise ModelDataMismatch(f"model {recipe.model.name!r} cannot take dataset {recipe.data.name!r}: {e}") from None
     set_noise_prob(model, recipe.noise.prob)
-    if recipe.neuron.shared_decay:
-        share_decay(model)
     return model
 
 

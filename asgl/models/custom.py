@@ -3,6 +3,8 @@
 The builder is a function ``(recipe, info) -> nn.Module`` (``info``: :class:`asgl.data.DataInfo`) whose
 module is importable (an installed package, or a folder on ``PYTHONPATH``). Like the bundled models,
 it takes the loader's input and returns per-step logits ``[T, B, K]``.
+
+A checkpoint's stored recipe imports its builder only with the user's consent (see :mod:`asgl.trust`).
 """
 
 from __future__ import annotations
