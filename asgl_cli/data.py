@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.text import Text
 
-from asgl.terminal import make_console, pack, words
+from asgl.terminal import make_console, pack, say, words
 from asgl_cli.errors import user_errors
 
 app = typer.Typer(help="Dataset checks.", no_args_is_help=True)
@@ -23,10 +23,10 @@ def check(recipe: str = typer.Argument(..., help="Recipe file or bundled recipe 
     problems = check_data(cfg)
     console = make_console()
     where = f" in {cfg.data.root}" if hasattr(cfg.data, "root") else ""  # digits are embedded: no folder
-    console.print(f"data {cfg.data.name}{where}", markup=False)
+    say(console, f"data {cfg.data.name}{where}", markup=False)
     for p in problems:
         status = Text("ok     ", "green") if p.ok else Text("missing", "red")
-        console.print(Text.assemble(status, f" {p.path}", f"  {p.size}" if p.size else ""))
+        say(console, Text.assemble(status, f" {p.path}", f"  {p.size}" if p.size else ""))
         for line in pack(words(p.message), console.width - 4):
             console.print(Text(f"    {line}"))
     if not all(p.ok for p in problems):

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from asgl.engine.device import autocast, resolve_device, to_device
-from asgl.engine.restore import restore
+from asgl.engine.restore import Stored, restore
 from asgl.losses import build_loss, predict
 
 
@@ -59,8 +59,9 @@ def evaluate_checkpoint(
     split: Literal["val", "test"] = "test",
     device: str = "auto",
     observe: Callable[[nn.Module], AbstractContextManager] = nullcontext,
-) -> EvalResult:
-    """Pure-SNN accuracy of a checkpoint on ``split``; model and data are rebuilt from its stored recipe.
+) -> tuple[EvalResult, Stored]:
+    """Pure-SNN accuracy of a checkpoint on ``split``, and the checkpoint read (its file, epoch and recipe);
+    model and data are rebuilt from its stored recipe.
 
     The evaluation runs inside ``observe(model)`` (e.g. hooks that count spikes).
     """
@@ -77,4 +78,5 @@ def evaluate_checkpoint(
     readout = recipe.model.readout
     model = restored.model.to(dev)
     with observe(model):
-        return evaluate(model, loader, build_loss(tcfg, readout), dev, amp, recipe.model.channels_last, readout)
+        result = evaluate(model, loader, build_loss(tcfg, readout), dev, amp, recipe.model.channels_last, readout)
+    return result, restored.stored
