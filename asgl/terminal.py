@@ -28,7 +28,8 @@ def words(text: Line) -> list[Line]:
 
 def pack(tokens: Sequence[Line], width: int, sep: str = " ", indent: str = "") -> list[Line]:
     """Lines of whole ``tokens`` joined by ``sep``, each at most ``width`` columns unless one token alone is
-    wider (it then stands on its own line, unsplit); lines after the first start with ``indent``."""
+    wider (it then stands on its own line, unsplit); lines after the first start with ``indent``, unless the
+    indent would push a token that fits the width alone past it."""
     lines: list[Line] = []
     line: Line | None = None
     for token in tokens:
@@ -38,7 +39,8 @@ def pack(tokens: Sequence[Line], width: int, sep: str = " ", indent: str = "") -
             line = line + sep + token
         else:
             lines.append(line)
-            line = token[:0] + indent + token  # token[:0]: an empty str or Text, so a Text keeps its type
+            lead = indent if cell_len(f"{indent}{token}") <= width or cell_len(str(token)) > width else ""
+            line = token[:0] + lead + token  # token[:0]: an empty str or Text, so a Text keeps its type
     return lines if line is None else [*lines, line]
 
 
