@@ -45,10 +45,15 @@ def pack(tokens: Sequence[Line], width: int, sep: str = " ", indent: str = "") -
 
 
 def say(console: Console, message: str | Text, indent: str = "  ", markup: bool = True) -> None:
-    """Print a one-line message (a str, with rich markup unless ``markup`` is False, or a Text). Through a pipe it stays one line, whole for
-    grep; on a terminal it is laid out by :func:`pack` to the terminal's width, so the terminal never breaks a
-    word, path, URL or `command` (one wider than the terminal stands alone on its line)."""
+    """Print a message (a str, with rich markup unless ``markup`` is False, or a Text). Through a pipe its lines
+    stay whole, for grep; on a terminal each line is laid out by :func:`pack` to the terminal's width, after its
+    own leading spaces, so the terminal never breaks a word, path, URL or `command` (one wider than the
+    terminal stands alone on its line)."""
     text = console.render_str(message, markup=markup) if isinstance(message, str) else message
-    lines = pack(words(text), console.width, indent=indent) if console.is_terminal else [text]
-    for line in lines:
-        console.print(line, soft_wrap=True)
+    if not console.is_terminal:
+        console.print(text, soft_wrap=True)
+        return
+    for line in text.split("\n", allow_blank=True):
+        lead = line.plain[: len(line.plain) - len(line.plain.lstrip())]
+        for part in pack(words(line), console.width - len(lead), indent=indent) or [Text()]:
+            console.print(Text(lead) + part, soft_wrap=True)

@@ -55,7 +55,7 @@ def eval_checkpoint(
     table.add_row(str(result.samples), f"{result.accuracy:.2%}", f"{result.loss:.4f}")
     console = make_console()
     # a title line: the file read (a run folder's checkpoints/last.pt) and when it was saved, never squeezed
-    say(console, f"{stored.path} ({saved_at(stored.state)}, {split})", markup=False)
+    say(console, f"{stored.path}, {saved_at(stored.state)} ({split})", markup=False)
     console.print(table)
     if network is not None:
         render_stats(console, network)

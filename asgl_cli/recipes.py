@@ -66,7 +66,7 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
         except RecipeError as e:
             failed += 1
             say(err_console, Text.assemble(("invalid", "red"), f" {item}"))
-            err_console.print(str(e), markup=False, soft_wrap=True)
+            say(err_console, str(e), markup=False)
             continue
         from asgl.data import describe_data  # after the schema: the model checks need torch
         from asgl.errors import UserError
@@ -79,7 +79,7 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
         except UserError as e:
             failed += 1
             say(err_console, Text.assemble(("invalid", "red"), f" {item}"))
-            err_console.print(str(e), markup=False, soft_wrap=True)
+            say(err_console, str(e), markup=False)
             continue
         say(out, Text.assemble(("ok", "green"), f" {item}"))
     if failed:

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from asgl.config import bundled_recipes, load_recipe, recipe_to_toml, recipes_folder
 from asgl.data import check_data
 from asgl.engine.logging import TrainProgress
-from asgl.terminal import pack, words
+from asgl.terminal import pack, say, words
 from asgl_cli.main import app
 from asgl_cli.recipes import description
 
@@ -65,6 +65,23 @@ def test_pack_keeps_tokens_whole_and_lines_within_the_width():
     assert pack(["ab", "cd", "ef"], 5, sep="  ") == ["ab", "cd", "ef"]
     assert pack(["ab", "cd", "ef"], 6, sep="  ") == ["ab  cd", "ef"]
     assert pack([], 10) == []
+
+
+def test_say_lays_lines_out_on_a_terminal_and_leaves_them_whole_through_a_pipe():
+    message = "error: bad recipe /r.toml:\n  run.seed = 'a': expected an integer, run `asgl recipes show x`"
+
+    def said(terminal: bool) -> list[str]:
+        console = Console(width=30, force_terminal=terminal, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+        say(console, message, markup=False)
+        return console.export_text().splitlines()
+
+    assert said(False) == message.splitlines()
+    assert said(True) == [
+        "error: bad recipe /r.toml:",
+        "  run.seed = 'a': expected an",
+        "    integer, run",
+        "    `asgl recipes show x`",
+    ]
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -266,12 +283,12 @@ def test_eval_of_a_run_folder_names_the_checkpoint_file_and_its_epoch(deep_run):
     (run_dir,) = (deep_run[0] / "80").iterdir()
     epochs = int(dict(item.split("=") for item in TINY)["train.epochs"])
     last = run_dir / "checkpoints" / "last.pt"
-    assert f"{last} (epoch {epochs}, test)" in invoke(80, "eval", "--ckpt", run_dir)
+    assert f"{last}, epoch {epochs} (test)" in invoke(80, "eval", "--ckpt", run_dir)
     record = json.loads(invoke(80, "eval", "--ckpt", run_dir, "--json"))
     assert (record["checkpoint"], record["epoch"], record["step"]) == (str(last), epochs, 0)
     best_epoch = json.loads((run_dir / "summary.json").read_text())["best_epoch"]
     best = run_dir / "checkpoints" / "best.pt"
-    assert f"{best} (epoch {best_epoch}, val)" in invoke(80, "eval", "--ckpt", best, "--split", "val")
+    assert f"{best}, epoch {best_epoch} (val)" in invoke(80, "eval", "--ckpt", best, "--split", "val")
 
 
 def test_diagnose_says_when_the_validation_split_holds_fewer_batches_than_asked(tmp_path):
