@@ -86,9 +86,9 @@ def print_diagnosis(subject: Subject, settings: GradientSettings, result: Diagno
     eps = settings.eps
     g = result.gradients
     probe = f"{settings.coords} coordinates" if settings.coords else f"{settings.directions} directions"
-    say(console, f"{subject.source}, epoch {subject.epoch}", markup=False)
-    say(console, f"cosine / norm ratio vs FD ({probe}, ε = {eps:g}, K = {len(subject.batches)})", markup=False)
     k = len(subject.batches)
+    say(console, f"{subject.source}, epoch {subject.epoch}", markup=False)
+    say(console, f"cosine / norm ratio vs FD ({probe}, ε = {eps:g}, K = {k})", markup=False)
     if k < settings.batches:
         say(console, f"--batches {settings.batches} lowered to K = {k}: the validation split holds {k} batches")
     table = Table()
