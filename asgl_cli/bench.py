@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from asgl.terminal import make_console, pack, words
+from asgl.terminal import make_console, pack, say, words
 from asgl_cli.errors import user_errors
 
 RATIO_LABELS = {
@@ -81,7 +81,7 @@ def bench(
         )
     console = make_console()
     title = f"{result.model} ({result.recipe}) on {result.device}: batch {result.batch_size}, T = {result.time_steps}"
-    console.print(f"{title}, amp {result.amp}, {result.repeats} repeats", markup=False)
+    say(console, f"{title}, amp {result.amp}, {result.repeats} repeats", markup=False)
     console.print(table)
     for key, value in result.ratios.items():
         console.print(Text.assemble(f"{RATIO_LABELS[key]}: ", (f"{value:.2f}x", "bold")))

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.text import Text
 
-from asgl.terminal import make_console, pack, words
+from asgl.terminal import make_console, pack, say, words
 from asgl_cli.errors import user_errors
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def check(recipe: str = typer.Argument(..., help="Recipe file or bundled recipe 
     problems = check_data(cfg)
     console = make_console()
     where = f" in {cfg.data.root}" if hasattr(cfg.data, "root") else ""  # digits are embedded: no folder
-    console.print(f"data {cfg.data.name}{where}", markup=False)
+    say(console, f"data {cfg.data.name}{where}", markup=False)
     _print_problems(console, problems)
     if not all(p.ok for p in problems):
         if cfg.data.name in ARCHIVES:
@@ -65,9 +65,9 @@ def get(
     try:
         todo = archives(cfg.data.name)
         root = Path(cfg.data.root).expanduser().resolve()
-        _say(console, f"data {cfg.data.name} into {root}")
+        say(console, f"data {cfg.data.name} into {root}", markup=False)
         if all(p.ok for p in check_data(cfg)):
-            _say(console, "already in place: every file checks out, nothing to download")
+            say(console, "already in place: every file checks out, nothing to download", markup=False)
             return
         for archive in todo:
             _fetch_and_unpack(console, archive, root)
@@ -75,21 +75,16 @@ def get(
         raise DownloadError(str(e).replace("RECIPE`", f"{recipe}`")) from None
     problems = check_data(cfg)
     if all(p.ok for p in problems):
-        _say(console, "ready: every file checks out")
+        say(console, "ready: every file checks out", markup=False)
         return
     _print_problems(console, [p for p in problems if not p.ok])
     raise typer.Exit(1)
 
 
-def _say(console: Console, text: str) -> None:
-    for line in pack(words(text), console.width, indent="  "):
-        console.print(line, markup=False, highlight=False)
-
-
 def _print_problems(console: Console, problems: list[DataProblem]) -> None:
     for p in problems:
         status = Text("ok     ", "green") if p.ok else Text("missing", "red")
-        console.print(Text.assemble(status, f" {p.path}", f"  {p.size}" if p.size else ""))
+        say(console, Text.assemble(status, f" {p.path}", f"  {p.size}" if p.size else ""))
         for line in pack(words(p.message), console.width - 4):
             console.print(Text(f"    {line}"))
 
@@ -111,6 +106,6 @@ def _fetch_and_unpack(console: Console, archive: Archive, root: Path) -> None:
 
         path = fetch(archive, root, progress)
     how = "already here" if not started else f"resumed at {human_size(started[0])}" if started[0] else "downloaded"
-    _say(console, f"{path.name}: {human_size(path.stat().st_size)}, md5 ok ({how})")
+    say(console, f"{path.name}: {human_size(path.stat().st_size)}, md5 ok ({how})", markup=False)
     made = unpack(path)
-    _say(console, f"extracted {', '.join(p.name for p in made)} into {path.parent}")
+    say(console, f"extracted {', '.join(p.name for p in made)} into {path.parent}", markup=False)

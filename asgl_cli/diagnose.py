@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from asgl.terminal import make_console, pack, words
+from asgl.terminal import make_console, pack, say, words
 from asgl_cli.errors import user_errors
 from asgl_cli.sweep import parse_list
 from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust
@@ -89,8 +89,11 @@ def print_diagnosis(subject: Subject, settings: GradientSettings, result: Diagno
     eps = settings.eps
     g = result.gradients
     probe = f"{settings.coords} coordinates" if settings.coords else f"{settings.directions} directions"
-    console.print(f"{subject.source}, epoch {subject.epoch}", markup=False)
-    console.print(f"cosine / norm ratio vs FD ({probe}, ε = {eps:g}, K = {len(subject.batches)})", markup=False)
+    k = len(subject.batches)
+    say(console, f"{subject.source}, epoch {subject.epoch}", markup=False)
+    say(console, f"cosine / norm ratio vs FD ({probe}, ε = {eps:g}, K = {k})", markup=False)
+    if k < settings.batches:
+        say(console, f"--batches {settings.batches} lowered to K = {k}: the validation split holds {k} batches")
     table = Table()
     table.add_column("layer")
     table.add_column("FD zeros", justify="right")
@@ -119,7 +122,7 @@ def print_diagnosis(subject: Subject, settings: GradientSettings, result: Diagno
     )
     for line in pack(words(gap), console.width):
         console.print(line, markup=False)
-    console.print("wrote " + ", ".join(str(f) for f in files), markup=False)
+    say(console, "wrote " + ", ".join(str(f) for f in files), markup=False)
 
 
 @app.command("plot")
@@ -154,4 +157,4 @@ def plot(
         table.add_row(label, str(len(xs)), f"{ys[0]:.3f}", f"{ys[-1]:.3f}", f"{sum(ys) / len(ys):.3f}")
     console = make_console()
     console.print(table)
-    console.print(f"wrote {out}", markup=False)
+    say(console, f"wrote {out}", markup=False)

@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.text import Text
 
 from asgl.errors import UserError
+from asgl.terminal import say
 
 err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr; return the Exit to raise."""
-    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    say(err_console, Text.assemble(("error: ", "bold red"), message))
     return typer.Exit(code)
 
 

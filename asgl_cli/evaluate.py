@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from asgl.analysis import ENERGY_AC_PJ, ENERGY_MAC_PJ, ENERGY_SOURCE
-from asgl.terminal import make_console
+from asgl.terminal import make_console, say
 from asgl_cli.errors import user_errors
 from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust
 
@@ -34,10 +34,12 @@ def eval_checkpoint(
 
     activity = Activity()
     observe = (lambda model: count_activity(model, activity)) if stats else nullcontext
-    result = evaluate_checkpoint(ckpt, split, device, observe, code_trust(builder, trust_code))
+    result, stored = evaluate_checkpoint(ckpt, split, device, observe, code_trust(builder, trust_code))
     network = summarize(activity, result.samples, energy_ac, energy_mac) if stats else None
     record = {
-        "checkpoint": str(ckpt),
+        "checkpoint": str(stored.path),
+        "epoch": stored.state["epoch"],
+        "step": stored.state["step"],
         "split": split,
         "samples": result.samples,
         "accuracy": result.accuracy,
@@ -55,7 +57,14 @@ def eval_checkpoint(
         table.add_column(col, justify="right")
     table.add_row(str(result.samples), f"{result.accuracy:.2%}", f"{result.loss:.4f}")
     console = make_console()
-    console.print(f"{ckpt} ({split})", markup=False)  # a title line: the path is never squeezed into the table
+    # a title line: the file read (a run folder's checkpoints/last.pt) and when it was saved, never squeezed
+    say(console, f"{stored.path}, {saved_at(stored.state)} ({split})", markup=False)
     console.print(table)
     if network is not None:
         render_stats(console, network)
+
+
+def saved_at(state: dict) -> str:
+    """When a checkpoint was saved: ``epoch 3`` (after it), or ``epoch 4, step 20`` mid-epoch."""
+    epoch, step = state["epoch"], state["step"]
+    return f"epoch {epoch + 1}, step {step}" if step else f"epoch {epoch}"

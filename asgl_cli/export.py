@@ -9,6 +9,7 @@ from typing import Literal, Optional
 import typer
 
 from asgl.errors import ExportUnsupported
+from asgl.terminal import make_console, say
 from asgl_cli.errors import user_errors
 from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust
 
@@ -31,4 +32,4 @@ def export(
 
     graph = export_checkpoint(ckpt, out, dt, code_trust(builder, trust_code))
     neurons = sum(type(node).__name__ == "LIF" for node in graph.nodes.values())
-    typer.echo(f"wrote {out} ({len(graph.nodes)} nodes, {neurons} LIF layers, dt = {dt:g} s)")
+    say(make_console(), f"wrote {out} ({len(graph.nodes)} nodes, {neurons} LIF layers, dt = {dt:g} s)", markup=False)

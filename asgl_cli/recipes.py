@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from asgl.config import RecipeError, bundled_recipes, load_recipe, recipes_folder, resolve_recipe_path
-from asgl.terminal import make_console, pack, words
+from asgl.terminal import make_console, pack, say, words
 from asgl_cli.errors import err_console, user_errors
 
 app = typer.Typer(help="List, show, validate and copy recipes.", no_args_is_help=True)
@@ -65,8 +65,8 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
             recipe = load_recipe(item)
         except RecipeError as e:
             failed += 1
-            err_console.print(Text.assemble(("invalid", "red"), f" {item}"), soft_wrap=True)
-            err_console.print(str(e), markup=False, soft_wrap=True)
+            say(err_console, Text.assemble(("invalid", "red"), f" {item}"))
+            say(err_console, str(e), markup=False)
             continue
         from asgl.data import describe_data  # after the schema: the model checks need torch
         from asgl.errors import UserError
@@ -78,10 +78,10 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
                 check_model(recipe, describe_data(recipe))
         except UserError as e:
             failed += 1
-            err_console.print(Text.assemble(("invalid", "red"), f" {item}"), soft_wrap=True)
-            err_console.print(str(e), markup=False, soft_wrap=True)
+            say(err_console, Text.assemble(("invalid", "red"), f" {item}"))
+            say(err_console, str(e), markup=False)
             continue
-        out.print(Text.assemble(("ok", "green"), f" {item}"))
+        say(out, Text.assemble(("ok", "green"), f" {item}"))
     if failed:
         raise typer.Exit(2)
 
@@ -99,4 +99,4 @@ def copy(
     if target.exists() and not force:
         raise RecipeError(f"{target} exists; pass --force to overwrite it")
     shutil.copyfile(source, target)
-    make_console().print(f"copied {name} to {target}", markup=False)
+    say(make_console(), f"copied {name} to {target}", markup=False)

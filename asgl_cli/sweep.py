@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from asgl.terminal import make_console
+from asgl.terminal import make_console, say
 from asgl_cli.errors import fail, user_errors
 
 app = typer.Typer(help="Parameter sweeps made of ordinary training runs.", no_args_is_help=True)
@@ -87,9 +87,9 @@ def show_results(title: str, rows: list, failed: list[str], axes: list, seeds: i
     for s in summarize(rows):
         table.add_row(*s.values, cell(s.test_acc), cell(s.val_acc), str(s.runs))
     console = make_console()
-    console.print(title, markup=False)  # a title line: the table never squeezes it
+    say(console, title, markup=False)  # a title line: the table never squeezes it
     console.print(table)
-    console.print(f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.png'}", markup=False)
+    say(console, f"wrote {out / f'{stem}.csv'} and {out / f'{stem}.png'}", markup=False)
     if failed:
         raise fail(f"{len(failed)} cell(s) failed: {', '.join(failed)} (their output is under {out})", code=1)
 
@@ -101,7 +101,7 @@ def run_sweep(run, out: Path) -> tuple:
     try:
         return run()
     except GridInterrupted as e:
-        make_console(stderr=True).print(f"[yellow]interrupted:[/] {e}", soft_wrap=True)
+        say(make_console(stderr=True), f"[yellow]interrupted:[/] {e}")
         raise typer.Exit(e.exit_code) from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from asgl.terminal import make_console
+from asgl.terminal import make_console, say
 from asgl_cli.errors import fail, user_errors
 from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust, trust_args
 
@@ -66,7 +67,7 @@ def train(
     try:
         result = run_training(cfg, out_dir=out, resume=resume, console=console, callbacks=diagnosis_callbacks(cfg))
     except TrainingInterrupted as e:
-        console.print(f"[yellow]interrupted:[/] {e}", soft_wrap=True)
+        say(console, f"[yellow]interrupted:[/] {e}")
         raise typer.Exit(e.exit_code) from None
     except NonFiniteLossError as e:
         raise fail(str(e), code=1) from None
@@ -109,18 +110,21 @@ def recipe_to_run(
 
 def print_result(cfg: Recipe, result: TrainResult) -> None:
     """The result table of a finished run (stdout)."""
+    cells = {
+        "best epoch": str(result.best_epoch),
+        "val acc (best)": f"{result.best_val_acc:.2%}",
+        "test acc (best ckpt)": f"{result.test.accuracy:.2%}",
+        "test loss": f"{result.test.loss:.4f}",
+        "test samples": str(result.test.samples),
+    }
+    if math.isnan(result.best_val_acc):  # no validation split (train.val_fraction = 0)
+        del cells["val acc (best)"]
     table = Table()
-    for col in ("best epoch", "val acc (best)", "test acc (best ckpt)", "test loss", "test samples"):
+    for col in cells:
         table.add_column(col, justify="right")
-    table.add_row(
-        str(result.best_epoch),
-        f"{result.best_val_acc:.2%}",
-        f"{result.test.accuracy:.2%}",
-        f"{result.test.loss:.4f}",
-        str(result.test.samples),
-    )
+    table.add_row(*cells.values())
     report = make_console()
-    report.print(f"{cfg.run.name}: {result.run_dir}", markup=False)  # a title line: the path is never squeezed
+    say(report, f"{cfg.run.name}: {result.run_dir}", markup=False)  # a title line: the path is never squeezed
     report.print(table)
 
 

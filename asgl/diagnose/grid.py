@@ -47,6 +47,7 @@ from asgl.config import (
     validate_recipe,
 )
 from asgl.errors import UserError
+from asgl.terminal import say
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,7 @@ def train_cell(task: Task, out: Path, threads: int | None = None, console: Any =
         else:
             train(recipe, out_dir=out, console=console, callbacks=callbacks)
     except (UserError, NonFiniteLossError) as e:
-        console.print(f"[red]{task.cell.name}:[/] {e}", soft_wrap=True)
+        say(console, f"[red]{task.cell.name}:[/] {e}")
         return 1
     return 0
 
@@ -311,7 +312,7 @@ def local_launcher(out: Path, jobs: int, cpus: int, gpus: Sequence[str], console
                     task, slot = pending.pop(0), free.pop(0)
                     threads = cell_threads(task.cell.recipe, jobs, cpus)
                     command = cell_command(task.cell, out, task.resume, threads)
-                    console.print(f"[dim]start[/] {task.cell.name}", soft_wrap=True)
+                    say(console, f"[dim]start[/] {task.cell.name}")
                     log = open(out / "logs" / f"{task.cell.name}.log", "a")
                     env = {**os.environ, **slot_env(slot, threads, gpus)}
                     # a session of its own: a Ctrl-C in the terminal reaches the sweep alone, which stops the cells
@@ -351,13 +352,13 @@ def submitit_launcher(out: Path, cluster: str, parameters: dict[str, Any], conso
         jobs = {}
         for task in tasks:
             job = executor.submit(train_cell, task, out, parameters.get("cpus_per_task"))
-            console.print(f"[dim]submitted[/] {task.cell.name}: job {job.job_id}", soft_wrap=True)
+            say(console, f"[dim]submitted[/] {task.cell.name}: job {job.job_id}")
             jobs[job] = task.cell
         for job in submitit.helpers.as_completed(list(jobs), poll_frequency=1 if cluster == "local" else 30):
             try:
                 code = job.result()
             except Exception as e:  # the job itself failed (node failure, time limit): the cell stays unfinished
-                console.print(f"[red]job {job.job_id} failed:[/] {e}", soft_wrap=True)
+                say(console, f"[red]job {job.job_id} failed:[/] {e}")
                 code = 1
             done(jobs[job], code)
 
@@ -415,7 +416,7 @@ def _run_cells(
             rows[cell.name] = row_of(cell, summary)
             continue
         tasks.append(Task(cell, run_dir))
-    console.print(f"{len(cells)} cells: {len(rows)} finished already, {len(tasks)} to run", soft_wrap=True)
+    say(console, f"{len(cells)} cells: {len(rows)} finished already, {len(tasks)} to run")
     failed: list[str] = []
 
     def done(cell: Cell, code: int) -> None:
@@ -423,16 +424,14 @@ def _run_cells(
         summary = read_summary(runs[-1]) if code == 0 and runs else None
         if summary is None:
             failed.append(cell.name)
-            console.print(
-                f"[red]failed[/] {cell.name} (exit {code}): see {out / 'logs' / cell.name}.log", soft_wrap=True
-            )
+            say(console, f"[red]failed[/] {cell.name} (exit {code}): see {out / 'logs' / cell.name}.log")
             return
         rows[cell.name] = row_of(cell, summary)
-        console.print(f"[green]done[/] {cell.name}: test acc {summary['test_acc']:.2%}", soft_wrap=True)
+        say(console, f"[green]done[/] {cell.name}: test acc {summary['test_acc']:.2%}")
         try:  # the results are written again at the end: a failure here must not stop the running cells
             write_results(ordered(rows, cells), axes, out, stem, x_axis)
         except Exception as e:
-            console.print(f"[yellow]could not write the results yet:[/] {type(e).__name__}: {e}", soft_wrap=True)
+            say(console, f"[yellow]could not write the results yet:[/] {type(e).__name__}: {e}")
 
     if tasks:
         launch(tasks, done)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from asgl.engine.device import autocast, resolve_device, to_device
-from asgl.engine.restore import Restored, restore
+from asgl.engine.restore import Restored, Stored, restore
 from asgl.errors import RecipeError
 from asgl.losses import build_loss, predict
 from asgl.trust import CodeTrust
@@ -71,8 +71,9 @@ def evaluate_checkpoint(
     device: str = "auto",
     observe: Callable[[nn.Module], AbstractContextManager] = nullcontext,
     trust: CodeTrust = CodeTrust(),
-) -> EvalResult:
-    """Pure-SNN accuracy of a checkpoint on ``split``; model and data are rebuilt from its stored recipe.
+) -> tuple[EvalResult, Stored]:
+    """Pure-SNN accuracy of a checkpoint on ``split``, and the checkpoint read (its file, epoch and recipe);
+    model and data are rebuilt from its stored recipe.
 
     The evaluation runs inside ``observe(model)`` (e.g. hooks that count spikes); ``trust``: the user
     builders the stored recipe may import (see :func:`asgl.engine.restore.open_checkpoint`).
@@ -90,4 +91,5 @@ def evaluate_checkpoint(
     readout = recipe.model.readout
     model = restored.model.to(dev)
     with observe(model):
-        return evaluate(model, loader, build_loss(tcfg, readout), dev, amp, recipe.model.channels_last, readout)
+        result = evaluate(model, loader, build_loss(tcfg, readout), dev, amp, recipe.model.channels_last, readout)
+    return result, restored.stored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,13 @@ class TrainProgress:
 
 
 def epoch_lines(r: dict[str, Any], epochs: int, width: int) -> list[str]:
-    """One epoch's record as lines of at most ``width`` columns, broken only between fields."""
+    """One epoch's record as lines of at most ``width`` columns, broken only between fields; no validation
+    fields without a validation split (its accuracy is nan then, never otherwise)."""
+    validated = not math.isnan(r["val_acc"])
     fields = [
         f"epoch {r['epoch']}/{epochs}",
         f"train loss {r['train_loss']:.4f} acc {r['train_acc']:.1%} (hybrid)",
-        f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.1%}",
+        *([f"val loss {r['val_loss']:.4f} acc {r['val_acc']:.1%}"] if validated else []),
         f"p {r['p']:.3g}",
         f"lr {r['lr']:.3g}",
         f"{r['epoch_time']:.1f}s" + (" best" if r["best"] else ""),

@@ -49,6 +49,7 @@ from asgl.models import count_parameters
 from asgl.neuron import set_mask_stream, set_noise_prob
 from asgl.optim import Optimizers, build_optimizers
 from asgl.schedules import noise_prob_at
+from asgl.terminal import say
 from asgl.trust import CodeTrust
 
 
@@ -215,11 +216,12 @@ class Trainer:
             Checkpoints(self.folder, r.train.checkpoint_every_steps, main),
         ]
         if stored is not None:
-            self.console.print(f"resuming {self.folder.root} at epoch {self.start_epoch + 1}, step {self.start_step}")
-        self.console.print(
-            f"run folder {self.folder.root}\n{r.model.name} ({count_parameters(self.model):,} parameters) on "
-            f"{r.data.name}: {len(self.data.train)} train / {len(self.data.val)} val / {len(self.data.test)} test, "
-            f"device {self.device}"
+            say(self.console, f"resuming {self.folder.root} at epoch {self.start_epoch + 1}, step {self.start_step}")
+        say(self.console, f"run folder {self.folder.root}")
+        say(
+            self.console,
+            f"{r.model.name} ({count_parameters(self.model):,} parameters) on {r.data.name}: {len(self.data.train)} "
+            f"train / {len(self.data.val)} val / {len(self.data.test)} test, device {self.device}",
         )
 
     def _main_folder(self, out_dir: str | Path | None, stored: Stored | None) -> RunFolder:
@@ -283,7 +285,7 @@ class Trainer:
                 last = self.folder.last
                 saved = f"last good checkpoint: {last}" if last.exists() else "no checkpoint yet"
                 raise NonFiniteLossError(f"loss is {value} at {where}; training stopped ({saved})")
-            self.console.print(f"[yellow]warning:[/] loss is {value} at {where}; step skipped")
+            say(self.console, f"[yellow]warning:[/] loss is {value} at {where}; step skipped")
             self.running.skipped += 1
             return value
         optimizer_step(loss, self.model, self.opt, self.scaler, r.optim.grad_clip)
