@@ -15,7 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from asgl.config import RecipeError, load_recipe
-from asgl.diagnose.grid import GridRow, cell_threads, parse_axes, plan_grid, slot_env, summarize
+from asgl.sweeps.grid import parse_axes, plan_grid
+from asgl.sweeps.launchers import cell_threads, slot_env
+from asgl.sweeps.results import GridRow, summarize
 from asgl_cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +151,7 @@ def test_a_failed_cell_is_reported_and_the_others_collected(tmp_path):
 def test_grid_without_validation_split_survives_a_failing_write(tmp_path, monkeypatch):
     """No validation split (val_acc NaN in the summaries) and the results file failing to be written after the
     first finished cell: the second cell still runs, and the results are written at the end."""
-    import asgl.diagnose.grid as grid
+    import asgl.sweeps.grid as grid
 
     real_write, calls = grid.write_results, []
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from asgl.config import load_recipe
-from asgl.diagnose.sweep import sweep_recipe
+from asgl.sweeps.alpha import sweep_recipe
 from asgl_cli.main import app
 
 TINY = [

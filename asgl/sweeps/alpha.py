@@ -1,5 +1,5 @@
 """The alpha sweep (docs/method.md#published-runs): SG and ASGL trained at each surrogate width, a preset of the grid sweep
-(:mod:`asgl.diagnose.grid`) over the axes ``method`` x ``width``, collected into ``sweep.csv`` and ``sweep.png``.
+(:mod:`asgl.sweeps.grid`) over the axes ``method`` x ``width``, collected into ``sweep.csv`` and ``sweep.png``.
 
 - ``sg``: spike ``sg``, fixed width (``surrogate.learnable = false``), p = 0;
 - ``asgl``: the recipe as it is, with ``surrogate.width`` set.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from asgl.config import Recipe, RecipeError
-from asgl.diagnose.grid import Axis, AxisValue, GridRow, Launch, cell_recipe, plan_grid, run_grid
+from asgl.sweeps.grid import Axis, AxisValue, GridRow, Launch, cell_recipe, plan_grid, run_grid
 
 SWEEP_METHODS: tuple[str, ...] = ("sg", "asgl")
 DEFAULT_WIDTHS: tuple[float, ...] = (0.5, 1.0, 2.5, 5.0, 10.0)
