@@ -428,12 +428,6 @@ def share_decay(model: nn.Module) -> None:
         layer.decay_logit = layers[0].decay_logit
 
 
-def set_spike(model: nn.Module, spike: Spike) -> None:
-    """Set the training spike (asgl, sg, heaviside, analog) on every LIF layer."""
-    for _, layer in lif_layers(model):
-        layer.spike = spike
-
-
 def set_mask_stream(model: nn.Module, stream: int) -> None:
     """Give every LIF layer the mask stream ``stream`` (the DDP rank: ranks draw independent masks)."""
     for _, layer in lif_layers(model):
