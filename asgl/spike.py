@@ -16,18 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+from asgl.choices import Amplitude, Reset, Spike, WidthGrad
 from asgl.surrogates import Surrogate
-
-# the spike function: asgl (mixed by a mask), sg (Θ forward, h_α backward), analog (H_α, p = 1), heaviside (Θ)
-Spike = Literal["asgl", "sg", "heaviside", "analog"]
-Reset = Literal["hard", "soft"]  # ũ = u (1 − s), or ũ = u − θ s
-Amplitude = Literal["threshold", "unit"]  # spike output θ s (reference) or s
-WidthGrad = Literal["all", "analog"]  # width gradient from every element, or analog elements only
 
 
 @dataclass(frozen=True)
