@@ -40,6 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from asgl.choices import Amplitude, Granularity, NormKind, Reset, Storage, TrainingSpike, WidthGrad
 from asgl.errors import RecipeError  # re-exported here
 
 
@@ -397,19 +398,19 @@ CHOSEN_BY_NAME: dict[str, tuple[str, dict[str, type[Section]], str]] = {
 class NeuronConfig(Section):
     """The LIF layers' keys (asgl.neuron.LIF takes the same names), and the norm before each."""
 
-    spike: Literal["asgl", "sg", "heaviside"] = Field("asgl", description="Spike function in training.")
+    spike: TrainingSpike = Field("asgl", description="Spike function in training.")
     decay: float = Field(0.5, gt=0, lt=1, description="Initial leak gamma = sigmoid(d); d is learned.")
     learn_decay: bool = True
     threshold: float = Field(1.0, gt=0)
     learn_threshold: bool = False
-    reset: Literal["hard", "soft"] = "hard"
-    amplitude: Literal["threshold", "unit"] = Field("threshold", description="Spike amplitude theta (reference) or 1.")
-    norm: Literal["tdbn", "bntt", "step", "threshold_bn", "none"] = "tdbn"
+    reset: Reset = "hard"
+    amplitude: Amplitude = Field("threshold", description="Spike amplitude theta (reference) or 1.")
+    norm: NormKind = "tdbn"
     backend: Literal["auto", "fused", "stepwise", "cpu_kernel", "triton", "compiled"] = Field(
         "auto",
         description="auto = triton on CUDA, cpu_kernel (numba) on CPU, else fused; compiled = torch.compile (opt-in).",
     )
-    width_grad: Literal["all", "analog"] = Field(
+    width_grad: WidthGrad = Field(
         "all", description="Width gradient from every element, or analog ones only (extension)."
     )
 
@@ -420,8 +421,8 @@ class SurrogateConfig(Section):
     family: Literal["sigmoid", "rectangle", "tanh", "arctan", "triangle"] = "sigmoid"
     width: float = Field(5.0, gt=0, description="alpha; slope k = 1/alpha.")
     learnable: bool = True
-    granularity: Literal["layer", "channel", "neuron"] = "layer"
-    storage: Literal["log_slope", "raw_slope"] = Field("log_slope", description="raw_slope: reference sigmoid parity.")
+    granularity: Granularity = "layer"
+    storage: Storage = Field("log_slope", description="raw_slope: reference sigmoid parity.")
 
     @model_validator(mode="after")
     def _raw_only_sigmoid(self) -> SurrogateConfig:

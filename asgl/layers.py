@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-NormKind = Literal["tdbn", "bntt", "step", "threshold_bn", "none"]
+from asgl.choices import NormKind
 
 
 class TimeFold(nn.Sequential):

@@ -449,12 +449,6 @@ def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
         layer.noise_prob = noise_prob
 
 
-def set_spike(model: nn.Module, spike: Spike) -> None:
-    """Set the training spike (asgl, sg, heaviside, analog) on every LIF layer."""
-    for _, layer in lif_layers(model):
-        layer.spike = spike
-
-
 def set_mask_stream(model: nn.Module, stream: int) -> None:
     """Give every LIF layer the mask stream ``stream`` (the DDP rank: ranks draw independent masks)."""
     for _, layer in lif_layers(model):

@@ -2,7 +2,7 @@
 
 - ``heaviside``: Θ(x) = 1 where x >= 0; no gradient.
 - ``sg_spike``: forward Θ(x), backward h_α(x) (plain surrogate gradient).
-- ``hybrid_spike`` / ``asgl_spike``: the ASGL training spike
+- ``hybrid_spike``: the ASGL training spike
 
       out = H_α(x) + stop_grad(m · (Θ(x) − H_α(x))),    m ~ Bernoulli(1 − p)
 
@@ -16,18 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+from asgl.choices import Amplitude, Reset, Spike, WidthGrad
 from asgl.surrogates import Surrogate
-
-# the spike function: asgl (mixed by a mask), sg (Θ forward, h_α backward), analog (H_α, p = 1), heaviside (Θ)
-Spike = Literal["asgl", "sg", "heaviside", "analog"]
-Reset = Literal["hard", "soft"]  # ũ = u (1 − s), or ũ = u − θ s
-Amplitude = Literal["threshold", "unit"]  # spike output θ s (reference) or s
-WidthGrad = Literal["all", "analog"]  # width gradient from every element, or analog elements only
 
 
 @dataclass(frozen=True)
@@ -146,14 +140,6 @@ def materialize_mask(draw: MaskDraw, shape: torch.Size | tuple[int, ...], device
     return torch.stack(steps) if steps else torch.zeros(shape, dtype=torch.bool, device=device)
 
 
-def draw_mask(
-    shape: torch.Size | tuple[int, ...], noise_prob: float, generator: torch.Generator | None, device: torch.device
-) -> Tensor:
-    """Bool mask [*shape], True = spiking element (probability 1 − p), False = analog element (probability p);
-    the whole tensor is one step of a fresh draw."""
-    return step_mask_of(new_mask_draw(noise_prob, generator), 0, shape, device)
-
-
 def _straight_through(value: Tensor, smooth: Tensor) -> Tensor:
     """``value`` exactly in the forward pass, the gradient of ``smooth`` in the backward pass."""
     return value.detach() + (smooth - smooth.detach())
@@ -173,16 +159,3 @@ def hybrid_spike(x: Tensor, k: Tensor, surrogate: Surrogate, mask: Tensor, width
 def sg_spike(x: Tensor, k: Tensor, surrogate: Surrogate) -> Tensor:
     """Forward Θ(x), backward h_α(x) (and ∂H/∂k for a learnable width)."""
     return _straight_through(heaviside(x), surrogate.H(x, k))
-
-
-def asgl_spike(
-    x: Tensor,
-    k: Tensor,
-    surrogate: Surrogate,
-    noise_prob: float,
-    generator: torch.Generator | None = None,
-    width_grad: WidthGrad = "all",
-) -> Tensor:
-    """ASGL spike with a fresh mask drawn per element from ``generator`` (p = analog probability)."""
-    mask = draw_mask(x.shape, noise_prob, generator, x.device)
-    return hybrid_spike(x, k, surrogate, mask, width_grad)

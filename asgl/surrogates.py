@@ -17,16 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, get_args
 
 import torch
 from torch import Tensor, nn
 
+from asgl.choices import Granularity, Storage
+
 if TYPE_CHECKING:
     from asgl.config import SurrogateConfig
-
-Granularity = Literal["layer", "channel", "neuron"]
-Storage = Literal["log_slope", "raw_slope"]
 
 
 def _sigmoid_step(y: Tensor) -> Tensor:

@@ -49,7 +49,7 @@ def make_launcher(
     launcher: str, out: Path, jobs: int, device: str, partition: Optional[str], gpus: int, cpus: int, minutes: int
 ):
     from asgl.config import RecipeError
-    from asgl.diagnose.grid import inprocess_launcher, local_launcher, submitit_launcher, visible_gpus
+    from asgl.sweeps.launchers import inprocess_launcher, local_launcher, submitit_launcher, visible_gpus
 
     console = make_console(stderr=True)
     if launcher == "local" and jobs == 1:
@@ -71,7 +71,7 @@ def make_launcher(
 
 def show_results(title: str, rows: list, failed: list[str], axes: list, seeds: int, out: Path, stem: str) -> None:
     """The table of mean ± std over seeds, the files written, and exit 1 if a cell failed."""
-    from asgl.diagnose.grid import summarize
+    from asgl.sweeps.results import summarize
 
     table = Table()
     for a in axes:
@@ -96,7 +96,7 @@ def show_results(title: str, rows: list, failed: list[str], axes: list, seeds: i
 
 def run_sweep(run, out: Path) -> tuple:
     """Run a sweep, turning an interruption into its exit code."""
-    from asgl.diagnose.grid import GridInterrupted
+    from asgl.sweeps.launchers import GridInterrupted
 
     try:
         return run()
@@ -126,7 +126,7 @@ def grid(
     Started again with the same --out, finished runs are skipped and interrupted ones resumed.
     """
     from asgl.config import load_recipe
-    from asgl.diagnose.grid import parse_axes, plan_grid, run_grid
+    from asgl.sweeps.grid import parse_axes, plan_grid, run_grid
 
     cfg = load_recipe(recipe, overrides)
     axis_list = parse_axes(axes)
@@ -160,7 +160,7 @@ def alpha(
     Started again with the same --out, finished runs are skipped and interrupted ones resumed.
     """
     from asgl.config import RecipeError, load_recipe
-    from asgl.diagnose.sweep import sweep_alpha
+    from asgl.sweeps.alpha import sweep_alpha
 
     cfg = load_recipe(recipe, overrides)
     width_list = parse_list(widths, "widths", float)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,9 @@ import torch
 from cli_fixture_helpers import assert_data_check_round_trip, smoke_train
 from fixtures_audio import write_shd, write_shd_file, write_wav_folder
 
-from asgl.config import Recipe
+from asgl.config import AudioAugmentConfig, Recipe
 from asgl.data import DataMissingError, build_data, check_data
-from asgl.data.audio import bin_spikes, read_wav
+from asgl.data.audio import bin_spikes, build_augment, read_wav
 
 
 def shd_recipe(root: Path, time_steps: int = 50) -> Recipe:
@@ -128,6 +129,22 @@ def test_pitch_shift_runs_in_memory(tmp_path):
     assert feats.shape == (20, 16) and torch.isfinite(feats).all()
     with pytest.raises(ValueError, match="pitch_semitones"):  # no exact ratio at 8 kHz within ±2 semitones
         build_data(audio_recipe(tmp_path, ["pitch_shift"])).train[0]
+
+
+@pytest.mark.parametrize("semitones, ratio", [((3.5, 4.0), 5 / 4), ((-4.0, -3.5), 4 / 5)])
+def test_pitch_shift_moves_the_frequency(semitones, ratio):
+    """A 400 Hz sine comes out at 400 Hz · 2^(s/12), s in the configured range. At 16 kHz the one exact shift in
+    each range is 5/4 (12·log2(5/4) = +3.86 semitones), or 4/5 (−3.86)."""
+    rate, seconds, tone = 16000, 0.5, 400.0  # 200 whole periods; FFT bins of 1 / 0.5 s = 2 Hz
+    wave = torch.sin(2 * math.pi * tone * torch.arange(int(rate * seconds)) / rate)
+    augment = build_augment(AudioAugmentConfig(transforms=["pitch_shift"], prob=1.0, pitch_semitones=semitones), rate)
+    shifted = augment(wave[None, None].clone(), sample_rate=rate).samples[0, 0]
+    assert shifted.shape == wave.shape
+    bin_hz = 1 / seconds
+    peak = int(torch.fft.rfft(shifted).abs().argmax()) * bin_hz
+    low, high = sorted(tone * 2 ** (s / 12) for s in semitones)
+    assert low - bin_hz <= peak <= high + bin_hz, peak
+    assert abs(peak - tone * ratio) <= bin_hz, peak
 
 
 def test_truncated_wav_is_an_error_naming_the_file(tmp_path):

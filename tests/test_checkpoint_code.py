@@ -142,11 +142,14 @@ def test_import_reference_never_imports_a_user_builder(folder: Path, marker: Pat
 def test_a_sweep_resumes_its_own_cells_builder(folder: Path, marker: Path, tmp_path: Path) -> None:
     """A sweep cell's recipe is the one the user gave the sweep: resuming it needs no further consent."""
     from asgl.config import read_stored_recipe
-    from asgl.diagnose.grid import Cell, Task, cell_command, train_cell
+    from asgl.sweeps.cell import train_cell
+    from asgl.sweeps.grid import Cell
+    from asgl.sweeps.launchers import cell_command
 
     run = run_folder(folder)
     cell = Cell((), 0, validate_recipe(read_stored_recipe((run / "config.resolved.toml").read_text())))
-    command = cell_command(cell, tmp_path, run, None)
-    assert command[command.index("--resume") :] == ["--resume", str(run), "--builder", BUILDER]
-    assert train_cell(Task(cell, run), tmp_path) == 0
+    command = cell_command(cell, tmp_path, run, None)  # the child gets the cell's own recipe beside the run
+    assert command[command.index("--resume") :] == ["--resume", str(run)]
+    assert BUILDER in (tmp_path / "cells" / f"{cell.name}.toml").read_text()
+    assert train_cell(cell.recipe, tmp_path, run) == 0
     assert marker.read_text() == "imported"

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from asgl.config import RecipeError, load_recipe
-from asgl.diagnose.grid import GridRow, cell_threads, parse_axes, plan_grid, slot_env, summarize
+from asgl.config import RecipeError, load_recipe, recipe_to_toml
+from asgl.sweeps import cell
+from asgl.sweeps.grid import parse_axes, plan_grid
+from asgl.sweeps.launchers import cell_threads, slot_env
+from asgl.sweeps.results import GridRow, summarize
 from asgl_cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +152,7 @@ def test_a_failed_cell_is_reported_and_the_others_collected(tmp_path):
 def test_grid_without_validation_split_survives_a_failing_write(tmp_path, monkeypatch):
     """No validation split (val_acc NaN in the summaries) and the results file failing to be written after the
     first finished cell: the second cell still runs, and the results are written at the end."""
-    import asgl.diagnose.grid as grid
+    import asgl.sweeps.grid as grid
 
     real_write, calls = grid.write_results, []
 
@@ -170,3 +173,20 @@ def test_grid_without_validation_split_survives_a_failing_write(tmp_path, monkey
     rows = read_csv(out / "grid.csv")
     assert [(r["surrogate.width"], r["val_acc"]) for r in rows] == [("1", ""), ("10", "")]
     assert all(0 <= float(r["test_acc"]) <= 1 for r in rows) and (out / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_cell_trains_through_the_library(tmp_path, capsys):
+    """train_recipe: a run folder with the cell's threads; resuming it with another recipe is refused. The child
+    process entry point exits 1 with the reason when the cell cannot train."""
+    recipe = load_recipe("digits_quick", TINY)
+    run_dir = cell.train_recipe(recipe, tmp_path, threads=2)  # the recipe asks for 1
+    assert run_dir.parent == tmp_path and (run_dir / "summary.json").is_file()
+    assert "threads = 2\n" in (run_dir / "config.resolved.toml").read_text()
+    other = load_recipe("digits_quick", [*TINY, "model.hidden=9"])
+    with pytest.raises(RecipeError, match="different recipe .*model.hidden"):
+        cell.train_recipe(other, tmp_path, resume=run_dir)
+
+    too_big = tmp_path / "too_big.toml"  # batches larger than the 32-sample training split
+    too_big.write_text(recipe_to_toml(load_recipe("digits_quick", [*TINY, "train.batch_size=1000"])))
+    assert cell.main([str(too_big), "--out", str(tmp_path / "cells")]) == 1
+    assert "batch_size" in capsys.readouterr().err

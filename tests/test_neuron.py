@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from asgl.neuron import LIF, lif_fused, lif_stepwise, set_mask_generator, set_noise_prob
+from asgl.neuron import BACKENDS, LIF, lif_fused, lif_stepwise, set_mask_generator, set_noise_prob
 from asgl.spike import SpikeSpec
 from asgl.surrogates import SURROGATES, SurrogateWidth
 
@@ -35,6 +35,30 @@ def test_three_steps_by_hand(backend):
     # t1 u = 0.25 + 0.75 = 1, s = ½, state ½; t2 u = 0.25 + 2 = 2.25, s = σ(1.25)
     sig = 1 / (1 + math.exp(-1.25))
     assert run_lif([1.0, 0.75, 2.0], "analog", backend=backend) == pytest.approx([0.5, 0.5, sig])
+
+
+# θ = 1.5, γ = 0.5, unit amplitude; neuron 0 gets I = 2.5, 1.25, 1, neuron 1 gets I = 1, 1, 1.
+# hard reset (ũ = 0 after a spike):
+#   n0: t0 u = 2.5 spike, ũ 0;  t1 u = 1.25 none, ũ 1.25;  t2 u = 0.625 + 1 = 1.625 spike
+#   n1: t0 u = 1 none, ũ 1;  t1 u = 0.5 + 1 = 1.5 = θ spike, ũ 0;  t2 u = 1 none
+# soft reset (ũ = u − θ after a spike):
+#   n0: t0 u = 2.5 spike, ũ 1;  t1 u = 0.5 + 1.25 = 1.75 spike, ũ 0.25;  t2 u = 0.125 + 1 = 1.125 none
+#   n1: as with the hard reset (a spike at u = θ leaves ũ = 0 either way)
+# Every value is a binary fraction, so each backend computes them exactly, in float32 too.
+RESET_INPUT = [[2.5, 1.0], [1.25, 1.0], [1.0, 1.0]]
+RESET_SPIKES = {"hard": [[1, 0], [0, 1], [1, 0]], "soft": [[1, 0], [1, 1], [0, 0]]}
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_reset_by_hand_on_every_backend(backend, reset):
+    device = "cuda" if backend == "triton" else "cpu"
+    width = SurrogateWidth((2,), width=1.0, learnable=False)
+    settings = dict(spike="sg", decay=0.5, learn_decay=False, threshold=1.5, amplitude="unit")
+    layer = LIF(width, **settings, reset=reset, backend=backend)
+    current = torch.tensor(RESET_INPUT, device=device).reshape(3, 1, 2)
+    out = layer.to(device)(current)
+    assert out.reshape(3, 2).tolist() == RESET_SPIKES[reset]
 
 
 SURROGATE_KEYS = {"family", "width", "learnable", "granularity", "storage"}

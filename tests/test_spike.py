@@ -7,8 +7,6 @@ import torch
 
 from asgl.spike import (
     MaskDraw,
-    asgl_spike,
-    draw_mask,
     element_bits,
     heaviside,
     hybrid_spike,
@@ -16,6 +14,7 @@ from asgl.spike import (
     new_mask_draw,
     sg_spike,
     step_key,
+    step_mask_of,
 )
 from asgl.surrogates import SURROGATES
 
@@ -32,7 +31,7 @@ def test_hybrid_forward_and_input_gradient(family):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4000, generator=g, dtype=torch.float64, requires_grad=True)
     k = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
-    mask = draw_mask(x.shape, 0.3, g, x.device)
+    mask = step_mask_of(new_mask_draw(0.3, g), 0, x.shape, x.device)
     out = hybrid_spike(x, k, s, mask)
     xd = x.detach()
     expected = torch.where(mask, heaviside(xd), s.H(xd, k.detach()))
@@ -63,8 +62,10 @@ def test_width_gradient_even_at_p_zero_and_analog_option():
 def test_p_extremes_and_sg():
     x = torch.randn(500)
     k = torch.tensor(2.0)
-    assert torch.equal(asgl_spike(x, k, SIG, 0.0), heaviside(x))
-    torch.testing.assert_close(asgl_spike(x, k, SIG, 1.0), SIG.H(x, k))
+    spiking, analog = (step_mask_of(new_mask_draw(p, None), 0, x.shape, x.device) for p in (0.0, 1.0))
+    assert spiking.all() and not analog.any()
+    assert torch.equal(hybrid_spike(x, k, SIG, spiking), heaviside(x))
+    torch.testing.assert_close(hybrid_spike(x, k, SIG, analog), SIG.H(x, k))
     xr = x.clone().requires_grad_()
     out = sg_spike(xr, k, SIG)
     assert torch.equal(out.detach(), heaviside(x))
@@ -73,9 +74,8 @@ def test_p_extremes_and_sg():
 
 
 def test_mask_is_seedable():
-    a = draw_mask((3, 100), 0.4, torch.Generator().manual_seed(7), torch.device("cpu"))
-    b = draw_mask((3, 100), 0.4, torch.Generator().manual_seed(7), torch.device("cpu"))
-    c = draw_mask((3, 100), 0.4, torch.Generator().manual_seed(8), torch.device("cpu"))
+    draws = [new_mask_draw(0.4, torch.Generator().manual_seed(seed)) for seed in (7, 7, 8)]
+    a, b, c = (materialize_mask(draw, (3, 100), "cpu") for draw in draws)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 

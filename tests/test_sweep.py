@@ -10,7 +10,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from asgl.config import load_recipe
-from asgl.diagnose.sweep import sweep_recipe
+from asgl.sweeps.alpha import alpha_axes
+from asgl.sweeps.grid import plan_grid
 from asgl_cli.main import app
 
 TINY = [
@@ -27,12 +28,14 @@ TINY = [
 
 def test_method_recipes():
     base = load_recipe("digits_quick")
-    sg = sweep_recipe(base, "sg", 2.5, 1)
+    cells = {c.name: c.recipe for c in plan_grid(base, alpha_axes([2.5, 10], ["sg", "asgl"]), seeds=2)}
+    assert len(cells) == 8
+    sg = cells["digits_quick-sg-a2.5-s1"]
     assert (sg.neuron.spike, sg.surrogate.learnable, sg.noise.prob, sg.surrogate.width) == ("sg", False, 0.0, 2.5)
     assert sg.run.seed == base.run.seed + 1 and sg.run.name == "digits_quick-sg-a2.5-s1"
-    asgl = sweep_recipe(base, "asgl", 10, 0)
+    asgl = cells["digits_quick-asgl-a10-s0"]
     assert (asgl.neuron.spike, asgl.surrogate.learnable, asgl.noise.prob) == ("asgl", True, base.noise.prob)
-    assert asgl.surrogate.width == 10
+    assert asgl.surrogate.width == 10 and asgl.run.seed == base.run.seed
 
 
 def test_sweep_runs_resumes_and_plots(tmp_path):

@@ -1,4 +1,4 @@
-"""Small matplotlib figures of the diagnosis (Agg backend, PNG files); the sweep plots live in asgl.diagnose.grid."""
+"""Small matplotlib figures of the diagnosis (Agg backend, PNG files); the sweep plots live in asgl.sweeps.results."""
 
 from __future__ import annotations
 

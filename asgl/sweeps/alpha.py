@@ -1,5 +1,5 @@
 """The alpha sweep (docs/method.md#published-runs): SG and ASGL trained at each surrogate width, a preset of the grid sweep
-(:mod:`asgl.diagnose.grid`) over the axes ``method`` x ``width``, collected into ``sweep.csv`` and ``sweep.png``.
+(:mod:`asgl.sweeps.grid`) over the axes ``method`` x ``width``, collected into ``sweep.csv`` and ``sweep.png``.
 
 - ``sg``: spike ``sg``, fixed width (``surrogate.learnable = false``), p = 0;
 - ``asgl``: the recipe as it is, with ``surrogate.width`` set.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from asgl.config import Recipe, RecipeError
-from asgl.diagnose.grid import Axis, AxisValue, GridRow, Launch, cell_recipe, plan_grid, run_grid
+from asgl.sweeps.grid import Axis, AxisValue, GridRow, Launch, plan_grid, run_grid
 
 SWEEP_METHODS: tuple[str, ...] = ("sg", "asgl")
 DEFAULT_WIDTHS: tuple[float, ...] = (0.5, 1.0, 2.5, 5.0, 10.0)
@@ -34,12 +34,6 @@ def alpha_axes(widths: Sequence[float], methods: Sequence[str]) -> list[Axis]:
         Axis("method", tuple(AxisValue(m, m, METHOD_OVERRIDES[m]) for m in methods)),
         Axis("width", tuple(AxisValue(f"{w:g}", f"a{w:g}", (f"surrogate.width={w}",)) for w in widths)),
     ]
-
-
-def sweep_recipe(recipe: Recipe, method: str, width: float, seed_index: int) -> Recipe:
-    """The recipe of one sweep run: method settings, width, seed ``run.seed + seed_index`` and its run name."""
-    method_axis, width_axis = alpha_axes([width], [method])
-    return cell_recipe(recipe, (method_axis.values[0], width_axis.values[0]), seed_index)
 
 
 def sweep_alpha(
