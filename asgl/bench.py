@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from asgl.builders import build_model, describe_data
 from asgl.config import Recipe, RecipeError
-from asgl.data import DataInfo, describe_data
+from asgl.data import DataInfo
 from asgl.engine.device import autocast, check_amp, resolve_device
 from asgl.losses import build_loss
-from asgl.models import build_model
 from asgl.neuron import BACKENDS, cpu_kernel, lif_layers
 from asgl.optim import build_optimizers
 

@@ -13,6 +13,10 @@ class UserError(Exception):
     """A problem the user can fix; ``str(error)`` is the whole message."""
 
 
+class UsageError(UserError):
+    """Command-line flags that cannot be used together or as given (not a recipe problem)."""
+
+
 class RecipeError(UserError, ValueError):
     """A recipe or override that cannot be used (key, value and what was expected)."""
 

@@ -27,7 +27,7 @@ def check(recipe: str = typer.Argument(..., help="Recipe file or bundled recipe 
     from asgl.config import load_recipe
 
     cfg = load_recipe(recipe)
-    from asgl.data import check_data
+    from asgl.builders import check_data
     from asgl.data.download import ARCHIVES
 
     problems = check_data(cfg)
@@ -55,7 +55,7 @@ def get(
     from asgl.config import load_recipe
 
     cfg = load_recipe(recipe, overrides)
-    from asgl.data import check_data
+    from asgl.builders import check_data
     from asgl.data.download import NOT_FETCHED, DownloadError, archives
 
     console = make_console()

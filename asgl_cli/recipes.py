@@ -68,9 +68,12 @@ def validate(files: list[str] = typer.Argument(..., help="Recipe files or bundle
             say(err_console, Text.assemble(("invalid", "red"), f" {item}"))
             say(err_console, str(e), markup=False)
             continue
-        from asgl.data import describe_data  # after the schema: the model checks need torch
+        from asgl.builders import (
+            check_model,
+            check_model_name,
+            describe_data,  # after the schema: the model checks need torch
+        )
         from asgl.errors import UserError
-        from asgl.models import check_model, check_model_name
 
         try:
             check_model_name(recipe)

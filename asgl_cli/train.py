@@ -18,6 +18,8 @@ from asgl_cli.errors import fail, user_errors
 from asgl_cli.trust import BUILDER, TRUST_CODE, code_trust, trust_args
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from asgl.config import Recipe
     from asgl.engine.trainer import TrainResult
     from asgl.trust import CodeTrust
@@ -45,27 +47,27 @@ def train(
     trust_code: bool = TRUST_CODE,
 ) -> None:
     """Train a recipe into a new run folder, or continue one with --resume."""
-    from asgl.config import RecipeError
+    from asgl.errors import UsageError
 
-    cfg = recipe_to_run(recipe, overrides, out, resume, code_trust(builder, trust_code))
+    check_flags(recipe, out, resume)
+    given = load_given(recipe, overrides)
     if nproc > 1 or nnodes > 1:
         if "LOCAL_RANK" in os.environ:
-            raise RecipeError(
+            raise UsageError(
                 "--nproc / --nnodes cannot be used inside torchrun: torchrun already started the processes"
             )
         launch = torchrun_launch(nproc, nnodes, node_rank, rdzv)
-        from asgl.engine.device import check_runtime
+        if given is not None and resume is None:
+            from asgl.engine.device import check_runtime
 
-        check_runtime(cfg)  # before the processes start: one message, not one per rank
+            check_runtime(given)  # before the processes start: one message, not one per rank
         relaunch_with_torchrun(launch, recipe, overrides, out, resume, trust_args(builder, trust_code))
 
-    from asgl.diagnose.report import diagnosis_callbacks
     from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted
-    from asgl.engine.trainer import train as run_training
 
     console = make_console(stderr=True)
     try:
-        result = run_training(cfg, out_dir=out, resume=resume, console=console, callbacks=diagnosis_callbacks(cfg))
+        result = run(recipe, given, overrides, out, resume, code_trust(builder, trust_code), console)
     except TrainingInterrupted as e:
         say(console, f"[yellow]interrupted:[/] {e}")
         raise typer.Exit(e.exit_code) from None
@@ -76,39 +78,60 @@ def train(
     from asgl.engine.distributed import from_env
 
     if from_env().is_main:  # under torchrun every process returns here; rank 0 reports
-        print_result(cfg, result)
+        print_result(result)
 
 
-def recipe_to_run(
-    recipe: Optional[str], overrides: list[str], out: Optional[Path], resume: Optional[str], trust: CodeTrust
-) -> Recipe:
-    """The recipe of a new run (RECIPE with --set), or the one stored in the --resume checkpoint (its user
-    builder allowed by ``trust``, or named by RECIPE)."""
-    from asgl.config import RecipeError, load_recipe
+def check_flags(recipe: Optional[str], out: Optional[Path], resume: Optional[str]) -> None:
+    """RECIPE, --out and --resume: a new run needs RECIPE; a resumed run stays in its own folder."""
+    from asgl.errors import UsageError
+
+    if resume is None and recipe is None:
+        raise UsageError("give a RECIPE (file or bundled name), or --resume RUN_DIR to continue a run")
+    if resume is not None and out is not None:
+        raise UsageError("--out cannot be combined with --resume: a resumed run stays in its own folder")
+
+
+def load_given(recipe: Optional[str], overrides: list[str]) -> Optional[Recipe]:
+    """RECIPE with --set (None without RECIPE: a resume with the stored recipe)."""
+    from asgl.config import load_recipe
+
+    return load_recipe(recipe, overrides) if recipe is not None else None
+
+
+def run(
+    recipe: Optional[str],
+    given: Optional[Recipe],
+    overrides: list[str],
+    out: Optional[Path],
+    resume: Optional[str],
+    trust: CodeTrust,
+    console: Console,
+) -> TrainResult:
+    """Train ``given`` (RECIPE with --set), or resume the checkpoint ``resume`` with its stored recipe, which must
+    equal ``given`` when RECIPE was named (its user builder allowed by ``trust``, or named by RECIPE)."""
+    from asgl.config import RecipeError
+    from asgl.diagnose.report import diagnosis_callbacks
+    from asgl.engine.restore import recipe_differences
+    from asgl.engine.trainer import resume as resume_training
+    from asgl.engine.trainer import train as run_training
 
     if resume is None:
-        if recipe is None:
-            raise RecipeError("give a RECIPE (file or bundled name), or --resume RUN_DIR to continue a run")
-        return load_recipe(recipe, overrides)
-    if out is not None:
-        raise RecipeError("--out cannot be combined with --resume: a resumed run stays in its own folder")
-    from asgl.engine.restore import open_checkpoint, recipe_differences
+        return run_training(given, out_dir=out, console=console, callbacks=diagnosis_callbacks(given))
 
-    given = load_recipe(recipe, overrides) if recipe is not None else None
-    if given is not None:  # the user named this recipe, and with it its user builder
-        trust = replace(trust, builders=(*trust.builders, given.model.name))
-    cfg = open_checkpoint(resume, overrides, trust).recipe
-    if given is not None:
-        differing = recipe_differences(given, cfg)
+    def same_as_given(stored: Recipe) -> None:
+        differing = recipe_differences(given, stored) if given is not None else []
         if differing:
             raise RecipeError(
                 f"recipe {recipe} differs from the one stored in the checkpoint ({', '.join(differing)}); "
                 "omit RECIPE to resume with the stored recipe"
             )
-    return cfg
+
+    if given is not None:  # the user named this recipe, and with it its user builder
+        trust = replace(trust, builders=(*trust.builders, given.model.name))
+    return resume_training(resume, overrides, trust, same_as_given, console, diagnosis_callbacks)
 
 
-def print_result(cfg: Recipe, result: TrainResult) -> None:
+def print_result(result: TrainResult) -> None:
     """The result table of a finished run (stdout)."""
     cells = {
         "best epoch": str(result.best_epoch),
@@ -124,27 +147,29 @@ def print_result(cfg: Recipe, result: TrainResult) -> None:
         table.add_column(col, justify="right")
     table.add_row(*cells.values())
     report = make_console()
-    say(report, f"{cfg.run.name}: {result.run_dir}", markup=False)  # a title line: the path is never squeezed
+    say(
+        report, f"{result.summary['recipe']}: {result.run_dir}", markup=False
+    )  # a title line: the path is never squeezed
     report.print(table)
 
 
 def torchrun_launch(nproc: int, nnodes: int, node_rank: Optional[int], rdzv: Optional[str]) -> list[str]:
     """torchrun's options: one machine (``--standalone``), or ``nnodes`` machines meeting at ``rdzv``: c10d
     (torchrun orders the nodes), or static with ``node_rank`` (node 0 holds rank 0, which writes the run folder)."""
-    from asgl.config import RecipeError
+    from asgl.errors import UsageError
 
     per_node = ["--nproc-per-node", str(nproc)]
     if nnodes == 1:
         return ["--standalone", *per_node]
     if rdzv is None or not re.fullmatch(r"[^:\s]+:\d+", rdzv):
-        raise RecipeError(f"--nnodes {nnodes} needs --rdzv host:port (an address every node can reach), got {rdzv!r}")
+        raise UsageError(f"--nnodes {nnodes} needs --rdzv host:port (an address every node can reach), got {rdzv!r}")
     if node_rank is None:
         rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv, "--rdzv-id", f"asgl-{rdzv}"]
     elif node_rank < nnodes:
         host, port = rdzv.rsplit(":", 1)
         rendezvous = ["--node-rank", str(node_rank), "--master-addr", host, "--master-port", port]
     else:
-        raise RecipeError(f"--node-rank {node_rank} must be below --nnodes {nnodes}")
+        raise UsageError(f"--node-rank {node_rank} must be below --nnodes {nnodes}")
     return ["--nnodes", str(nnodes), *rendezvous, *per_node]
 
 

@@ -38,8 +38,9 @@ import torch  # noqa: E402
 
 import asgl.engine.trainer as trainer  # noqa: E402
 from asgl.bench import BenchResult, run_bench  # noqa: E402
+from asgl.builders import describe_data  # noqa: E402
 from asgl.config import load_recipe  # noqa: E402
-from asgl.data import DataBundle, describe_data  # noqa: E402
+from asgl.data import DataBundle  # noqa: E402
 from asgl.neuron import BACKENDS, in_float32, lif_stepwise  # noqa: E402
 from asgl.spike import MaskDraw, SpikeSpec  # noqa: E402
 from asgl.surrogates import SURROGATES  # noqa: E402

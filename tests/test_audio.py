@@ -11,8 +11,9 @@ import torch
 from cli_fixture_helpers import assert_data_check_round_trip, smoke_train
 from fixtures_audio import write_shd, write_shd_file, write_wav_folder
 
+from asgl.builders import build_data, check_data
 from asgl.config import AudioAugmentConfig, Recipe
-from asgl.data import DataMissingError, build_data, check_data
+from asgl.data import DataMissingError
 from asgl.data.audio import bin_spikes, build_augment, read_wav
 
 

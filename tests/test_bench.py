@@ -9,9 +9,8 @@ from typer.testing import CliRunner
 
 import asgl.bench
 from asgl.bench import relu_network, run_bench, synthetic_batch
+from asgl.builders import build_model, describe_data
 from asgl.config import RecipeError, load_recipe
-from asgl.data import describe_data
-from asgl.models import build_model
 from asgl.neuron import lif_layers
 from asgl_cli.main import app
 

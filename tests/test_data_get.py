@@ -25,8 +25,9 @@ from fixtures_images import write_cifar10, write_cifar100, write_tiny_imagenet
 from torchvision.datasets import CIFAR10, CIFAR100
 from typer.testing import CliRunner
 
+from asgl.builders import build_data
 from asgl.config import load_recipe
-from asgl.data import DataMissingError, build_data
+from asgl.data import DataMissingError
 from asgl.data import download as dl
 from asgl_cli.main import app
 

@@ -233,9 +233,9 @@ def test_every_asgl_command_in_the_docs_exists_with_its_options():
 
 
 def test_every_backend_family_and_recipe_named_in_the_docs_is_registered():
+    from asgl.builders import MODELS
     from asgl.config import bundled_recipes
     from asgl.data import DATASETS
-    from asgl.models import MODELS
 
     text = "\n".join(DOCS.values())
     named_backends = re.findall(r'backend\s*=\s*"?(\w+)', text) + re.findall(r'backend `"?(\w+)"?`', text)

@@ -21,15 +21,15 @@ from asgl.engine.checkpoint import (
 )
 from asgl.engine.logging import read_metrics
 from asgl.engine.restore import open_checkpoint
-from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted, train
+from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted, resume, train
 from asgl.neuron import LIF
 
 # ---------------------------------------------------------------- optimiser groups
 
 
 def test_three_parameter_groups(tiny_recipe):
+    from asgl.builders import build_model
     from asgl.data import DataInfo
-    from asgl.models import build_model
     from asgl.optim import build_optimizers, split_parameters
 
     recipe = tiny_recipe("optim.name=sgd", "optim.weight_decay=0.01", "optim.neuron_lr=0.002", "train.epochs=4")
@@ -163,8 +163,8 @@ def inject_into_training_loss(monkeypatch, at_call: int, action) -> None:
     real = trainer_module.build_loss
     calls = {"n": 0}
 
-    def build(train_cfg, readout="mean"):
-        fn = real(train_cfg, readout)
+    def build(recipe):
+        fn = real(recipe)
 
         def loss(logits, target):
             value = fn(logits, target)
@@ -232,7 +232,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(reference_run, tmp_p
     assert (ckpt["epoch"], ckpt["step"]) == (1, 2)
     monkeypatch.undo()
 
-    result = train(open_checkpoint(run_dir).recipe, resume=run_dir)
+    result = resume(run_dir)
     assert_same_run(reference.run_dir, run_dir)
     assert result.test == reference.test
 
@@ -261,7 +261,7 @@ def test_kill_after_periodic_checkpoint_then_resume_equals_uninterrupted(referen
     (run_dir,) = (tmp_path / "late").iterdir()
     ckpt = load_checkpoint(run_dir)
     assert (ckpt["epoch"], ckpt["step"]) == (1, 0)
-    train(open_checkpoint(run_dir).recipe, resume=run_dir)
+    resume(run_dir)
     assert_same_run(reference.run_dir, run_dir)
 
 

@@ -14,8 +14,9 @@ from cli_fixture_helpers import assert_data_check_round_trip, smoke_train
 from fixtures_events import write_aedat2, write_cifar10dvs, write_frame_folder, write_gesture
 from torchvision import transforms as T
 
+from asgl.builders import build_data, check_data
 from asgl.config import Recipe
-from asgl.data import DataMissingError, build_data, check_data
+from asgl.data import DataMissingError
 from asgl.data.events import (
     CIFAR10DVS_CLASSES,
     accumulate_frames,

@@ -12,8 +12,9 @@ from cli_fixture_helpers import assert_data_check_round_trip, smoke_train
 from fixtures_images import write_cifar10, write_cifar100, write_tiny_imagenet
 from torchvision import transforms as T
 
+from asgl.builders import build_data, check_data
 from asgl.config import validate_recipe
-from asgl.data import DataMissingError, build_data, check_data
+from asgl.data import DataMissingError
 from asgl.data.images import IMAGE_SETS, Cutout, train_transform
 
 
@@ -63,11 +64,11 @@ def test_subset_limits_every_split(tmp_path):
 
 def test_train_pipeline_order_and_autoaugment(tmp_path):
     r = recipe("cifar10", tmp_path, autoaugment=True, cutout=16)
-    steps = [type(s) for s in train_transform(r, IMAGE_SETS["cifar10"]).transforms]
+    steps = [type(s) for s in train_transform(r.data, IMAGE_SETS["cifar10"]).transforms]
     assert steps == [T.RandomCrop, T.RandomHorizontalFlip, T.AutoAugment, T.ToTensor, Cutout, T.Normalize]
-    aa = train_transform(r, IMAGE_SETS["cifar10"]).transforms[2]
+    aa = train_transform(r.data, IMAGE_SETS["cifar10"]).transforms[2]
     assert aa.policy == T.AutoAugmentPolicy.CIFAR10
-    plain = [type(s) for s in train_transform(recipe("cifar10", tmp_path), IMAGE_SETS["cifar10"]).transforms]
+    plain = [type(s) for s in train_transform(recipe("cifar10", tmp_path).data, IMAGE_SETS["cifar10"]).transforms]
     assert plain == [T.RandomCrop, T.RandomHorizontalFlip, T.ToTensor, T.Normalize]
     # AutoAugment really runs: over a few draws some output differs from the un-augmented image
     write_cifar10(tmp_path)

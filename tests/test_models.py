@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from asgl.builders import MODELS, build_model
 from asgl.config import RecipeError, validate_recipe
 from asgl.data import DataInfo
-from asgl.models import MODELS, build_model, count_parameters
+from asgl.models import ModelDataMismatch, count_parameters
 from asgl.neuron import LIF, lif_layers, set_noise_prob
 
 
@@ -105,7 +106,7 @@ def test_vgg13_tiny_imagenet_variant_pools_globally():
 
 
 def test_vgg_rejects_an_input_too_small_for_its_pools():
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(ModelDataMismatch, match="too small"):
         build_model(recipe("vgg13"), cifar(10, 16))
 
 

@@ -15,10 +15,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from asgl.builders import build_data, build_model
 from asgl.config import load_recipe
-from asgl.data import build_data
 from asgl.losses import predict
-from asgl.models import build_model
 from asgl.neuron import lif_layers
 from asgl_cli.main import app
 

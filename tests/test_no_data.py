@@ -9,9 +9,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import asgl.builders
 import asgl.engine.restore
+from asgl.builders import describe_data
 from asgl.config import load_recipe, recipe_to_toml, validate_recipe
-from asgl.data import DataInfo, DataMissingError, describe_data
+from asgl.data import DataInfo, DataMissingError
 from asgl.engine.checkpoint import save_checkpoint
 from asgl.engine.trainer import rng_state
 from asgl.optim import build_optimizers
@@ -86,7 +88,7 @@ def test_diagnose_builds_the_model_before_it_needs_the_data(tmp_path: Path, mode
 
 def small_checkpoint(folder: Path, root: Path) -> Path:
     recipe = empty_recipe(root, "cifar10", model={"name": "digits_convnet", "hidden": 8}, run={"device": "cpu"})
-    model = asgl.models.build_model(recipe, describe_data(recipe))
+    model = asgl.builders.build_model(recipe, describe_data(recipe))
     payload = {
         "recipe": recipe_to_toml(recipe),
         "model": model.state_dict(),
@@ -116,7 +118,7 @@ def test_eval_builds_the_model_before_it_needs_the_data(tmp_path: Path, model_bu
 def test_parity_recipes_build_their_networks_without_data(tmp_path: Path) -> None:
     for name, params in (("cifar100_resnet18", 11_220_132), ("dvs_cifar10_vggsnn", 9_268_736)):
         recipe = load_recipe(name, [f"data.root={tmp_path}"])
-        model = asgl.models.build_model(recipe, describe_data(recipe))
+        model = asgl.builders.build_model(recipe, describe_data(recipe))
         assert asgl.models.count_parameters(model) == params
         if name == "dvs_cifar10_vggsnn":  # no biases anywhere, as published
             assert all(m.bias is None for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))

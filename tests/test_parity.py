@@ -113,8 +113,8 @@ def test_select_last_trains_on_everything_and_tests_the_final_epoch(tmp_path) ->
 
 def test_every_lif_layer_learns_its_own_decay() -> None:
     """The authors' cell deep-copies the decay it is given: ResNet-18 has 17 decay parameters, trained apart."""
+    from asgl.builders import build_model
     from asgl.data import DataInfo
-    from asgl.models import build_model
     from asgl.neuron import lif_layers
 
     recipe = load_recipe("cifar100_resnet18", ["noise.prob=0"])
@@ -134,8 +134,8 @@ def test_a_recipe_with_shared_decay_is_refused_naming_the_key() -> None:
 
 
 def test_resnets_take_pytorch_default_init() -> None:
+    from asgl.builders import build_model
     from asgl.data import DataInfo
-    from asgl.models import build_model
 
     info = DataInfo("static", 3, (8, 8), 10, 1)
     conv = {}

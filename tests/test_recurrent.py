@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from asgl.builders import build_model
 from asgl.config import Recipe
 from asgl.data import DataInfo
-from asgl.models import build_model, count_parameters
+from asgl.models import count_parameters
 from asgl.models.recurrent import lif_recurrent
 from asgl.neuron import set_mask_generator
 

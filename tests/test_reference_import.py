@@ -25,11 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from typer.testing import CliRunner
 
+from asgl.builders import build_model, describe_data
 from asgl.config import load_recipe
-from asgl.data import describe_data
 from asgl.engine.checkpoint import load_checkpoint
 from asgl.engine.reference_import import check_importable
-from asgl.models import build_model
 from asgl.neuron import lif_layers
 from asgl_cli.main import app
 

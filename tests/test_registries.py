@@ -10,6 +10,7 @@ from typing import get_args
 import pytest
 import torch
 
+from asgl.builders import MODELS
 from asgl.config import (
     CUSTOM_MODEL,
     DATASET_SECTIONS,
@@ -23,7 +24,6 @@ from asgl.config import (
 from asgl.data import DATASETS
 from asgl.layers import make_norm
 from asgl.losses import LOSSES, READOUTS
-from asgl.models import MODELS
 from asgl.neuron import BACKENDS, LIF
 from asgl.optim import OPTIMIZERS
 from asgl.schedules import LR_SCHEDULES

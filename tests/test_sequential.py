@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from asgl.builders import build_model
 from asgl.config import RecipeError, validate_recipe
 from asgl.data import DataInfo
 from asgl.errors import UserError
-from asgl.models import build_model
 from asgl.models.sequential import layer_shapes
 from asgl.neuron import lif_layers
 from asgl_cli.main import app

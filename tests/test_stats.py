@@ -135,8 +135,8 @@ def test_eval_stats_json_on_a_digits_checkpoint(tmp_path):
     from conftest import TINY, set_args
     from typer.testing import CliRunner
 
+    from asgl.builders import build_data
     from asgl.config import load_recipe
-    from asgl.data import build_data
     from asgl_cli.main import app
 
     runner = CliRunner()

@@ -21,8 +21,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from typer.testing import CliRunner
 
+from asgl.builders import check_data
 from asgl.config import bundled_recipes, load_recipe, recipe_to_toml, recipes_folder
-from asgl.data import check_data
 from asgl.engine.logging import TrainProgress
 from asgl.terminal import pack, say, words
 from asgl_cli.main import app

@@ -223,7 +223,7 @@ def export_checkpoint(
 ) -> nir.NIRGraph:
     """Write the NIR graph of a checkpoint's network (rebuilt from its stored recipe) to ``out``; ``trust``:
     the user builders the stored recipe may import (see :func:`asgl.engine.restore.open_checkpoint`)."""
-    from asgl.data import describe_data
+    from asgl.builders import describe_data
     from asgl.engine.restore import build_model_for, open_checkpoint
 
     stored = open_checkpoint(checkpoint, trust=trust)

@@ -1,8 +1,9 @@
 """Datasets: one module per family, a registry by recipe name, and the shared split helpers.
 
-Each dataset module exposes ``info(recipe) -> DataInfo`` (the input a model must take, from the recipe
-alone: no file is read), ``build(recipe) -> DataBundle`` and ``check(recipe) -> list[DataProblem]``.
-Modules are imported lazily so that optional extras (tonic, torchaudio) load only when used.
+Each dataset module exposes ``info(data, run) -> DataInfo`` (the input a model must take, from the settings
+alone: no file is read), ``build(data, run) -> DataBundle`` and ``check(data, run) -> list[DataProblem]``, where
+``data`` is the module's own ``[data]`` section and ``run`` a :class:`DataRun`; asgl.builders calls them
+for a recipe. Modules are imported lazily so that optional extras (tonic, torchaudio) load only when used.
 
 Sample layouts produced by the datasets (see docs/architecture.md):
 static images ``[C, H, W]``, event frames ``[T, C, H, W]``, sequences ``[T, F]``; labels are ints.
@@ -10,9 +11,8 @@ static images ``[C, H, W]``, event frames ``[T, C, H, W]``, sequences ``[T, F]``
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -20,9 +20,6 @@ from torch.utils.data import Dataset, Subset
 from asgl.errors import DataMissingError  # re-exported here
 
 GET_HINT = "download it with `asgl data get RECIPE`"  # ends the missing-data errors of downloadable datasets
-
-if TYPE_CHECKING:
-    from asgl.config import Recipe
 
 # recipe data.name -> module implementing info/build/check; its [data] keys: a section of asgl.config.DATA_SECTIONS
 DATASETS: dict[str, str] = {
@@ -52,6 +49,17 @@ class DataInfo:
     time_steps: int
 
 
+@dataclass(frozen=True)
+class DataRun:
+    """What a run decides about its data: ``time_steps`` T, the validation fraction carved from the training
+    set and its ``seed``; ``num_classes``: the model's class count when the data cannot say it without files."""
+
+    time_steps: int
+    val_fraction: float = 0.1
+    seed: int = 0
+    num_classes: int | None = None
+
+
 @dataclass
 class DataBundle:
     train: Dataset
@@ -69,27 +77,6 @@ class DataProblem:
     message: str
     size: str = ""
     extra: dict = field(default_factory=dict)
-
-
-def _module(name: str):
-    if name not in DATASETS:
-        raise DataMissingError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return importlib.import_module(DATASETS[name])
-
-
-def describe_data(recipe: Recipe) -> DataInfo:
-    """What the recipe's data looks like to a model, without touching the data (see each module's ``info``)."""
-    return _module(recipe.data.name).info(recipe)
-
-
-def build_data(recipe: Recipe) -> DataBundle:
-    """Train / validation / test datasets of the recipe (validation carved from the training set)."""
-    return _module(recipe.data.name).build(recipe)
-
-
-def check_data(recipe: Recipe) -> list[DataProblem]:
-    """Whether the recipe's data is present and readable, without loading it all."""
-    return _module(recipe.data.name).check(recipe)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -34,6 +34,7 @@ from asgl.data import (
     DataInfo,
     DataMissingError,
     DataProblem,
+    DataRun,
     carve_validation,
     human_size,
     take_subset,
@@ -41,7 +42,7 @@ from asgl.data import (
 from asgl.data.events import TRAIN_RATIO, item_seed
 
 if TYPE_CHECKING:
-    from asgl.config import AudioAugmentConfig, Recipe
+    from asgl.config import AudioAugmentConfig, AudioFolderData, ShdData
 
 SHD_DIR = "SHD"
 SHD_FILES = {"train": "shd_train.h5", "test": "shd_test.h5"}
@@ -104,13 +105,13 @@ def check_shd(root: Path) -> list[DataProblem]:
     return problems
 
 
-def build_shd(recipe: Recipe) -> DataBundle:
-    root, T = Path(recipe.data.root), recipe.train.time_steps
+def build_shd(data: ShdData, run: DataRun) -> DataBundle:
+    root, T = Path(data.root), run.time_steps
     train_all = read_shd(root / SHD_DIR / SHD_FILES["train"], T)
     test = read_shd(root / SHD_DIR / SHD_FILES["test"], T)
-    train, val = carve_validation(train_all, train_all, recipe.train.val_fraction, recipe.run.seed)
-    limit = recipe.data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
+    train, val = carve_validation(train_all, train_all, run.val_fraction, run.seed)
+    limit = data.subset
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(data, run))
 
 
 # ---------------------------------------------------------------- WAV class folders
@@ -187,7 +188,7 @@ class LogMel(torch.nn.Module):
         import torchaudio.transforms as AT
 
         hop = max(1, num_samples // time_steps)  # centred frames: num_samples // hop + 1 >= T
-        self.time_steps = time_steps
+        self.sample_rate, self.num_samples, self.time_steps = sample_rate, num_samples, time_steps
         self.mel = AT.MelSpectrogram(sample_rate, n_fft=min(N_FFT, num_samples), hop_length=hop, n_mels=n_mels)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -196,17 +197,23 @@ class LogMel(torch.nn.Module):
 
 
 class AudioClips(Dataset):
-    """WAV files -> features ``[T, n_mels]`` and int labels; waveforms augmented when ``augment`` is set,
+    """WAV files -> ``features`` (``[T, n_mels]``) and int labels; waveforms augmented when ``augment`` is given,
     each draw seeded by (seed, index, how many times this index was drawn)."""
 
-    def __init__(self, files: list[Path], labels: list[int], recipe: Recipe, augment: bool):
-        data = recipe.data
+    def __init__(
+        self,
+        files: list[Path],
+        labels: list[int],
+        features: LogMel,
+        augment: AudioAugmentConfig | None = None,
+        seed: int = 0,
+    ):
         self.files, self.labels = files, labels
-        self.sample_rate = data.sample_rate
-        self.num_samples = round(data.audio_seconds * data.sample_rate)
-        self.features = LogMel(data.sample_rate, self.num_samples, recipe.train.time_steps, data.n_mels)
-        self.augment = build_augment(data.audio_augment, data.sample_rate) if augment else None
-        self.seed = recipe.run.seed
+        self.sample_rate = features.sample_rate
+        self.num_samples = features.num_samples
+        self.features = features
+        self.augment = build_augment(augment, self.sample_rate) if augment is not None else None
+        self.seed = seed
         self._draws: Counter[int] = Counter()
 
     def __len__(self) -> int:
@@ -251,8 +258,8 @@ def check_folder(root: Path) -> list[DataProblem]:
     return problems
 
 
-def build_folder(recipe: Recipe) -> DataBundle:
-    classes = class_folders(Path(recipe.data.root))
+def build_folder(data: AudioFolderData, run: DataRun) -> DataBundle:
+    classes = class_folders(Path(data.root))
     train_items, test_items = [], []
     for label, files in enumerate(classes.values()):
         n_train = len(files) * TRAIN_RATIO[0] // TRAIN_RATIO[1]
@@ -260,46 +267,46 @@ def build_folder(recipe: Recipe) -> DataBundle:
         test_items += [(f, label) for f in files[n_train:]]
 
     def clips(items: list[tuple[Path, int]], augment: bool) -> AudioClips:
-        return AudioClips([f for f, _ in items], [y for _, y in items], recipe, augment)
+        augmentation = data.audio_augment if augment else None
+        return AudioClips([f for f, _ in items], [y for _, y in items], features, augmentation, run.seed)
 
-    train, val = carve_validation(
-        clips(train_items, True), clips(train_items, False), recipe.train.val_fraction, recipe.run.seed
-    )
-    limit = recipe.data.subset
+    features = LogMel(data.sample_rate, round(data.audio_seconds * data.sample_rate), run.time_steps, data.n_mels)
+    train, val = carve_validation(clips(train_items, True), clips(train_items, False), run.val_fraction, run.seed)
+    limit = data.subset
     test = clips(test_items, False)
-    described = DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), len(classes), recipe.train.time_steps)
+    described = DataInfo("sequence", data.n_mels, (data.n_mels,), len(classes), run.time_steps)
     return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), described)
 
 
 # ---------------------------------------------------------------- dataset-module contract
 
 
-def info(recipe: Recipe) -> DataInfo:
+def info(data: ShdData | AudioFolderData, run: DataRun) -> DataInfo:
     """SHD: 700 channels, 20 classes. audio_folder: ``data.n_mels`` features; its classes are the class
-    folders, so without the data ``model.num_classes`` must say how many there are."""
-    steps = recipe.train.time_steps
-    if recipe.data.name == "shd":
+    folders, so without the data ``run.num_classes`` (``model.num_classes``) must say how many there are."""
+    steps = run.time_steps
+    if data.name == "shd":
         return DataInfo("sequence", SHD_CHANNELS, (SHD_CHANNELS,), SHD_CLASSES, steps)
-    classes = recipe.model.num_classes
+    classes = run.num_classes
     if classes is None:
-        classes = len(class_folders(Path(recipe.data.root)))
+        classes = len(class_folders(Path(data.root)))
         if classes < 2:
             raise DataMissingError(
-                f"audio_folder: no class folders in {recipe.data.root}; set model.num_classes to build the model "
+                f"audio_folder: no class folders in {data.root}; set model.num_classes to build the model "
                 "without the data"
             )
-    return DataInfo("sequence", recipe.data.n_mels, (recipe.data.n_mels,), classes, steps)
+    return DataInfo("sequence", data.n_mels, (data.n_mels,), classes, steps)
 
 
-def check(recipe: Recipe) -> list[DataProblem]:
-    root = Path(recipe.data.root)
-    return check_shd(root) if recipe.data.name == "shd" else check_folder(root)
+def check(data: ShdData | AudioFolderData, run: DataRun) -> list[DataProblem]:
+    root = Path(data.root)
+    return check_shd(root) if data.name == "shd" else check_folder(root)
 
 
-def build(recipe: Recipe) -> DataBundle:
-    missing = [f"  {p.path}: {p.message}" for p in check(recipe) if not p.ok]
-    if missing and recipe.data.name == "shd":
+def build(data: ShdData | AudioFolderData, run: DataRun) -> DataBundle:
+    missing = [f"  {p.path}: {p.message}" for p in check(data, run) if not p.ok]
+    if missing and data.name == "shd":
         missing.append(GET_HINT)
     if missing:
         raise DataMissingError("dataset files are missing or unreadable:\n" + "\n".join(missing))
-    return build_shd(recipe) if recipe.data.name == "shd" else build_folder(recipe)
+    return build_shd(data, run) if data.name == "shd" else build_folder(data, run)

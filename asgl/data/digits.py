@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import TensorDataset
 
-from asgl.data import DataBundle, DataInfo, DataProblem, carve_validation, take_subset
+from asgl.data import DataBundle, DataInfo, DataProblem, DataRun, carve_validation, take_subset
 
 if TYPE_CHECKING:
-    from asgl.config import Recipe
+    from asgl.config import DigitsData
 
 IMAGE_SIZE = 8
 TEST_FRACTION = 0.2
@@ -31,12 +31,12 @@ def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor(d.target, dtype=torch.long)
 
 
-def info(recipe: Recipe) -> DataInfo:
+def info(data: DigitsData, run: DataRun) -> DataInfo:
     """Grey 8x8 images of 10 classes."""
-    return DataInfo("static", 1, (IMAGE_SIZE, IMAGE_SIZE), 10, recipe.train.time_steps)
+    return DataInfo("static", 1, (IMAGE_SIZE, IMAGE_SIZE), 10, run.time_steps)
 
 
-def build(recipe: Recipe) -> DataBundle:
+def build(data: DigitsData, run: DataRun) -> DataBundle:
     from sklearn.model_selection import train_test_split
 
     x, y = load_digits_tensors()
@@ -44,12 +44,12 @@ def build(recipe: Recipe) -> DataBundle:
         range(len(y)), test_size=TEST_FRACTION, stratify=y.numpy(), random_state=SPLIT_SEED
     )
     train_all = TensorDataset(x[idx_train], y[idx_train])
-    train, val = carve_validation(train_all, train_all, recipe.train.val_fraction, recipe.run.seed)
+    train, val = carve_validation(train_all, train_all, run.val_fraction, run.seed)
     test = TensorDataset(x[idx_test], y[idx_test])
-    limit = recipe.data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
+    limit = data.subset
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(data, run))
 
 
-def check(recipe: Recipe) -> list[DataProblem]:
+def check(data: DigitsData, run: DataRun) -> list[DataProblem]:
     x, _ = load_digits_tensors()
     return [DataProblem("sklearn.datasets.load_digits", True, f"embedded, {len(x)} images", "")]

@@ -60,13 +60,14 @@ from asgl.data import (
     DataInfo,
     DataMissingError,
     DataProblem,
+    DataRun,
     carve_validation,
     human_size,
     take_subset,
 )
 
 if TYPE_CHECKING:
-    from asgl.config import Recipe
+    from asgl.config import EventData
 
 SENSOR_SIZE = 128
 CACHE_VERSION = 1  # bump when the framing code changes meaning
@@ -365,14 +366,14 @@ class FrameFiles:
         return resize_frames(frames, self.frame_size, self.resize).float(), label
 
 
-def check_frame_folder(recipe: Recipe) -> list[DataProblem]:
+def check_frame_folder(data: EventData, run: DataRun) -> list[DataProblem]:
     """One row per split folder: its file count, and the first file read in full."""
-    root, rows = Path(recipe.data.root), []
+    root, rows = Path(data.root), []
     for split in FRAME_FOLDER_SPLITS:
         folder = root / split
         try:
             files = frame_folder_files(root, split)
-            frames, label = read_frame_file(files[0], recipe.train.time_steps)
+            frames, label = read_frame_file(files[0], run.time_steps)
         except DataMissingError as e:
             rows.append(DataProblem(str(folder), False, str(e)))
             continue
@@ -428,27 +429,27 @@ def gesture_files(root: Path, split: str) -> list[tuple[Path, int]]:
 # ---------------------------------------------------------------- build / check
 
 
-def cache_folder(recipe: Recipe) -> Path:
-    base = Path(recipe.data.cache_dir) if recipe.data.cache_dir else Path(recipe.data.root) / "cache"
-    return base / recipe.data.name
+def cache_folder(data: EventData) -> Path:
+    base = Path(data.cache_dir) if data.cache_dir else Path(data.root) / "cache"
+    return base / data.name
 
 
-def info(recipe: Recipe) -> DataInfo:
+def info(data: EventData, run: DataRun) -> DataInfo:
     """``T`` frames of 2 polarity channels at ``data.frame_size``."""
-    classes = len(CIFAR10DVS_CLASSES) if recipe.data.name == "dvs_cifar10" else GESTURE_CLASSES
-    size = recipe.data.frame_size
-    return DataInfo("event", 2, (size, size), classes, recipe.train.time_steps)
+    classes = len(CIFAR10DVS_CLASSES) if data.name == "dvs_cifar10" else GESTURE_CLASSES
+    size = data.frame_size
+    return DataInfo("event", 2, (size, size), classes, run.time_steps)
 
 
-def _reads_frame_folder(recipe: Recipe) -> bool:
-    return recipe.data.name == "dvs_cifar10" and recipe.data.format == "frame_folder"
+def _reads_frame_folder(data: EventData) -> bool:
+    return data.name == "dvs_cifar10" and data.format == "frame_folder"
 
 
-def check(recipe: Recipe) -> list[DataProblem]:
-    if _reads_frame_folder(recipe):
-        return check_frame_folder(recipe)
-    root = Path(recipe.data.root)
-    if recipe.data.name == "dvs_cifar10":
+def check(data: EventData, run: DataRun) -> list[DataProblem]:
+    if _reads_frame_folder(data):
+        return check_frame_folder(data, run)
+    root = Path(data.root)
+    if data.name == "dvs_cifar10":
         problems = []
         for cls, paths in cifar10dvs_files(root).items():
             folder = root / CIFAR10DVS_DIR / cls
@@ -462,8 +463,8 @@ def check(recipe: Recipe) -> list[DataProblem]:
                     f"(cifar10_{cls}_<i>.aedat) here; get them from {CIFAR10DVS_URL}",
                 ))  # fmt: skip
         if all(p.ok for p in problems):
-            train, test = split_cifar10dvs(cifar10dvs_files(root), recipe.data.split)
-            message = f"split '{recipe.data.split}': {len(train)} train / {len(test)} test recordings"
+            train, test = split_cifar10dvs(cifar10dvs_files(root), data.split)
+            message = f"split '{data.split}': {len(train)} train / {len(test)} test recordings"
             if not train or not test:
                 message += (
                     ' (the reference split needs recordings numbered below and from 700; try data.split = "ratio")'
@@ -494,10 +495,10 @@ def _raise_if_missing(problems: list[DataProblem], hint: str = "") -> None:
         raise DataMissingError("dataset files are missing:\n" + "\n".join(missing) + tail)
 
 
-def _recording_sources(recipe: Recipe) -> tuple[CachedRecordings, CachedRecordings]:
+def _recording_sources(data: EventData, run: DataRun) -> tuple[CachedRecordings, CachedRecordings]:
     """(train, test) recordings of DVS-CIFAR10 (.aedat) or DVS Gesture, framed by asgl and cached."""
-    _raise_if_missing(check(recipe), GET_HINT if recipe.data.name == "dvs_gesture" else "")
-    data, time_steps = recipe.data, recipe.train.time_steps
+    _raise_if_missing(check(data, run), GET_HINT if data.name == "dvs_gesture" else "")
+    time_steps = run.time_steps
     root = Path(data.root)
     if data.name == "dvs_cifar10":
         train_items, test_items = split_cifar10dvs(cifar10dvs_files(root), data.split)
@@ -511,7 +512,7 @@ def _recording_sources(recipe: Recipe) -> tuple[CachedRecordings, CachedRecordin
         ("dataset", data.name), ("framing", framing), ("time_steps", time_steps),
         ("frame_size", data.frame_size), ("frame_resize", data.frame_resize), ("version", CACHE_VERSION),
     )  # fmt: skip
-    cache = FrameCache(cache_folder(recipe), params)
+    cache = FrameCache(cache_folder(data), params)
     make_frames = partial(make, time_steps=time_steps, frame_size=data.frame_size, resize=data.frame_resize)
 
     def source(items: list[tuple[Path, int]]) -> CachedRecordings:
@@ -520,26 +521,26 @@ def _recording_sources(recipe: Recipe) -> tuple[CachedRecordings, CachedRecordin
     return source(train_items), source(test_items)
 
 
-def _frame_folder_sources(recipe: Recipe) -> tuple[FrameFiles, FrameFiles]:
+def _frame_folder_sources(data: EventData, run: DataRun) -> tuple[FrameFiles, FrameFiles]:
     """(train, test) ready-made frame files under ``<root>/train`` and ``<root>/test``."""
-    _raise_if_missing(check_frame_folder(recipe))
-    data, root = recipe.data, Path(recipe.data.root)
+    _raise_if_missing(check_frame_folder(data, run))
+    root = Path(data.root)
     train, test = (
-        FrameFiles(frame_folder_files(root, split), recipe.train.time_steps, data.frame_size, data.frame_resize)
+        FrameFiles(frame_folder_files(root, split), run.time_steps, data.frame_size, data.frame_resize)
         for split in FRAME_FOLDER_SPLITS
     )
     return train, test
 
 
-def build(recipe: Recipe) -> DataBundle:
-    data, seed = recipe.data, recipe.run.seed
-    sources = _frame_folder_sources(recipe) if _reads_frame_folder(recipe) else _recording_sources(recipe)
+def build(data: EventData, run: DataRun) -> DataBundle:
+    seed = run.seed
+    sources = _frame_folder_sources(data, run) if _reads_frame_folder(data) else _recording_sources(data, run)
     hflip = data.name == "dvs_cifar10"  # DVS Gesture: left- and right-hand gestures are different classes
 
     def frames(source: Callable[[int], tuple[torch.Tensor, int]], augment: bool) -> EventFrames:
         return EventFrames(source, augment, hflip, data.roll_pixels, seed)
 
-    train, val = carve_validation(frames(sources[0], True), frames(sources[0], False), recipe.train.val_fraction, seed)
+    train, val = carve_validation(frames(sources[0], True), frames(sources[0], False), run.val_fraction, seed)
     test = frames(sources[1], False)
     limit = data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(data, run))

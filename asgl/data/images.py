@@ -37,6 +37,7 @@ from asgl.data import (
     DataInfo,
     DataMissingError,
     DataProblem,
+    DataRun,
     carve_validation,
     human_size,
     take_subset,
@@ -44,7 +45,7 @@ from asgl.data import (
 from asgl.data.autoaugment import ReferenceAutoAugment
 
 if TYPE_CHECKING:
-    from asgl.config import Recipe
+    from asgl.config import ImageData
 
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
 
@@ -96,9 +97,9 @@ class Cutout:
         return f"Cutout(size={self.size})"
 
 
-def train_transform(recipe: Recipe, image_set: ImageSet) -> T.Compose:
-    """PIL image -> augmented, normalised ``[3, H, W]`` tensor, per the recipe's ``data`` flags."""
-    cfg = recipe.data
+def train_transform(data: ImageData, image_set: ImageSet) -> T.Compose:
+    """PIL image -> augmented, normalised ``[3, H, W]`` tensor, per the ``data`` flags."""
+    cfg = data
     steps: list[Callable] = []
     if cfg.random_crop:
         steps.append(T.RandomCrop(image_set.image_size, padding=CROP_PADDING))
@@ -149,18 +150,18 @@ class FileImages(Dataset):
         return self.transform(default_loader(path)), label
 
 
-def _bundle(recipe: Recipe, image_set: ImageSet, make: Callable[[str, Callable], Dataset]) -> DataBundle:
+def _bundle(data: ImageData, run: DataRun, image_set: ImageSet, make: Callable[[str, Callable], Dataset]) -> DataBundle:
     """Train (augmented) / val (carved, plain) / test (plain) from ``make(split, transform)``."""
     plain = eval_transform(image_set)
     train, val = carve_validation(
-        make("train", train_transform(recipe, image_set)),
+        make("train", train_transform(data, image_set)),
         make("train", plain),
-        recipe.train.val_fraction,
-        recipe.run.seed,
+        run.val_fraction,
+        run.seed,
     )
     test = make("test", plain)
-    limit = recipe.data.subset
-    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(recipe))
+    limit = data.subset
+    return DataBundle(take_subset(train, limit), take_subset(val, limit), take_subset(test, limit), info(data, run))
 
 
 # ---------------------------------------------------------------- CIFAR
@@ -169,15 +170,15 @@ def _bundle(recipe: Recipe, image_set: ImageSet, make: Callable[[str, Callable],
 CIFAR_CLASSES: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 
 
-def _cifar_dir(recipe: Recipe) -> Path:
-    return Path(recipe.data.root).expanduser().resolve() / CIFAR_CLASSES[recipe.data.name].base_folder
+def _cifar_dir(data: ImageData) -> Path:
+    return Path(data.root).expanduser().resolve() / CIFAR_CLASSES[data.name].base_folder
 
 
-def _cifar_howto(recipe: Recipe) -> str:
-    cls = CIFAR_CLASSES[recipe.data.name]
-    root = Path(recipe.data.root).expanduser().resolve()
+def _cifar_howto(data: ImageData) -> str:
+    cls = CIFAR_CLASSES[data.name]
+    root = Path(data.root).expanduser().resolve()
     return (
-        f"put the python version of {recipe.data.name.upper()} in {root / cls.base_folder}: "
+        f"put the python version of {data.name.upper()} in {root / cls.base_folder}: "
         f"download {cls.url} and run `tar -xzf {cls.filename} -C {root}`"
     )
 
@@ -224,8 +225,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), [int(y) for y in labels]
 
 
-def _cifar_files(recipe: Recipe) -> dict[str, list[str]]:
-    cls = CIFAR_CLASSES[recipe.data.name]
+def _cifar_files(data: ImageData) -> dict[str, list[str]]:
+    cls = CIFAR_CLASSES[data.name]
     return {
         "train": [name for name, _ in cls.train_list],
         "test": [name for name, _ in cls.test_list],
@@ -233,41 +234,39 @@ def _cifar_files(recipe: Recipe) -> dict[str, list[str]]:
     }
 
 
-def _load_cifar(recipe: Recipe, split: str) -> tuple[np.ndarray, list[int]]:
-    folder = _cifar_dir(recipe)
+def _load_cifar(data: ImageData, split: str) -> tuple[np.ndarray, list[int]]:
+    folder = _cifar_dir(data)
     images, labels = [], []
-    for name in _cifar_files(recipe)[split]:
+    for name in _cifar_files(data)[split]:
         path = folder / name
         if not path.is_file():
-            raise DataMissingError(f"{recipe.data.name}: missing {path}; {_cifar_howto(recipe)}; {GET_HINT}")
+            raise DataMissingError(f"{data.name}: missing {path}; {_cifar_howto(data)}; {GET_HINT}")
         try:
             x, y = read_cifar_batch(path)
         except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise DataMissingError(
-                f"{recipe.data.name}: cannot read {path} ({e}); {_cifar_howto(recipe)}; {GET_HINT}"
-            ) from None
+            raise DataMissingError(f"{data.name}: cannot read {path} ({e}); {_cifar_howto(data)}; {GET_HINT}") from None
         images.append(x)
         labels.extend(y)
     return np.concatenate(images), labels
 
 
-def _check_cifar(recipe: Recipe) -> list[DataProblem]:
-    folder = _cifar_dir(recipe)
+def _check_cifar(data: ImageData) -> list[DataProblem]:
+    folder = _cifar_dir(data)
     if not folder.is_dir():
-        return [DataProblem(str(folder), False, f"missing; {_cifar_howto(recipe)}")]
-    classes = IMAGE_SETS[recipe.data.name].num_classes
+        return [DataProblem(str(folder), False, f"missing; {_cifar_howto(data)}")]
+    classes = IMAGE_SETS[data.name].num_classes
     rows = []
-    for split, names in _cifar_files(recipe).items():
+    for split, names in _cifar_files(data).items():
         for name in names:
             path = folder / name
             if not path.is_file():
-                rows.append(DataProblem(str(path), False, f"missing; {_cifar_howto(recipe)}"))
+                rows.append(DataProblem(str(path), False, f"missing; {_cifar_howto(data)}"))
                 continue
             size = human_size(path.stat().st_size)
             try:
                 if split == "meta":
                     entry = read_pickle(path)
-                    key = "label_names" if recipe.data.name == "cifar10" else "fine_label_names"
+                    key = "label_names" if data.name == "cifar10" else "fine_label_names"
                     n = len(entry[key])
                     ok = n == classes
                     msg = f"{n} class names" + ("" if ok else f", expected {classes}")
@@ -279,25 +278,25 @@ def _check_cifar(recipe: Recipe) -> list[DataProblem]:
                     if bad:
                         msg += f", {len(bad)} labels outside [0, {classes})"
             except (OSError, pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError) as e:
-                ok, msg = False, f"unreadable ({type(e).__name__}: {e}); {_cifar_howto(recipe)}"
+                ok, msg = False, f"unreadable ({type(e).__name__}: {e}); {_cifar_howto(data)}"
             rows.append(DataProblem(str(path), ok, msg, size))
     return rows
 
 
-def _build_cifar(recipe: Recipe) -> DataBundle:
-    arrays = {split: _load_cifar(recipe, split) for split in ("train", "test")}
-    return _bundle(recipe, IMAGE_SETS[recipe.data.name], lambda split, tf: ArrayImages(*arrays[split], tf))
+def _build_cifar(data: ImageData, run: DataRun) -> DataBundle:
+    arrays = {split: _load_cifar(data, split) for split in ("train", "test")}
+    return _bundle(data, run, IMAGE_SETS[data.name], lambda split, tf: ArrayImages(*arrays[split], tf))
 
 
 # ---------------------------------------------------------------- Tiny-ImageNet
 
 
-def _tiny_dir(recipe: Recipe) -> Path:
-    return Path(recipe.data.root).expanduser().resolve() / TINY_IMAGENET_FOLDER
+def _tiny_dir(data: ImageData) -> Path:
+    return Path(data.root).expanduser().resolve() / TINY_IMAGENET_FOLDER
 
 
-def _tiny_howto(recipe: Recipe) -> str:
-    root = Path(recipe.data.root).expanduser().resolve()
+def _tiny_howto(data: ImageData) -> str:
+    root = Path(data.root).expanduser().resolve()
     return (
         f"put Tiny-ImageNet in {root / TINY_IMAGENET_FOLDER}: download {TINY_IMAGENET_URL} "
         f"and run `unzip tiny-imagenet-200.zip -d {root}`"
@@ -308,23 +307,23 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
-def _tiny_samples(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
+def _tiny_samples(data: ImageData) -> dict[str, list[tuple[str, int]]]:
     """``train``: train/<wnid>/images/*; ``test``: the official val set (val/images + val_annotations.txt).
 
     Class indices follow the sorted wnids of wnids.txt.
     """
-    folder = _tiny_dir(recipe)
+    folder = _tiny_dir(data)
     wnids_file, ann_file = folder / "wnids.txt", folder / "val" / "val_annotations.txt"
     for path in (wnids_file, ann_file, folder / "train", folder / "val" / "images"):
         if not path.exists():
-            raise DataMissingError(f"tiny_imagenet: missing {path}; {_tiny_howto(recipe)}; {GET_HINT}")
+            raise DataMissingError(f"tiny_imagenet: missing {path}; {_tiny_howto(data)}; {GET_HINT}")
     wnids = sorted(wnids_file.read_text().split())
     index = {w: i for i, w in enumerate(wnids)}
     train = []
     for wnid in wnids:
         images = folder / "train" / wnid / "images"
         if not images.is_dir():
-            raise DataMissingError(f"tiny_imagenet: missing {images}; {_tiny_howto(recipe)}; {GET_HINT}")
+            raise DataMissingError(f"tiny_imagenet: missing {images}; {_tiny_howto(data)}; {GET_HINT}")
         train += [(str(images / n), index[wnid]) for n in sorted(os.listdir(images)) if _is_image(n)]
     test = []
     for line_no, line in enumerate(ann_file.read_text().splitlines(), 1):
@@ -335,12 +334,12 @@ def _tiny_samples(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
     return {"train": train, "test": test}
 
 
-def _check_tiny(recipe: Recipe) -> list[DataProblem]:
-    folder = _tiny_dir(recipe)
+def _check_tiny(data: ImageData) -> list[DataProblem]:
+    folder = _tiny_dir(data)
     if not folder.is_dir():
-        return [DataProblem(str(folder), False, f"missing; {_tiny_howto(recipe)}")]
+        return [DataProblem(str(folder), False, f"missing; {_tiny_howto(data)}")]
     try:
-        samples = _tiny_samples(recipe)
+        samples = _tiny_samples(data)
     except (DataMissingError, OSError) as e:
         return [DataProblem(str(folder), False, str(e))]
     classes = IMAGE_SETS["tiny_imagenet"].num_classes
@@ -366,26 +365,26 @@ def _check_tiny(recipe: Recipe) -> list[DataProblem]:
     return rows
 
 
-def _build_tiny(recipe: Recipe) -> DataBundle:
-    samples = _tiny_samples(recipe)
-    return _bundle(recipe, IMAGE_SETS["tiny_imagenet"], lambda split, tf: FileImages(samples[split], tf))
+def _build_tiny(data: ImageData, run: DataRun) -> DataBundle:
+    samples = _tiny_samples(data)
+    return _bundle(data, run, IMAGE_SETS["tiny_imagenet"], lambda split, tf: FileImages(samples[split], tf))
 
 
 # ---------------------------------------------------------------- module contract
 
 
-def info(recipe: Recipe) -> DataInfo:
+def info(data: ImageData, run: DataRun) -> DataInfo:
     """RGB images of the dataset's size and classes."""
-    image_set = IMAGE_SETS[recipe.data.name]
+    image_set = IMAGE_SETS[data.name]
     size = (image_set.image_size, image_set.image_size)
-    return DataInfo("static", 3, size, image_set.num_classes, recipe.train.time_steps)
+    return DataInfo("static", 3, size, image_set.num_classes, run.time_steps)
 
 
-def build(recipe: Recipe) -> DataBundle:
-    """Datasets of ``recipe.data.name``; raises :class:`DataMissingError` saying where to put missing files."""
-    return _build_tiny(recipe) if recipe.data.name == "tiny_imagenet" else _build_cifar(recipe)
+def build(data: ImageData, run: DataRun) -> DataBundle:
+    """Datasets of ``data.name``; raises :class:`DataMissingError` saying where to put missing files."""
+    return _build_tiny(data, run) if data.name == "tiny_imagenet" else _build_cifar(data, run)
 
 
-def check(recipe: Recipe) -> list[DataProblem]:
+def check(data: ImageData, run: DataRun) -> list[DataProblem]:
     """One row per expected file or folder: present, readable, how many images, size on disk."""
-    return _check_tiny(recipe) if recipe.data.name == "tiny_imagenet" else _check_cifar(recipe)
+    return _check_tiny(data) if data.name == "tiny_imagenet" else _check_cifar(data)

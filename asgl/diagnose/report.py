@@ -13,16 +13,16 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 from torch.utils.data import DataLoader
 
+from asgl.builders import build_data, describe_data
 from asgl.config import Recipe, RecipeError, read_stored_recipe, validate_recipe
-from asgl.data import build_data, describe_data
 from asgl.diagnose.dynamics import LayerDynamics, accuracy_gap, layer_dynamics
 from asgl.diagnose.gradients import Batch, GradientReport, GradientSettings, diagnose_gradients, prepare
-from asgl.engine.callbacks import Callback
+from asgl.engine.callbacks import Callback, TrainContext
 from asgl.engine.device import resolve_device
 from asgl.engine.logging import read_metrics
 from asgl.engine.restore import build_model_for, open_checkpoint
@@ -30,9 +30,6 @@ from asgl.engine.runfolder import run_folder_of
 from asgl.losses import build_loss
 from asgl.schedules import noise_prob_at
 from asgl.trust import CodeTrust
-
-if TYPE_CHECKING:
-    from asgl.engine.trainer import Trainer
 
 
 @dataclass
@@ -137,17 +134,17 @@ class EpochDiagnosis(Callback):
 
     handles = ("train.diagnose_every",)
 
-    def __init__(self, every: int):
-        self.every = every
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.every = recipe, recipe.train.diagnose_every
 
-    def on_epoch_end(self, t: Trainer, record: dict[str, Any]) -> None:
+    def on_epoch_end(self, t: TrainContext, record: dict[str, Any]) -> None:
         if record["epoch"] % self.every == 0:
-            record.update(epoch_record(t.model, t.recipe, t.val_loader, record["p"]))
+            record.update(epoch_record(t.model, self.recipe, t.val_loader, record["p"]))
 
 
 def diagnosis_callbacks(recipe: Recipe) -> list[Callback]:
     """The trainer callbacks the recipe's diagnosis keys ask for (none when ``train.diagnose_every = 0``)."""
-    return [EpochDiagnosis(recipe.train.diagnose_every)] if recipe.train.diagnose_every else []
+    return [EpochDiagnosis(recipe)] if recipe.train.diagnose_every else []
 
 
 def write_diagnosis(diagnosis: Diagnosis, subject: Subject, out: Path) -> list[Path]:

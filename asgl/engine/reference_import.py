@@ -254,10 +254,9 @@ def import_reference(source: str | os.PathLike, recipe: Recipe, out: str | os.Pa
     The model comes from ``recipe`` alone (no data is read); the optimiser states are fresh, so
     ``asgl eval`` evaluates it and ``asgl train --resume`` fine-tunes it. Returns (path, tensors imported).
     """
-    from asgl.data import describe_data
+    from asgl.builders import build_model, describe_data
     from asgl.engine.checkpoint import save_checkpoint
     from asgl.engine.trainer import RunningSums, rng_state
-    from asgl.models import build_model
     from asgl.optim import build_optimizers
 
     check_importable(recipe)

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from asgl.builders import build_data, build_model, describe_data
 from asgl.config import Recipe, RecipeError, apply_overrides, read_stored_recipe, recipe_to_dict, validate_recipe
-from asgl.data import DataBundle, DataInfo, build_data, describe_data
+from asgl.data import DataBundle, DataInfo
 from asgl.engine.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
-from asgl.models import build_model
 from asgl.trust import CodeTrust, check_stored_builder
 
 # keys a resumed run may change: they do not alter what is computed

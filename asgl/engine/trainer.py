@@ -1,10 +1,13 @@
 """The training loop: one recipe -> one run folder (see :mod:`asgl.engine.runfolder`).
 
-:func:`train` drives a :class:`Trainer`: ``setup`` (every check that can fail, and everything built,
-before the run folder exists), ``open_run`` (the folder, locked), then per epoch ``train_epoch`` and
-``end_epoch``, and ``finish`` (the best checkpoint on the test split, ``summary.json``). The metrics file,
-TensorBoard, progress, checkpoints and signal handling are callbacks (:mod:`asgl.engine.callbacks`);
-callers add their own, such as the per-epoch gradient diagnosis of :mod:`asgl.diagnose.report`.
+:func:`train` (a new run) and :func:`resume` (a checkpoint's run, its folder locked before the checkpoint
+is read once) drive a :class:`Trainer`: building it runs every check that can fail and builds everything
+(through :mod:`asgl.builders`) before the run folder exists; then ``open_run`` (the folder, locked), per
+epoch ``train_epoch`` and ``end_epoch``, and ``finish`` (the best checkpoint on the test split,
+``summary.json``). The metrics file, TensorBoard, progress, checkpoints and signal handling are callbacks
+(:mod:`asgl.engine.callbacks`), which see a :class:`asgl.engine.callbacks.TrainContext`; callers add their
+own, such as the per-epoch gradient diagnosis of :mod:`asgl.diagnose.report`. Each epoch's p reaches the
+neurons through one :func:`asgl.neuron.set_noise_prob` call.
 
 Reproducibility: model weights are initialised under ``run.seed``; the order of epoch ``e`` is a
 permutation drawn from a generator seeded with ``epoch_seed(run.seed, e)``, so a checkpoint only needs
@@ -25,7 +28,7 @@ import contextlib
 import json
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,21 +36,30 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from asgl.builders import build_data, build_loss, build_optimizers
 from asgl.config import Recipe, RecipeError, RunConfig, recipe_to_toml
-from asgl.data import build_data
 from asgl.engine import distributed
 from asgl.engine.batches import EpochBatches, check_batches, make_loader
-from asgl.engine.callbacks import Callback, Checkpoints, MetricsFile, Progress, StopOnSignal, TensorBoardScalars
+from asgl.engine.callbacks import (
+    Callback,
+    Checkpoints,
+    MetricsFile,
+    Progress,
+    RunningSums,
+    StopOnSignal,
+    TensorBoardScalars,
+    TrainContext,
+)
 from asgl.engine.checkpoint import load_checkpoint, resolve_checkpoint_path
 from asgl.engine.device import autocast, check_runtime, to_device
 from asgl.engine.evaluation import EvalResult, evaluate
 from asgl.engine.logging import neuron_state
 from asgl.engine.restore import Stored, build_model_for, open_checkpoint
 from asgl.engine.runfolder import RunFolder, RunFolderLock, create_run_folder, run_folder_of
-from asgl.losses import build_loss, predict
+from asgl.losses import predict
 from asgl.models import count_parameters
 from asgl.neuron import set_mask_stream, set_noise_prob
-from asgl.optim import Optimizers, build_optimizers
+from asgl.optim import Optimizers
 from asgl.schedules import noise_prob_at
 from asgl.terminal import say
 from asgl.trust import CodeTrust
@@ -77,17 +89,6 @@ class TrainResult:
     best_val_acc: float
     test: EvalResult
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RunningSums:
-    """Sums over the batches of the epoch in progress (kept in mid-epoch checkpoints)."""
-
-    loss_sum: float = 0.0
-    correct: int = 0
-    seen: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
 
 
 def rng_state() -> dict[str, Any]:
@@ -130,56 +131,52 @@ def check_callbacks(recipe: Recipe, callbacks: Sequence[Callback]) -> None:
 
 
 class Trainer:
-    """One run of one recipe; see the module docstring for its steps."""
+    """One run of one recipe; see the module docstring for its steps. Building one checks and builds
+    everything (device, backend, data, model, optimisers; the progress of ``stored`` when resuming) and
+    writes nothing."""
 
-    def __init__(self, recipe: Recipe, console: Console | None = None, callbacks: Sequence[Callback] = ()):
+    def __init__(
+        self,
+        recipe: Recipe,
+        console: Console | None = None,
+        callbacks: Sequence[Callback] = (),
+        stored: Stored | None = None,
+    ):
+        r, t = recipe, recipe.train
+        check_callbacks(r, callbacks)
         self.recipe = recipe
-        self.console = console or Console(stderr=True)
-        self.extra = list(callbacks)
-        self.callbacks: list[Callback] = []
-        self.best = {"val_acc": -1.0, "epoch": 0}  # epoch 1-based, 0 before the first validation
-        self.running = RunningSums()
-        self.start_epoch, self.start_step = 0, 0
-        self.stop_signal: int | None = None
-        self.lock: RunFolderLock | None = None
-        self._tick = time.perf_counter()
-
-    # ------------------------------------------------------------ before the run folder
-
-    def setup(self, resume: str | Path | None = None) -> Stored | None:
-        """Check and build everything (device, backend, checkpoint, data, model, optimisers); writes nothing."""
-        r, t = self.recipe, self.recipe.train
-        check_callbacks(r, self.extra)
         # torchrun jobs: one process per device, rank 0 alone writes (see asgl.engine.distributed)
         self.dist, self.device = distributed.init(check_runtime(r))
-        if not self.dist.is_main:
-            self.console = Console(quiet=True)
-        path = resolve_checkpoint_path(resume) if resume is not None else None
-        if path is not None and self.dist.is_main:  # before reading: another process may be writing it
-            self.lock = RunFolderLock(run_folder_of(path).root).acquire()
-        # the model is built from the caller's recipe: the user builder it names is the only one imported
-        stored = open_checkpoint(path, trust=CodeTrust((r.model.name,))) if path is not None else None
+        self.console = (console or Console(stderr=True)) if self.dist.is_main else Console(quiet=True)
+        self.extra = list(callbacks)
+        self.callbacks: list[Callback] = []  # with the writers, once the run folder is open
+        self.folder: RunFolder | None = None
+        self.lock: RunFolderLock | None = None  # of a new run folder (a resumed one is locked by the caller)
         torch.manual_seed(r.run.seed)
         self.data = build_data(r)
         check_batches(len(self.data.train), r)
         self.model = build_model_for(r, self.data.info, stored).to(self.device)
         set_mask_stream(self.model, self.dist.rank)  # same RNG on every rank, independent masks
-        if r.model.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         net = distributed.wrap_model(self.model, self.dist, self.device)
         self.net = torch.compile(net) if t.compile else net
-        self.opt = build_optimizers(self.model, r.optim, t.epochs)
+        self.opt = build_optimizers(r, self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
-        self.loss_fn = build_loss(t, r.model.readout)
+        self.loss_fn = build_loss(r)
         self.sampler = EpochBatches(len(self.data.train), t.batch_size, r.run.seed)
         sharded = distributed.ShardedBatches(self.sampler, self.dist)
         self.train_loader = make_loader(self.data.train, r, self.device, batch_sampler=sharded)
         eval_bs = t.eval_batch_size or t.batch_size
         self.val_loader = make_loader(self.data.val, r, self.device, batch_size=eval_bs)
         self.test_loader = make_loader(self.data.test, r, self.device, batch_size=eval_bs)
+        self.best = {"val_acc": -1.0, "epoch": 0}  # epoch 1-based, 0 before the first validation
+        self.start_epoch, self.start_step = 0, 0
+        self.noise_prob, self.lr = r.noise.prob, self.opt.main.param_groups[0]["lr"]  # of the epoch in progress
+        self.context = TrainContext(
+            self.model, self.val_loader, self.dist, self.device, self.sampler.batches_per_epoch, self.checkpoint_state
+        )
+        self._tick = time.perf_counter()
         if stored is not None:
             self.load_progress(stored.state)
-        return stored
 
     def load_progress(self, state: dict[str, Any]) -> None:
         """Optimiser, scaler, position, best epoch, running sums and RNG of a checkpoint."""
@@ -188,16 +185,12 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch, self.start_step, self.best = state["epoch"], state["step"], dict(state["best"])
         if self.dist.is_main:  # rank 0 carries the sums of every process; the others restart at 0
-            self.running = RunningSums(**state["running"])
+            self.context.running = RunningSums(**state["running"])
         if self.start_epoch > self.recipe.train.epochs:
             raise RecipeError(
                 f"checkpoint is at epoch {self.start_epoch} but train.epochs = {self.recipe.train.epochs}"
             )
         set_rng_state(state["rng"])
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.sampler.batches_per_epoch
 
     # ------------------------------------------------------------ the run folder
 
@@ -226,7 +219,7 @@ class Trainer:
 
     def _main_folder(self, out_dir: str | Path | None, stored: Stored | None) -> RunFolder:
         """Rank 0: a new locked run folder (the resumed run's own, locked in :meth:`setup`) with the recipe."""
-        if stored is not None:
+        if stored is not None:  # locked by the caller, before the checkpoint was read (see :func:`resume`)
             folder = run_folder_of(stored.path)
         else:
             folder = create_run_folder(out_dir or self.recipe.run.out_dir, self.recipe.run.name)
@@ -237,7 +230,7 @@ class Trainer:
     def call(self, hook: str, *args: Any) -> None:
         """Call ``hook`` of every callback, in order."""
         for c in self.callbacks:
-            getattr(c, hook)(self, *args)
+            getattr(c, hook)(self.context, *args)
 
     # ------------------------------------------------------------ the loop
 
@@ -258,7 +251,7 @@ class Trainer:
         self.lr = self.opt.main.param_groups[0]["lr"]
         step = self.start_step if epoch == self.start_epoch else 0
         if step == 0:
-            self.running = RunningSums()
+            self.context.running = RunningSums()
         self.sampler.set_epoch(epoch, step)
         self.call("on_epoch_start", epoch, step)
         self.net.train()
@@ -267,7 +260,7 @@ class Trainer:
             step += 1
             loss = self.train_step(x, y, epoch, step)
             self.call("on_step_end", epoch, step, loss)
-            if self.stop_signal is not None:
+            if self.context.stop_signal is not None:
                 self.interrupt()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> float:
@@ -286,12 +279,13 @@ class Trainer:
                 saved = f"last good checkpoint: {last}" if last.exists() else "no checkpoint yet"
                 raise NonFiniteLossError(f"loss is {value} at {where}; training stopped ({saved})")
             say(self.console, f"[yellow]warning:[/] loss is {value} at {where}; step skipped")
-            self.running.skipped += 1
+            self.context.running.skipped += 1
             return value
         optimizer_step(loss, self.model, self.opt, self.scaler, r.optim.grad_clip)
-        self.running.loss_sum += value * len(y)
-        self.running.correct += int((predict(logits.detach(), r.model.readout) == y).sum())
-        self.running.seen += len(y)
+        running = self.context.running
+        running.loss_sum += value * len(y)
+        running.correct += int((predict(logits.detach(), r.model.readout) == y).sum())
+        running.seen += len(y)
         return value
 
     def end_epoch(self, epoch: int) -> None:
@@ -316,7 +310,9 @@ class Trainer:
         if improved:
             self.best = {"val_acc": val.accuracy, "epoch": epoch + 1}
         loss_sum, correct, seen = distributed.all_reduce_sum(
-            [self.running.loss_sum, self.running.correct, self.running.seen], self.dist, self.device
+            [self.context.running.loss_sum, self.context.running.correct, self.context.running.seen],
+            self.dist,
+            self.device,
         )
         record = {
             "epoch": epoch + 1,
@@ -328,23 +324,23 @@ class Trainer:
             "lr": self.lr,
             "neuron_lr": self.opt.neuron.param_groups[0]["lr"] if self.opt.neuron is not None else None,
             **neuron_state(self.model),
-            "skipped_steps": self.running.skipped,
+            "skipped_steps": self.context.running.skipped,
             "best": improved,
-            "epoch_time": self.running.seconds,
+            "epoch_time": self.context.running.seconds,
         }
         self.call("on_epoch_end", record)
-        if self.stop_signal is not None:
+        if self.context.stop_signal is not None:
             self.interrupt()
 
     def lap(self) -> None:
         """Add the time since the last lap to the epoch's running time."""
         now = time.perf_counter()
-        self.running.seconds += now - self._tick
+        self.context.running.seconds += now - self._tick
         self._tick = now
 
     def checkpoint_state(self, finished_epochs: int, step: int) -> dict[str, Any]:
         """Everything a resume needs, at batch ``step`` of the epoch after ``finished_epochs`` (a collective)."""
-        running = self.running if step else RunningSums()
+        running = self.context.running if step else RunningSums()
         if step:
             self.lap()
         return {
@@ -364,7 +360,7 @@ class Trainer:
 
     def interrupt(self) -> None:
         distributed.barrier(self.dist)  # no rank exits before rank 0 has saved
-        raise TrainingInterrupted(self.stop_signal, self.folder.last, self.folder.root)
+        raise TrainingInterrupted(self.context.stop_signal, self.folder.last, self.folder.root)
 
     # ------------------------------------------------------------ the end
 
@@ -396,7 +392,7 @@ class Trainer:
         return TrainResult(folder.root, self.best["epoch"], self.best["val_acc"], test, summary)
 
     def close(self) -> None:
-        """Close the callbacks and release the run folder (also after an error)."""
+        """Close the callbacks and release the new run folder (also after an error)."""
         for c in self.callbacks:
             c.close()
         if self.lock is not None:
@@ -421,22 +417,53 @@ def process_settings(run: RunConfig) -> Iterator[None]:
 def train(
     recipe: Recipe,
     out_dir: str | Path | None = None,
-    resume: str | Path | None = None,
     console: Console | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
-    """Train ``recipe`` into a new run folder under ``out_dir`` (default ``run.out_dir``), or continue
-    the run of checkpoint ``resume`` (a ``.pt`` file or a run folder) in its own folder.
+    """Train ``recipe`` into a new run folder under ``out_dir`` (default ``run.out_dir``).
 
-    When resuming, ``recipe`` should be the stored one (:func:`asgl.engine.restore.open_checkpoint`).
     ``callbacks`` run before the built-in writers (see :mod:`asgl.engine.callbacks`). Every problem the
-    setup can find is raised before the run folder is made or touched.
+    setup can find is raised before the run folder is made.
     """
+    return _run(recipe, None, out_dir, console, callbacks)
+
+
+def resume(
+    checkpoint: str | Path,
+    overrides: Sequence[str] = (),
+    trust: CodeTrust = CodeTrust(),
+    check: Callable[[Recipe], None] | None = None,
+    console: Console | None = None,
+    callbacks: Callable[[Recipe], Sequence[Callback]] = lambda recipe: (),
+) -> TrainResult:
+    """Continue the run of ``checkpoint`` (a ``.pt`` file or a run folder) in its own folder, with the recipe
+    stored there (``overrides``: resume-safe ``--set`` items; ``trust``: see :func:`open_checkpoint`).
+
+    The run folder is locked before the checkpoint is read, and the checkpoint is read once. ``check`` may
+    refuse the stored recipe (raise); ``callbacks`` makes the extra callbacks for it.
+    """
+    path = resolve_checkpoint_path(checkpoint)
+    main = distributed.from_env().is_main  # before reading: another process may be writing it
+    with RunFolderLock(run_folder_of(path).root) if main else contextlib.nullcontext():
+        stored = open_checkpoint(path, list(overrides), trust)
+        if check is not None:
+            check(stored.recipe)
+        return _run(stored.recipe, stored, None, console, callbacks(stored.recipe))
+
+
+def _run(
+    recipe: Recipe,
+    stored: Stored | None,
+    out_dir: str | Path | None,
+    console: Console | None,
+    callbacks: Sequence[Callback],
+) -> TrainResult:
     with process_settings(recipe.run):
-        trainer = Trainer(recipe, console, callbacks)
+        trainer: Trainer | None = None
         try:
-            stored = trainer.setup(resume)
+            trainer = Trainer(recipe, console, callbacks, stored)
             trainer.open_run(out_dir, stored)
             return trainer.fit()
         finally:
-            trainer.close()
+            if trainer is not None:
+                trainer.close()

@@ -1,29 +1,33 @@
-"""Building blocks shared by the spiking models."""
+"""Building blocks shared by the spiking models, and the layer factories every model takes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from torch import nn
 
-from asgl.config import Recipe
-from asgl.layers import TimeFold, make_norm
-from asgl.neuron import LIF
+from asgl.layers import TimeFold
+
+Shape = tuple[int, ...]
+NeuronFactory = Callable[[Shape], nn.Module]  # per-sample feature shape -> neuron layer over [T, B, *shape]
+NormFactory = Callable[[int, int], nn.Module]  # (channels, dims) -> norm over [T, B, C, ...]; dims 2 = maps, 1 = flat
 
 
-def lif(recipe: Recipe, feature_shape: tuple[int, ...]) -> LIF:
-    """A LIF layer for per-sample features ``feature_shape`` from the recipe's neuron/surrogate/noise."""
-    return LIF.from_config(recipe.neuron, recipe.surrogate, feature_shape, recipe.noise.prob)
+@dataclass(frozen=True)
+class LayerFactories:
+    """How a model makes its neuron layers and its norms (see asgl.builders for the recipe's)."""
 
-
-def norm(recipe: Recipe, channels: int, dims: int = 2) -> nn.Module:
-    return make_norm(recipe.neuron.norm, channels, recipe.train.time_steps, dims, recipe.neuron.threshold)
+    neuron: NeuronFactory
+    norm: NormFactory
 
 
 def conv_norm_lif(
-    recipe: Recipe, in_ch: int, out_ch: int, out_size: tuple[int, int], stride: int = 1, kernel: int = 3
+    layers: LayerFactories, in_ch: int, out_ch: int, out_size: tuple[int, int], stride: int = 1, kernel: int = 3
 ) -> nn.Sequential:
-    """conv (no bias) + norm + LIF over [T, B, C, H, W]; ``out_size`` = (H, W) of the output."""
+    """conv (no bias) + norm + neuron over [T, B, C, H, W]; ``out_size`` = (H, W) of the output."""
     conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
-    return nn.Sequential(TimeFold(conv), norm(recipe, out_ch), lif(recipe, (out_ch, *out_size)))
+    return nn.Sequential(TimeFold(conv), layers.norm(out_ch, 2), layers.neuron((out_ch, *out_size)))
 
 
 def init_weights(model: nn.Module, scheme: str) -> None:

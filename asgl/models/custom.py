@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from asgl.config import Recipe, RecipeError
+from asgl.config import Recipe, RecipeError  # a user builder takes the whole recipe
 from asgl.data import DataInfo
 
 
@@ -39,11 +39,3 @@ def import_builder(path: str) -> Callable[[Recipe, DataInfo], nn.Module]:
         found = "nothing" if builder is None else type(builder).__name__
         raise RecipeError(f"model.name = {path!r}: {module_name} has no function {attr!r} (found {found})")
     return builder
-
-
-def build_user_model(path: str, recipe: Recipe, info: DataInfo) -> nn.Module:
-    """Call the builder ``path`` and check that it returned a module."""
-    model = import_builder(path)(recipe, info)
-    if not isinstance(model, nn.Module):
-        raise RecipeError(f"model.name = {path!r} returned a {type(model).__name__}, expected a torch.nn.Module")
-    return model

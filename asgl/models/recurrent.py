@@ -14,10 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from asgl.config import Recipe
 from asgl.data import DataInfo
 from asgl.layers import TimeFold, to_time_major
-from asgl.models.blocks import lif, norm
+from asgl.models.blocks import LayerFactories
 from asgl.neuron import LIF, lif_step, make_spike
 
 
@@ -40,26 +39,20 @@ def lif_recurrent(layer: LIF, current: Tensor, recurrent: nn.Linear) -> Tensor:
 class RecurrentSNN(nn.Module):
     """One hidden layer of (recurrent) LIF neurons and a linear per-step readout."""
 
-    def __init__(self, recipe: Recipe, info: DataInfo):
+    def __init__(
+        self, info: DataInfo, layers: LayerFactories, hidden: int = 240, recurrent: bool = True, dropout: float = 0.0
+    ):
+        """``info`` describes sequences [B, T, F] (``input_size`` = (F,))."""
         super().__init__()
-        if info.kind != "sequence":
-            raise ValueError(
-                f"the recurrent SNN takes sequences [B, T, F], dataset {recipe.data.name!r} gives {info.kind} data"
-            )
-        hidden = recipe.model.hidden
         self.time_steps = info.time_steps
         self.input = TimeFold(nn.Linear(info.input_size[0], hidden, bias=False))
-        self.norm = norm(recipe, hidden, dims=1)
-        self.lif = lif(recipe, (hidden,))
-        self.recurrent = nn.Linear(hidden, hidden, bias=False) if recipe.model.recurrent else None
-        self.head = TimeFold(nn.Dropout(recipe.model.dropout), nn.Linear(hidden, info.num_classes, bias=False))
+        self.norm = layers.norm(hidden, 1)
+        self.lif = layers.neuron((hidden,))
+        self.recurrent = nn.Linear(hidden, hidden, bias=False) if recurrent else None
+        self.head = TimeFold(nn.Dropout(dropout), nn.Linear(hidden, info.num_classes, bias=False))
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, T, F] -> per-step logits [T, B, K]."""
         current = self.norm(self.input(to_time_major(x, self.time_steps)))
         spikes = self.lif(current) if self.recurrent is None else lif_recurrent(self.lif, current, self.recurrent)
         return self.head(spikes)
-
-
-def recurrent_snn(recipe: Recipe, info: DataInfo) -> nn.Module:
-    return RecurrentSNN(recipe, info)

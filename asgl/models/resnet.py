@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-from asgl.config import Recipe
 from asgl.data import DataInfo
 from asgl.layers import TimeFold, to_time_major
-from asgl.models.blocks import conv_norm_lif, init_weights, lif, norm
+from asgl.models.blocks import LayerFactories, conv_norm_lif
 
 
 def _downsample(size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -30,20 +28,20 @@ class BasicBlock(nn.Module):
     ``[T, B, in_ch, H, W]`` -> ``[T, B, out_ch, H', W']`` with ``(H', W') = out_size``.
     """
 
-    def __init__(self, recipe: Recipe, in_ch: int, out_ch: int, stride: int, out_size: tuple[int, int]):
+    def __init__(self, layers: LayerFactories, in_ch: int, out_ch: int, stride: int, out_size: tuple[int, int]):
         super().__init__()
         self.residual = nn.Sequential(
-            conv_norm_lif(recipe, in_ch, out_ch, out_size, stride),
+            conv_norm_lif(layers, in_ch, out_ch, out_size, stride),
             TimeFold(nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)),
-            norm(recipe, out_ch),
+            layers.norm(out_ch, 2),
         )
         if stride == 1 and in_ch == out_ch:
             self.shortcut: nn.Module = nn.Identity()
         else:
             self.shortcut = nn.Sequential(
-                TimeFold(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)), norm(recipe, out_ch)
+                TimeFold(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)), layers.norm(out_ch, 2)
             )
-        self.lif = lif(recipe, (out_ch, *out_size))
+        self.lif = layers.neuron((out_ch, *out_size))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.lif(self.residual(x) + self.shortcut(x))
@@ -68,35 +66,27 @@ RESNETS: dict[str, ResNetLayout] = {
 class SpikingResNet(nn.Module):
     """CIFAR-stem spiking ResNet; ``[B, C, H, W]`` -> per-step logits ``[T, B, K]``."""
 
-    def __init__(self, recipe: Recipe, info: DataInfo, layout: ResNetLayout):
+    def __init__(self, info: DataInfo, layout: ResNetLayout, layers: LayerFactories, dropout: float = 0.0):
         super().__init__()
         self.time_steps = info.time_steps
         size = info.input_size
-        blocks: list[nn.Module] = [conv_norm_lif(recipe, info.in_channels, layout.stem, size)]
+        blocks: list[nn.Module] = [conv_norm_lif(layers, info.in_channels, layout.stem, size)]
         in_ch = layout.stem
         for width, depth, stride in zip(layout.widths, layout.depths, layout.strides):
             for i in range(depth):
                 block_stride = stride if i == 0 else 1
                 size = _downsample(size, block_stride)
-                blocks.append(BasicBlock(recipe, in_ch, width, block_stride, size))
+                blocks.append(BasicBlock(layers, in_ch, width, block_stride, size))
                 in_ch = width
         self.features = nn.Sequential(*blocks, TimeFold(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
-        dropout = nn.Dropout(recipe.model.dropout)
         if layout.hidden is None:
-            self.head: nn.Module = TimeFold(dropout, nn.Linear(in_ch, info.num_classes))
+            self.head: nn.Module = TimeFold(nn.Dropout(dropout), nn.Linear(in_ch, info.num_classes))
         else:
             self.head = nn.Sequential(
                 TimeFold(nn.Linear(in_ch, layout.hidden, bias=False)),
-                lif(recipe, (layout.hidden,)),
-                TimeFold(dropout, nn.Linear(layout.hidden, info.num_classes, bias=False)),
+                layers.neuron((layout.hidden,)),
+                TimeFold(nn.Dropout(dropout), nn.Linear(layout.hidden, info.num_classes, bias=False)),
             )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(to_time_major(x, self.time_steps)))
-
-
-def build_resnet(name: str, recipe: Recipe, info: DataInfo) -> nn.Module:
-    """The ResNet ``name`` of :data:`RESNETS`, initialised per ``model.init``, channels-last if the recipe asks."""
-    model = SpikingResNet(recipe, info, RESNETS[name])
-    init_weights(model, recipe.model.init)
-    return model.to(memory_format=torch.channels_last) if recipe.model.channels_last else model

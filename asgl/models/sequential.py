@@ -14,7 +14,7 @@ do not fit its data is refused with the index of the first layer that does not f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -25,16 +25,11 @@ from asgl.config import (
     LayerSpec,
     LinearLayer,
     PoolLayer,
-    Recipe,
     RecipeError,
 )
 from asgl.data import DataInfo
 from asgl.layers import TimeFold, to_time_major
-from asgl.models.blocks import init_weights, lif, norm
-
-Shape = tuple[int, ...]
-NormFactory = Callable[[int, int], nn.Module]  # (channels, dims) -> norm over [T, B, C, ...]; dims 2 = maps, 1 = flat
-LifFactory = Callable[[Shape], nn.Module]  # per-sample feature shape -> LIF layer
+from asgl.models.blocks import LayerFactories, NeuronFactory, NormFactory, Shape
 
 
 def input_shape(info: DataInfo) -> Shape:
@@ -132,7 +127,7 @@ def _shortcut(shape: Shape, out: Shape, make_norm: NormFactory) -> nn.Module:
     return nn.Sequential(TimeFold(conv), make_norm(out[0], 2))
 
 
-def _module(layer: LayerSpec, shape: Shape, out: Shape, make_norm: NormFactory, make_lif: LifFactory) -> nn.Module:
+def _module(layer: LayerSpec, shape: Shape, out: Shape, make_norm: NormFactory, make_lif: NeuronFactory) -> nn.Module:
     """The module of one layer taking ``[T, B, *shape]`` to ``[T, B, *out]``."""
     if isinstance(layer, (ConvLayer, LinearLayer)):
         if isinstance(layer, ConvLayer):
@@ -155,7 +150,7 @@ def _module(layer: LayerSpec, shape: Shape, out: Shape, make_norm: NormFactory, 
 
 
 def build_layers(
-    layers: Sequence[LayerSpec], shape: Shape, make_norm: NormFactory, make_lif: LifFactory
+    layers: Sequence[LayerSpec], shape: Shape, make_norm: NormFactory, make_lif: NeuronFactory
 ) -> nn.Sequential:
     """The layers as one module over ``[T, B, *shape]`` (shapes checked first, see :func:`layer_shapes`)."""
     shapes = layer_shapes(layers, shape)
@@ -173,35 +168,14 @@ class SequentialSNN(nn.Module):
         in_shape: Shape,
         num_classes: int,
         time_steps: int,
-        make_norm: NormFactory,
-        make_lif: LifFactory,
+        factories: LayerFactories,
         dropout: float = 0.0,
     ):
         super().__init__()
         self.time_steps = time_steps
-        self.features = build_layers(layers, in_shape, make_norm, make_lif)
+        self.features = build_layers(layers, in_shape, factories.norm, factories.neuron)
         features = math.prod(layer_shapes(layers, in_shape)[-1])
         self.head = TimeFold(nn.Flatten(), nn.Dropout(dropout), nn.Linear(features, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(to_time_major(x, self.time_steps)))
-
-
-def check_layers(recipe: Recipe, info: DataInfo) -> list[Shape]:
-    """Output shape of every layer of ``model.layers`` for the recipe's data (raises :class:`RecipeError`)."""
-    return layer_shapes(recipe.model.layers or [], input_shape(info))
-
-
-def build_sequential(recipe: Recipe, info: DataInfo) -> nn.Module:
-    """The registry's ``sequential`` model: the recipe's layers with its norm, LIF and ``model.init``."""
-    model = SequentialSNN(
-        recipe.model.layers or [],
-        input_shape(info),
-        info.num_classes,
-        info.time_steps,
-        lambda channels, dims: norm(recipe, channels, dims),
-        lambda shape: lif(recipe, shape),
-        recipe.model.dropout,
-    )
-    init_weights(model, recipe.model.init)
-    return model

@@ -12,61 +12,57 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
-from asgl.config import Recipe
 from asgl.data import DataInfo
+from asgl.errors import ModelDataMismatch
 from asgl.layers import TimeFold, to_time_major
-from asgl.models.blocks import conv_norm_lif, init_weights
+from asgl.models.blocks import LayerFactories, conv_norm_lif
 
 POOL = "A"
 
 
 @dataclass(frozen=True)
 class VGGLayout:
+    name: str
     layers: tuple[int | str, ...]  # conv output channels, or POOL
     head: Literal["flatten", "global"]
     head_bias: bool
 
 
 VGGS: dict[str, VGGLayout] = {
-    "vggsnn2": VGGLayout((64, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "flatten", False),
-    "vgg11": VGGLayout((64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "global", True),
-    "vgg13": VGGLayout((64, 64, POOL, 128, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "global", True),
+    "vggsnn2": VGGLayout("vggsnn2", (64, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "flatten", False),
+    "vgg11": VGGLayout("vgg11", (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "global", True),
+    "vgg13": VGGLayout(
+        "vgg13", (64, 64, POOL, 128, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL), "global", True
+    ),
 }
 
 
 class SpikingVGG(nn.Module):
     """conv + norm + LIF stack with average pools and a linear head; ``[B, C, H, W]`` -> ``[T, B, K]``."""
 
-    def __init__(self, recipe: Recipe, info: DataInfo, layout: VGGLayout):
+    def __init__(self, info: DataInfo, layout: VGGLayout, layers: LayerFactories, dropout: float = 0.0):
         super().__init__()
         self.time_steps = info.time_steps
         (h, w), channels = info.input_size, info.in_channels
-        layers: list[nn.Module] = []
+        pools = layout.layers.count(POOL)
+        if min(h, w) < 2**pools:
+            raise ModelDataMismatch(
+                f"{layout.name}: a {h}x{w} input is too small for its {pools} 2x2 average pools (at least {2**pools})"
+            )
+        stack: list[nn.Module] = []
         for item in layout.layers:
             if item == POOL:
-                if h < 2 or w < 2:
-                    raise ValueError(f"{info.input_size} input is too small for the average pools of this VGG")
-                layers.append(TimeFold(nn.AvgPool2d(2)))
+                stack.append(TimeFold(nn.AvgPool2d(2)))
                 h, w = h // 2, w // 2
             else:
-                layers.append(conv_norm_lif(recipe, channels, int(item), (h, w)))
+                stack.append(conv_norm_lif(layers, channels, int(item), (h, w)))
                 channels = int(item)
         pool = nn.Flatten() if layout.head == "flatten" else nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         features = channels * h * w if layout.head == "flatten" else channels
-        self.features = nn.Sequential(*layers, TimeFold(pool))
-        self.head = TimeFold(
-            nn.Dropout(recipe.model.dropout), nn.Linear(features, info.num_classes, bias=layout.head_bias)
-        )
+        self.features = nn.Sequential(*stack, TimeFold(pool))
+        self.head = TimeFold(nn.Dropout(dropout), nn.Linear(features, info.num_classes, bias=layout.head_bias))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(to_time_major(x, self.time_steps)))
-
-
-def build_vgg(name: str, recipe: Recipe, info: DataInfo) -> nn.Module:
-    """The VGG ``name`` of :data:`VGGS`, initialised per ``model.init``, channels-last if the recipe asks."""
-    model = SpikingVGG(recipe, info, VGGS[name])
-    init_weights(model, recipe.model.init)
-    return model.to(memory_format=torch.channels_last) if recipe.model.channels_last else model

@@ -33,22 +33,23 @@ def train_recipe(
     :func:`asgl.engine.trainer.train` raises: a ``UserError``, ``NonFiniteLossError``, ``TrainingInterrupted``.
     """
     from asgl.diagnose.report import diagnosis_callbacks
-    from asgl.engine.restore import open_checkpoint
+    from asgl.engine.trainer import resume as resume_training
     from asgl.engine.trainer import train
     from asgl.trust import CodeTrust
 
     sets = [f"run.threads={threads}"] if threads is not None else []
     if resume is None:
         recipe = validate_recipe(apply_overrides(recipe_to_dict(recipe), sets), recipe.run.name)
-    else:
-        # the stored recipe must be the cell's (checked below): its user builder is one the sweep was given
-        stored = open_checkpoint(resume, sets, CodeTrust((recipe.model.name,))).recipe
+        return Path(train(recipe, out_dir=out, console=console, callbacks=diagnosis_callbacks(recipe)).run_dir)
+
+    def the_cells(stored: Recipe) -> None:
         differing = recipe_conflicts(stored, recipe)
         if differing:
             raise RecipeError(f"{resume} holds a run of a different recipe ({', '.join(differing)})")
-        recipe = stored
-    callbacks = diagnosis_callbacks(recipe)
-    result = train(recipe, out_dir=out if resume is None else None, resume=resume, console=console, callbacks=callbacks)
+
+    # the stored recipe must be the cell's: its user builder is one the sweep was given
+    trust = CodeTrust((recipe.model.name,))
+    result = resume_training(resume, sets, trust, the_cells, console, diagnosis_callbacks)
     return Path(result.run_dir)
 
 
