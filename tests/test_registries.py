@@ -64,8 +64,16 @@ def test_backends_match_the_schema():
 # schema offers must build a component that runs
 @pytest.mark.parametrize(
     ("key", "value"),
-    [(key, value) for key in ("spike", "reset", "amplitude", "width_grad") for value in sorted(choices(NeuronConfig, key))]
-    + [(f"surrogate.{key}", value) for key in ("granularity", "storage") for value in sorted(choices(SurrogateConfig, key))],
+    [
+        (key, value)
+        for key in ("spike", "reset", "amplitude", "width_grad")
+        for value in sorted(choices(NeuronConfig, key))
+    ]
+    + [
+        (f"surrogate.{key}", value)
+        for key in ("granularity", "storage")
+        for value in sorted(choices(SurrogateConfig, key))
+    ],
 )
 def test_every_neuron_and_surrogate_choice_builds_a_running_layer(key, value):
     neuron, surrogate = NeuronConfig(), SurrogateConfig()
