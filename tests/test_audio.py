@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,23 @@ def test_pitch_shift_moves_the_frequency(semitones, ratio):
     low, high = sorted(tone * 2 ** (s / 12) for s in semitones)
     assert low - bin_hz <= peak <= high + bin_hz, peak
     assert abs(peak - tone * ratio) <= bin_hz, peak
+
+
+def test_pitch_shift_draws_follow_the_run_seed(tmp_path):
+    """torch-audiomentations draws the pitch with Python's random: each read is seeded by (seed, item, draw) all
+    the same, whatever the process's own random state, and leaves that state as it was."""
+    write_wav_folder(tmp_path, ["a", "b"], per_class=2, sample_rate=16000)
+    augment = {"transforms": ["pitch_shift"], "prob": 1.0, "pitch_semitones": [-4.0, 4.0]}
+    recipe = audio_recipe(tmp_path, ["pitch_shift"], sample_rate=16000, audio_augment=augment)
+    reads = []
+    for outside in range(4):
+        random.seed(outside)  # some other code's use of Python's random
+        train = build_data(recipe).train
+        state = random.getstate()
+        reads.append([train[0][0] for _ in range(3)])
+        assert random.getstate() == state
+    assert all(torch.equal(a, b) for other in reads[1:] for a, b in zip(reads[0], other))
+    assert not torch.equal(reads[0][0], reads[0][1]) or not torch.equal(reads[0][1], reads[0][2])  # drawn anew
 
 
 def test_truncated_wav_is_an_error_naming_the_file(tmp_path):

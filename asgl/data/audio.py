@@ -20,7 +20,10 @@ Both give samples ``[T, F]`` (float32) with ``T = train.time_steps`` and int lab
 
 from __future__ import annotations
 
+import contextlib
+import random
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -196,6 +199,16 @@ class LogMel(torch.nn.Module):
         return (feats - feats.mean()) / (feats.std() + 1e-5)
 
 
+@contextlib.contextmanager
+def _python_random_forked() -> Iterator[None]:
+    """Python's global random state, restored on exit (as torch.random.fork_rng does for torch's)."""
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 class AudioClips(Dataset):
     """WAV files -> ``features`` (``[T, n_mels]``) and int labels; waveforms augmented when ``augment`` is given,
     each draw seeded by (seed, index, how many times this index was drawn)."""
@@ -222,8 +235,10 @@ class AudioClips(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         wave = read_wav(self.files[index], self.sample_rate, self.num_samples)
         if self.augment is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(item_seed(self.seed, index, self._draws[index]))
+            with torch.random.fork_rng(devices=[]), _python_random_forked():
+                seed = item_seed(self.seed, index, self._draws[index])
+                torch.manual_seed(seed)
+                random.seed(seed)  # torch-audiomentations' PitchShift draws its shift with Python's random
                 wave = self.augment(wave[None, None], sample_rate=self.sample_rate).samples[0, 0]
             self._draws[index] += 1
         return self.features(wave), self.labels[index]
