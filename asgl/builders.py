@@ -16,12 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from asgl import losses, optim
+from asgl import optim
 from asgl.config import Recipe, RecipeError
 from asgl.data import DATASETS, DataBundle, DataInfo, DataMissingError, DataProblem, DataRun
 from asgl.errors import ModelDataMismatch
 from asgl.layers import make_norm
-from asgl.losses import LossFn
 from asgl.models.blocks import LayerFactories, NeuronFactory, NormFactory, Shape, init_weights
 from asgl.models.custom import import_builder, is_import_path
 from asgl.models.digits import DigitsConvNet
@@ -176,11 +175,6 @@ def check_data(recipe: Recipe) -> list[DataProblem]:
 
 
 # ---------------------------------------------------------------- training
-
-
-def build_loss(recipe: Recipe) -> LossFn:
-    """``train.loss`` read out per ``model.readout``: ``(logits [T, B, K], target [B]) -> scalar``."""
-    return losses.build_loss(recipe.train, recipe.model.readout)
 
 
 def build_optimizers(recipe: Recipe, model: nn.Module) -> optim.Optimizers:

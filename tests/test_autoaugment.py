@@ -160,7 +160,7 @@ def test_draws_come_from_torch_and_cover_the_policy():
 def test_recipe_key_picks_the_policy_and_booleans_still_mean_torchvision():
     def steps(value):
         recipe = validate_recipe({"data": {"name": "cifar100", "autoaugment": value, "autoaugment_fill": 128}})
-        return train_transform(recipe, IMAGE_SETS["cifar100"]).transforms
+        return train_transform(recipe.data, IMAGE_SETS["cifar100"]).transforms
 
     reference = next(s for s in steps("reference") if isinstance(s, ReferenceAutoAugment))
     assert reference.fill == 128

@@ -199,7 +199,7 @@ def test_nan_on_one_rank_is_skipped_by_every_rank_and_sums_are_reduced(tmp_path:
 
 
 def test_multi_node_options_become_torchrun_rendezvous_options():
-    from asgl.config import RecipeError
+    from asgl.errors import UsageError
     from asgl_cli.train import torchrun_launch
 
     assert torchrun_launch(2, 1, None, None) == ["--standalone", "--nproc-per-node", "2"]
@@ -210,5 +210,5 @@ def test_multi_node_options_become_torchrun_rendezvous_options():
     assert static == ["--nnodes", "3", "--node-rank", "2", "--master-addr", "10.0.0.1", "--master-port", "1234",
                       "--nproc-per-node", "4"]  # fmt: skip
     for args, expected in [((1, 2, None, None), "needs --rdzv"), ((1, 2, 2, "h:1"), "below --nnodes 2")]:
-        with pytest.raises(RecipeError, match=expected):
+        with pytest.raises(UsageError, match=expected):
             torchrun_launch(*args)

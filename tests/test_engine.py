@@ -163,8 +163,8 @@ def inject_into_training_loss(monkeypatch, at_call: int, action) -> None:
     real = trainer_module.build_loss
     calls = {"n": 0}
 
-    def build(recipe):
-        fn = real(recipe)
+    def build(train_cfg, readout="mean"):
+        fn = real(train_cfg, readout)
 
         def loss(logits, target):
             value = fn(logits, target)

@@ -153,7 +153,7 @@ def test_resnets_take_pytorch_default_init() -> None:
 @pytest.mark.parametrize("fill", [0, 128])
 def test_autoaugment_fills_uncovered_pixels_with_the_recipe_grey(tmp_path, fill: int) -> None:
     recipe = validate_recipe({"data": {"name": "cifar10", "autoaugment": True, "autoaugment_fill": fill}})
-    steps = train_transform(recipe, IMAGE_SETS["cifar10"]).transforms
+    steps = train_transform(recipe.data, IMAGE_SETS["cifar10"]).transforms
     autoaugment = next(s for s in steps if type(s).__name__ == "AutoAugment")
     black = Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8))
     torch.manual_seed(0)

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from asgl.builders import build_data, build_loss, build_optimizers
+from asgl.builders import build_data, build_optimizers
 from asgl.config import Recipe, RecipeError, RunConfig, recipe_to_toml
 from asgl.engine import distributed
 from asgl.engine.batches import EpochBatches, check_batches, make_loader
@@ -56,7 +56,7 @@ from asgl.engine.evaluation import EvalResult, evaluate
 from asgl.engine.logging import neuron_state
 from asgl.engine.restore import Stored, build_model_for, open_checkpoint
 from asgl.engine.runfolder import RunFolder, RunFolderLock, create_run_folder, run_folder_of
-from asgl.losses import predict
+from asgl.losses import build_loss, predict
 from asgl.models import count_parameters
 from asgl.neuron import set_mask_stream, set_noise_prob
 from asgl.optim import Optimizers
@@ -161,7 +161,7 @@ class Trainer:
         self.net = torch.compile(net) if t.compile else net
         self.opt = build_optimizers(r, self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
-        self.loss_fn = build_loss(r)
+        self.loss_fn = build_loss(r.train, r.model.readout)
         self.sampler = EpochBatches(len(self.data.train), t.batch_size, r.run.seed)
         sharded = distributed.ShardedBatches(self.sampler, self.dist)
         self.train_loader = make_loader(self.data.train, r, self.device, batch_sampler=sharded)
