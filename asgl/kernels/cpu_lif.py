@@ -29,6 +29,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
+from types import FunctionType
 from typing import NamedTuple
 
 import numba
@@ -39,11 +40,12 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
+from asgl.scalar import fingerprint, with_literals
 from asgl.spike import MaskDraw, SpikeSpec
+from asgl.surrogates import Surrogate
 
 BLOCK = 1024
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
-FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "arctan": 3, "triangle": 4}
 WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
 _ROUND1, _ROUND2 = 0x21F0AAAD, 0x735A2D97  # the multipliers of asgl.spike's 32-bit mixer
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
@@ -134,45 +136,62 @@ def _exp_neg(a, c):  # pragma: no cover - compiled code
     return p * _pow2(-n, a)
 
 
-@njit(**_INLINE)
-def _sigmoid_pair(y, c):  # pragma: no cover - compiled code
-    """(σ(y), σ'(y)) from one exponential and one division."""
-    e = _exp_neg(abs(y), c)
-    scale = c.one / (c.one + e)
-    return (e if y < 0 else c.one) * scale, e * scale * scale
+@functools.cache
+def numba_helpers(dtype: type) -> dict[str, Callable]:
+    """The scalar vocabulary of asgl.scalar for ``dtype`` (np.float32 or np.float64), each helper inlined:
+    the exponential in plain arithmetic (:func:`_exp_neg`), so that the loops calling it vectorise."""
+    c = _consts(dtype)
+
+    def sigmoid(y):  # pragma: no cover - compiled code
+        e = _exp_neg(abs(y), c)
+        return (e if y < c.zero else c.one) / (c.one + e)
+
+    def exp(y):  # pragma: no cover - compiled code
+        e = _exp_neg(abs(y), c)
+        return e if y < c.zero else c.one / e
+
+    def atan(y):  # pragma: no cover - compiled code
+        return c.dtype(math.atan(y))
+
+    def fabs(y):  # pragma: no cover - compiled code
+        return abs(y)
+
+    def minimum(a, b):  # pragma: no cover - compiled code
+        return min(a, b)
+
+    def maximum(a, b):  # pragma: no cover - compiled code
+        return max(a, b)
+
+    def where(condition, a, b):  # pragma: no cover - compiled code
+        return a if condition else b
+
+    helpers = (sigmoid, exp, atan, fabs, minimum, maximum, where)
+    return {fn.__name__: njit(**_INLINE)(fn) for fn in helpers}
 
 
-@njit(**_INLINE)
-def _step_density(y, family, c):  # pragma: no cover - compiled code
-    """y -> (F(y), f(y)): the unit-slope smooth step of ``family`` (asgl.surrogates; tanh's is σ(2y)) and its
-    density; the sigmoid and tanh share one exponential between them. Where only one of the two is used,
-    LLVM drops the other's arithmetic."""
-    one, half, zero = c.one, c.half, c.zero
-    if family == 0:
-        return _sigmoid_pair(y, c)
-    if family == 2:
-        value, slope = _sigmoid_pair(c.two * y, c)
-        return value, c.two * slope
-    if family == 1:
-        return min(max(y + half, zero), one), one if abs(y) <= half else zero
-    if family == 3:
-        value = c.dtype(math.atan(c.half_pi * y) / math.pi) + half
-        return value, half / (one + (c.half_pi * y) * (c.half_pi * y))
-    v = min(max(y, -one), one)
-    value = half * (one + v) * (one + v) if v < 0 else one - half * (one - v) * (one - v)
-    return value, max(one - abs(y), zero)
+@functools.cache
+def family_functions(surrogate: Surrogate, dtype: type) -> dict[str, Callable]:
+    """``family_step`` and ``family_density``: the family's F and f (asgl.surrogates) compiled for ``dtype``
+    from their one text, every literal a ``dtype`` constant."""
+    helpers = numba_helpers(dtype)
+    return {
+        "family_step": njit(**_INLINE)(with_literals(surrogate.F, helpers, dtype)),
+        "family_density": njit(**_INLINE)(with_literals(surrogate.f, helpers, dtype)),
+    }
 
 
-@njit(**_INLINE)
-def _terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog, mode, family, per_neuron, c):  # pragma: no cover
+def _terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog, mode, per_neuron, c):  # pragma: no cover
     """spk[j] = s, dens[j] = f(k x) and analog[j] = 1 − mask for the neurons j of one step's block (u_b
     [m]; neuron lo + j). Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else
-    F(k x); both are computed and one is selected, so that the asgl loop has no data-dependent branch."""
+    F(k x); both are computed and one is selected, so that the asgl loop has no data-dependent branch.
+    ``family_step`` and ``family_density`` are bound per family (:func:`kernels`); where only one of the two
+    is used, LLVM drops the other's arithmetic."""
     k_layer = k_b[0]
     for j in range(u_b.size):
         x = u_b[j] - theta
         theta_x = c.one if x >= c.zero else c.zero
-        smooth, slope = _step_density((k_b[j] if per_neuron else k_layer) * x, family, c)
+        y = (k_b[j] if per_neuron else k_layer) * x
+        smooth, slope = family_step(y), family_density(y)  # noqa: F821 - bound per family
         binary = mode == 1 or mode == 2 or (mode == 0 and _is_binary(lo + j, k0, k1, thr))
         spk[j] = theta_x if binary else smooth
         dens[j] = slope
@@ -181,7 +200,7 @@ def _terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog, mode, family, pe
 
 @functools.cache
 def kernels(
-    mode: int, family: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, dtype: type
+    mode: int, surrogate: Surrogate, hard: bool, amp: bool, width_rule: int, per_neuron: bool, dtype: type
 ) -> tuple[Callable, Callable]:
     """(forward, backward) compiled for one configuration. ``k`` is [1] (one width) or [N] (``per_neuron``);
     ``dtype`` is the array type.
@@ -189,19 +208,31 @@ def kernels(
     The kernels are closures over the configuration's flags and float constants, which numba compiles as
     constants, so every branch on them folds away; the helpers above are inlined into them. numba keys a
     closure's disk cache on its pickled values, so these must stay plain numbers: a compiled function in
-    the closure pickles with an id new in every process, and each process would compile again.
+    the closure pickles with an id new in every process, and each process would compile again. The family's
+    compiled F and f are bound as globals instead (:func:`_specialise`), which that key does not see, so the
+    kernels' names carry the digest of the family's code.
 
     Each step of a block runs in short loops over the block's neurons, each touching few arrays so that
     LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
     c = _consts(dtype)
-    forward = _forward_kernel(mode, family, hard, amp, per_neuron, c)
-    return forward, _backward_kernel(mode, family, hard, amp, width_rule, per_neuron, c)
+    terms = njit(**_INLINE)(_specialise(_terms, "_terms", **family_functions(surrogate, dtype)))
+    digest = fingerprint(surrogate.F, surrogate.f)
+    forward = _specialise(_forward_kernel(mode, hard, amp, per_neuron, c), f"lif_forward_{digest}", _terms=terms)
+    backward = _backward_kernel(mode, hard, amp, width_rule, per_neuron, c)
+    return njit(**_KERNEL)(forward), njit(**_KERNEL)(_specialise(backward, f"lif_backward_{digest}", _terms=terms))
 
 
-def _forward_kernel(mode: int, family: int, hard: bool, amp: bool, per_neuron: bool, c: _Consts) -> Callable:
-    """The forward pass for one configuration (the arguments are constants of the closure)."""
+def _specialise(fn: Callable, qualname: str, **names: object) -> Callable:
+    """``fn`` (same code and closure) with ``names`` added to its globals, under ``qualname``: numba names
+    the cache files of a kernel after its qualified name."""
+    special = FunctionType(fn.__code__, fn.__globals__ | names, fn.__name__, fn.__defaults__, fn.__closure__)
+    special.__qualname__ = qualname
+    return special
 
-    @njit(**_KERNEL)
+
+def _forward_kernel(mode: int, hard: bool, amp: bool, per_neuron: bool, c: _Consts) -> Callable:
+    """The forward pass for one configuration (the arguments are constants of the closure), to compile."""
+
     def forward(cur, gamma, theta, k, keys, thr, out, u_all):  # pragma: no cover - compiled code
         """cur [T, N] -> out (a·s) and u_all (u) [T, N]; keys [T, 2] uint32 (each step's key halves)."""
         steps, n = cur.shape
@@ -215,9 +246,7 @@ def _forward_kernel(mode: int, family: int, hard: bool, amp: bool, per_neuron: b
                 for j in range(m):
                     u_b[j] = cur_b[j] + state[j] * gamma
                 # densities and mask both go to scratch, unused: LLVM drops their arithmetic
-                _terms(
-                    u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, scratch, scratch, mode, family, per_neuron, c
-                )
+                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, scratch, scratch, mode, per_neuron, c)
                 for j in range(m):
                     u, s = u_b[j], spk[j]
                     out_b[j] = s * theta if amp else s
@@ -226,12 +255,9 @@ def _forward_kernel(mode: int, family: int, hard: bool, amp: bool, per_neuron: b
     return forward
 
 
-def _backward_kernel(
-    mode: int, family: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, c: _Consts
-) -> Callable:
-    """The reverse pass for one configuration (the arguments are constants of the closure)."""
+def _backward_kernel(mode: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, c: _Consts) -> Callable:
+    """The reverse pass for one configuration (the arguments are constants of the closure), to compile."""
 
-    @njit(**_KERNEL)
     def backward(u_all, g_out, gamma, theta, k, keys, thr, grad_in, parts, k_acc):  # pragma: no cover
         """Reverse pass: grad_in [T, N]; parts [blocks, 3] (decay, threshold, one width); k_acc [N] per neuron.
 
@@ -247,7 +273,7 @@ def _backward_kernel(
             spk, dens, analog = np.zeros(m, u_all.dtype), np.zeros(m, u_all.dtype), np.zeros(m, u_all.dtype)
             for t in range(steps - 1, -1, -1):
                 u_b, go_b, gi_b = u_all[t, lo : lo + m], g_out[t, lo : lo + m], grad_in[t, lo : lo + m]
-                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, dens, analog, mode, family, per_neuron, c)
+                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, dens, analog, mode, per_neuron, c)
                 for j in range(m):
                     u, s, go, after = u_b[j], spk[j], go_b[j], g_next[j]
                     kk = k_b[j] if per_neuron else k_layer
@@ -280,7 +306,7 @@ def _backward_kernel(
 
 def _kernels(spec: SpikeSpec, per_neuron: bool, dtype: torch.dtype) -> tuple[Callable, Callable]:
     flags = (spec.reset == "hard", spec.amplitude == "threshold", _width_rule(spec), per_neuron)
-    return kernels(MODES[spec.spike], FAMILIES[spec.surrogate.name], *flags, _NUMPY[dtype])
+    return kernels(MODES[spec.spike], spec.surrogate, *flags, _NUMPY[dtype])
 
 
 def _width_rule(spec: SpikeSpec) -> int:
@@ -354,8 +380,8 @@ class _CpuLIF(torch.autograd.Function):
 
 
 def supports(current: Tensor, spec: SpikeSpec) -> bool:
-    """Whether the kernel runs this call: a CPU float32/float64 tensor and a family it knows."""
-    return current.device.type == "cpu" and current.dtype in _NUMPY and (spec.surrogate.name in FAMILIES)
+    """Whether the kernel runs this call: a CPU float32/float64 tensor (it compiles every family)."""
+    return current.device.type == "cpu" and current.dtype in _NUMPY
 
 
 def lif_cpu_kernel(
