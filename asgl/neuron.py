@@ -335,6 +335,8 @@ class LIF(nn.Module):
     (None = global RNG). Build one from a recipe with :meth:`from_config`.
     """
 
+    asgl_neuron = True  # tag: asgl.optim gives every parameter under this module the neuron optimiser
+
     def __init__(
         self,
         width: SurrogateWidth,

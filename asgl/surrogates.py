@@ -161,6 +161,8 @@ class SurrogateWidth(nn.Module):
     (``learnable = False``, the SG baseline) is a buffer.
     """
 
+    asgl_neuron = True  # tag: the width is a neuron parameter for asgl.optim, wherever the module sits
+
     def __init__(
         self,
         feature_shape: tuple[int, ...],
