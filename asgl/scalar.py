@@ -13,6 +13,11 @@ namespace (torch evaluates it on tensors with :data:`TORCH`; the Triton kernels 
 numba kernel compiles float32 maths for a float32 input (a bare literal is a float64 there, and would widen
 the loop). A backend runs a function whose helper names it binds (:func:`helpers_of`), and hands any other
 to its fallback.
+
+The mask hash (asgl.spike) is written the same way in an integer vocabulary on 32-bit words,
+:data:`INTEGER_VOCABULARY`: ``xor(a, b)``, ``shr(a, n)`` (logical shift right) and ``mul32(a, b)`` (the
+product mod 2³²), bound to torch int64 operations here, to 32-bit LLVM instructions by the numba kernel and
+to uint32 operations by the Triton kernels.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 from torch import Tensor
 
 VOCABULARY = frozenset({"sigmoid", "exp", "atan", "fabs", "minimum", "maximum", "where"})
+INTEGER_VOCABULARY = frozenset({"xor", "shr", "mul32"})
 Number = Tensor | float
 
 
@@ -49,7 +55,8 @@ def check_scalar(fn: Callable) -> None:
 
 def rebind(fn: Callable, helpers: Mapping[str, object]) -> Callable:
     """The same code as ``fn`` with ``helpers`` as its globals (its source stays findable, for triton.jit)."""
-    namespace = {"__builtins__": builtins, **helpers}  # torch.compile reads the builtins of the globals
+    # torch.compile reads the builtins of the globals; Triton names compiled functions after their module
+    namespace = {"__builtins__": builtins, "__name__": fn.__module__, **helpers}
     rebound = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__)
     rebound.__qualname__ = fn.__qualname__
     return rebound
@@ -102,3 +109,19 @@ def maximum(a: Number, b: Number) -> Tensor:
 
 
 TORCH: dict[str, object] = {name: globals()[name] for name in VOCABULARY}
+
+
+# torch: the integer vocabulary on int64 tensors (or Python integers) holding 32-bit words
+def xor(a: Tensor | int, b: Tensor | int) -> Tensor | int:
+    return a ^ b
+
+
+def shr(a: Tensor | int, n: int) -> Tensor | int:
+    return a >> n
+
+
+def mul32(a: Tensor | int, b: int) -> Tensor | int:
+    return (a * b) & 0xFFFFFFFF  # int64 products wrap mod 2⁶⁴: their low 32 bits are exact
+
+
+TORCH_INTEGER: dict[str, object] = {name: globals()[name] for name in INTEGER_VOCABULARY}

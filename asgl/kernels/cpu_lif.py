@@ -40,14 +40,13 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
-from asgl.scalar import fingerprint, with_literals
-from asgl.spike import MaskDraw, SpikeSpec
+from asgl.scalar import fingerprint, rebind, with_literals
+from asgl.spike import MaskDraw, SpikeSpec, element_word, keyed_round
 from asgl.surrogates import Surrogate
 
 BLOCK = 1024
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
 WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
-_ROUND1, _ROUND2 = 0x21F0AAAD, 0x735A2D97  # the multipliers of asgl.spike's 32-bit mixer
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _INLINE = {"inline": "always", "error_model": "numpy", "fastmath": {"contract"}}  # helpers: inlined, never alone
 _KERNEL = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
@@ -60,19 +59,30 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 _LAUNCH = threading.Lock()
 
 
-@intrinsic
-def _keyed_round(typingctx, x, key):  # pragma: no cover - compiled code
-    """lowbias32(x ^ key) in 32-bit LLVM operations (numba would widen uint32 arithmetic to 64 bits)."""
-    sig = types.uint32(types.uint32, types.uint32)
+def _word_op(name: str, operation: Callable) -> Callable:
+    """An intrinsic ``name(a, b)``: ``operation`` on 32-bit LLVM words (b a uint32 or an integer constant, cut to
+    32 bits), since numba would widen uint32 arithmetic to 64 bits."""
 
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        v = builder.xor(args[0], args[1])
-        v = builder.mul(builder.xor(v, builder.lshr(v, ir.Constant(i32, 16))), ir.Constant(i32, _ROUND1))
-        v = builder.mul(builder.xor(v, builder.lshr(v, ir.Constant(i32, 15))), ir.Constant(i32, _ROUND2))
-        return builder.xor(v, builder.lshr(v, ir.Constant(i32, 15)))
+    def typer(typingctx, a, b):  # pragma: no cover - compiled code
+        def codegen(context, builder, signature, args):
+            i32 = ir.IntType(32)
+            other = args[1] if signature.args[1] == types.uint32 else builder.trunc(args[1], i32)
+            return operation(builder, args[0], other)
 
-    return sig, codegen
+        return types.uint32(types.uint32, b), codegen
+
+    typer.__name__ = name
+    return intrinsic(typer)
+
+
+# the integer vocabulary of asgl.scalar, for the mask hash of asgl.spike
+WORD_HELPERS = {
+    "xor": _word_op("xor", lambda builder, a, b: builder.xor(a, b)),
+    "shr": _word_op("shr", lambda builder, a, b: builder.lshr(a, b)),
+    "mul32": _word_op("mul32", lambda builder, a, b: builder.mul(a, b)),
+}
+_keyed_round = njit(**_INLINE)(rebind(keyed_round, WORD_HELPERS))
+_element_word = njit(**_INLINE)(rebind(element_word, {"keyed_round": _keyed_round}))
 
 
 @intrinsic
@@ -120,7 +130,7 @@ def _consts(dtype: type) -> _Consts:
 @njit(**_INLINE)
 def _is_binary(i, k0, k1, thr):  # pragma: no cover - compiled code
     """Whether element i of the step with key halves (k0, k1) spikes: its word is >= thr (int64 in [0, 2³²])."""
-    return np.int64(_keyed_round(_keyed_round(np.uint32(i), k0), k1)) >= thr
+    return np.int64(_element_word(np.uint32(i), k0, k1)) >= thr
 
 
 @njit(**_INLINE)
@@ -216,7 +226,7 @@ def kernels(
     LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
     c = _consts(dtype)
     terms = njit(**_INLINE)(_specialise(_terms, "_terms", **family_functions(surrogate, dtype)))
-    digest = fingerprint(surrogate.F, surrogate.f)
+    digest = fingerprint(surrogate.F, surrogate.f, keyed_round, element_word)
     forward = _specialise(_forward_kernel(mode, hard, amp, per_neuron, c), f"lif_forward_{digest}", _terms=terms)
     backward = _backward_kernel(mode, hard, amp, width_rule, per_neuron, c)
     return njit(**_KERNEL)(forward), njit(**_KERNEL)(_specialise(backward, f"lif_backward_{digest}", _terms=terms))

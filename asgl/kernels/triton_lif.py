@@ -40,7 +40,7 @@ import triton.language as tl
 from torch import Tensor
 
 from asgl.scalar import helpers_of, rebind
-from asgl.spike import MAX_STEP, MaskDraw, SpikeSpec
+from asgl.spike import MAX_STEP, MaskDraw, SpikeSpec, element_word, keyed_round
 from asgl.surrogates import Surrogate
 
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
@@ -126,14 +126,24 @@ def _spike(x, y, m, MODE: tl.constexpr, STEP: tl.constexpr):
         return binary
 
 
+# the integer vocabulary of asgl.scalar on uint32 lanes (logical shifts, products mod 2³²), for the mask hash
 @triton.jit
-def _lowbias32(x):
-    """One round of the 32-bit mixer of asgl.spike on uint32 lanes (logical shifts, products mod 2³²)."""
-    x ^= x >> 16
-    x *= 0x21F0AAAD
-    x ^= x >> 15
-    x *= 0x735A2D97
-    return x ^ (x >> 15)
+def _xor(a, b):
+    return a ^ b
+
+
+@triton.jit
+def _shr(a, n):
+    return a >> n
+
+
+@triton.jit
+def _mul32(a, b):
+    return a * b
+
+
+_keyed_round = triton.jit(rebind(keyed_round, {"tl": tl, "xor": _xor, "shr": _shr, "mul32": _mul32}))
+_element_word = triton.jit(rebind(element_word, {"tl": tl, "keyed_round": _keyed_round}))
 
 
 @triton.jit
@@ -141,8 +151,7 @@ def _binary_lanes(keys_ptr, t, offs):
     """The ASGL mask of step t for element indices ``offs`` [BLOCK_N] (True = binary), from keys_ptr =
     [threshold, K_0, ..., K_{T−1}] (int64; a key's 64 bits as a signed integer): asgl.spike.element_bits."""
     key = tl.load(keys_ptr + 1 + t).to(tl.uint64, bitcast=True)
-    x = _lowbias32(offs.to(tl.uint32) ^ key.to(tl.uint32))
-    x = _lowbias32(x ^ (key >> 32).to(tl.uint32))
+    x = _element_word(offs.to(tl.uint32), key.to(tl.uint32), (key >> 32).to(tl.uint32))
     return x.to(tl.int64) >= tl.load(keys_ptr)
 
 
