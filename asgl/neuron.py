@@ -31,7 +31,7 @@ import logging
 import math
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 # (current [T, B, ...], gamma, theta, k, mask draw (asgl mode in training) or None, spec) -> output [T, B, ...]
 Backend = Callable[[Tensor, Tensor, Tensor, Tensor, "MaskDraw | None", SpikeSpec], Tensor]
 HALF_PRECISION = (torch.float16, torch.bfloat16)
+NeuronModel = Literal["lif", "if"]  # leaky, or integrate-and-fire (no leak)
 
 
 def lif_step(
@@ -332,7 +333,8 @@ class LIF(nn.Module):
     ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
     arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog
     probability ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator``
-    (None = global RNG). Build one from a recipe with :meth:`from_config`.
+    (None = global RNG). ``model = "if"`` is the integrate-and-fire neuron: LIF without leak (γ = 1, no decay
+    parameter, ``decay`` and ``learn_decay`` unused). Build one from a recipe with :func:`neuron_from_config`.
     """
 
     asgl_neuron = True  # tag: asgl.optim gives every parameter under this module the neuron optimiser
@@ -340,6 +342,7 @@ class LIF(nn.Module):
     def __init__(
         self,
         width: SurrogateWidth,
+        model: NeuronModel = "lif",
         spike: Spike = "asgl",
         decay: float = 0.5,
         learn_decay: bool = True,
@@ -353,17 +356,20 @@ class LIF(nn.Module):
     ):
         super().__init__()
         for key, value, choices in (
+            ("model", model, get_args(NeuronModel)),
             ("spike", spike, get_args(Spike)),
             ("reset", reset, get_args(Reset)),
             ("amplitude", amplitude, get_args(Amplitude)),
             ("width_grad", width_grad, get_args(WidthGrad)),
         ):
             check_choice(key, value, choices)
-        if not 0 < decay < 1:
+        if model == "lif" and not 0 < decay < 1:
             raise ValueError(f"decay = {decay}: the initial leak must be in (0, 1)")
+        self.model: NeuronModel = model
         self.width = width
         self.surrogate = width.surrogate
-        _register(self, "decay_logit", torch.tensor(_logit(decay)), learn_decay)
+        if model == "lif":
+            _register(self, "decay_logit", torch.tensor(_logit(decay)), learn_decay)
         _register(self, "threshold", torch.tensor(float(threshold)), learn_threshold)
         self.spike: Spike = spike
         self.reset: Reset = reset
@@ -374,22 +380,9 @@ class LIF(nn.Module):
         self.generator: torch.Generator | None = None
         self.mask_stream = 0  # mixed into every mask seed: the DDP rank (see set_mask_stream)
 
-    @classmethod
-    def from_config(
-        cls,
-        neuron: NeuronConfig,
-        surrogate: SurrogateConfig,
-        feature_shape: tuple[int, ...],
-        noise_prob: float = 0.0,
-    ) -> LIF:
-        """A LIF layer from a recipe's ``neuron`` and ``surrogate`` sections (``neuron.norm`` is the model's)."""
-        width = SurrogateWidth.from_config(surrogate, feature_shape)
-        return cls(
-            width, **neuron.model_dump(exclude={"norm", "shared_decay"}), noise_prob=noise_prob
-        )  # same key names
-
     def decay(self) -> Tensor:
-        return torch.sigmoid(self.decay_logit)
+        """γ: sigmoid of the decay logit, or 1 for the IF model (no leak)."""
+        return torch.sigmoid(self.decay_logit) if self.model == "lif" else torch.ones_like(self.threshold)
 
     def theta(self) -> Tensor:
         return self.threshold.clamp(min=0)
@@ -439,7 +432,17 @@ class LIF(nn.Module):
         return in_float32(backend, x, *params, self.mask_draw(), self.spec())
 
     def extra_repr(self) -> str:
-        return f"spike={self.spike}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"
+        return f"model={self.model}, spike={self.spike}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"
+
+
+def neuron_from_config(
+    neuron: NeuronConfig, surrogate: SurrogateConfig, feature_shape: tuple[int, ...], noise_prob: float = 0.0
+) -> LIF:
+    """The neuron layer of a recipe's ``neuron`` and ``surrogate`` sections for per-sample features
+    ``feature_shape`` (``neuron.norm`` is the model's): the one place a recipe becomes a neuron."""
+    width = SurrogateWidth.from_config(surrogate, feature_shape)
+    keys = neuron.model_dump(exclude={"norm", "shared_decay"})  # the same key names; unused ones are not dumped
+    return LIF(width, **keys, noise_prob=noise_prob)
 
 
 def lif_layers(model: nn.Module) -> list[tuple[str, LIF]]:
@@ -455,7 +458,7 @@ def set_noise_prob(model: nn.Module, noise_prob: float) -> None:
 
 def share_decay(model: nn.Module) -> None:
     """Make every LIF layer use the first layer's decay logit (one tensor: one parameter, one gradient)."""
-    layers = [layer for _, layer in lif_layers(model)]
+    layers = [layer for _, layer in lif_layers(model) if layer.model == "lif"]  # IF layers have no decay
     for layer in layers[1:]:
         layer.decay_logit = layers[0].decay_logit
 

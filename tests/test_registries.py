@@ -22,7 +22,7 @@ from asgl.data import DATASETS
 from asgl.layers import NormKind
 from asgl.losses import LOSSES, READOUTS
 from asgl.models import MODELS
-from asgl.neuron import BACKENDS, LIF
+from asgl.neuron import BACKENDS, LIF, NeuronModel
 from asgl.optim import OPTIMIZERS
 from asgl.schedules import LR_SCHEDULES
 from asgl.spike import Amplitude, Reset, Spike, WidthGrad
@@ -44,6 +44,7 @@ def choices(section, key: str) -> set[str]:
         (OPTIMIZERS, choices(OptimConfig, "name")),
         (LR_SCHEDULES, choices(OptimConfig, "schedule")),
         (get_args(NormKind), choices(NeuronConfig, "norm")),
+        (get_args(NeuronModel), choices(NeuronConfig, "model")),
         (get_args(Reset), choices(NeuronConfig, "reset")),
         (get_args(Amplitude), choices(NeuronConfig, "amplitude")),
         (get_args(WidthGrad), choices(NeuronConfig, "width_grad")),
@@ -52,7 +53,7 @@ def choices(section, key: str) -> set[str]:
     ],
     ids=[
         "datasets", "models", "surrogates", "losses", "readouts", "optimisers", "schedules",
-        "norms", "reset", "amplitude", "width_grad", "granularity", "storage",
+        "norms", "neuron_models", "reset", "amplitude", "width_grad", "granularity", "storage",
     ],
 )  # fmt: skip
 def test_registry_and_schema_accept_the_same_names(registry, schema):

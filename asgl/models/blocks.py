@@ -6,12 +6,12 @@ from torch import nn
 
 from asgl.config import Recipe
 from asgl.layers import TimeFold, make_norm
-from asgl.neuron import LIF
+from asgl.neuron import LIF, neuron_from_config
 
 
 def lif(recipe: Recipe, feature_shape: tuple[int, ...]) -> LIF:
-    """A LIF layer for per-sample features ``feature_shape`` from the recipe's neuron/surrogate/noise."""
-    return LIF.from_config(recipe.neuron, recipe.surrogate, feature_shape, recipe.noise.prob)
+    """A neuron layer for per-sample features ``feature_shape`` from the recipe's neuron/surrogate/noise."""
+    return neuron_from_config(recipe.neuron, recipe.surrogate, feature_shape, recipe.noise.prob)
 
 
 def norm(recipe: Recipe, channels: int, dims: int = 2) -> nn.Module:
