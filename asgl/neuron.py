@@ -7,7 +7,8 @@ One step, input current I[t] ([B, ...]), state ũ[t−1] (ũ[−1] = 0):
     ũ[t] = u[t] (1 − s[t])              hard reset; soft: ũ[t] = u[t] − θ s[t]
     out  = a s[t]                       a = θ ("threshold" amplitude, reference) or 1
 
-Nothing is detached (full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
+The IF model (``model = "if"``) is the same step with γ = 1 and no decay parameter. Nothing is detached
+(full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
 ``stepwise`` (plain autograd, the reference) and ``fused`` (one autograd function: the forward runs without
 a graph and saves only u [T, B, ...]; the backward is one reverse pass over T that regenerates the spike and
 surrogate terms from u step by step, so its temporaries are [B, ...] slices that stay in cache).
