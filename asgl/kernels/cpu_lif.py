@@ -108,8 +108,6 @@ class _Consts(NamedTuple):
     zero: np.floating
     one: np.floating
     half: np.floating
-    two: np.floating
-    half_pi: np.floating
     a_max: np.floating  # e^−a_max is still a normal float
     log2e: np.floating
     ln2_hi: np.floating  # ln 2 split in a high part exact in few bits and a low part
@@ -121,7 +119,7 @@ class _Consts(NamedTuple):
 def _consts(dtype: type) -> _Consts:
     """The constants in ``dtype`` (np.float32 or np.float64); float64 gets a longer polynomial."""
     wide = dtype is np.float64
-    values = (0.0, 1.0, 0.5, 2.0, math.pi / 2, 708.0 if wide else 87.0, 1.4426950408889634)
+    values = (0.0, 1.0, 0.5, 708.0 if wide else 87.0, 1.4426950408889634)
     ln2 = (0.6931471803691238, 1.9082149292705877e-10) if wide else (0.693359375, -2.12194440e-4)
     inv = tuple(dtype(1.0 / j) for j in range(1, 13 if wide else 8))
     return _Consts(dtype, *(dtype(v) for v in values + ln2), inv)
