@@ -28,7 +28,7 @@ from asgl.models.recurrent import RecurrentSNN
 from asgl.models.resnet import RESNETS, SpikingResNet
 from asgl.models.sequential import SequentialSNN, input_shape, layer_shapes
 from asgl.models.vgg import VGGS, SpikingVGG
-from asgl.neuron import LIF
+from asgl.neuron import neuron_from_config
 
 # ---------------------------------------------------------------- layers
 
@@ -37,7 +37,7 @@ def neuron_factory(recipe: Recipe) -> NeuronFactory:
     """Feature shape -> a neuron layer of the recipe's ``neuron`` and ``surrogate`` sections, p = ``noise.prob``."""
 
     def make(shape: Shape) -> nn.Module:
-        return LIF.from_config(recipe.neuron, recipe.surrogate, shape, recipe.noise.prob)
+        return neuron_from_config(recipe.neuron, recipe.surrogate, shape, recipe.noise.prob)
 
     return make
 

@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from asgl.choices import Amplitude, Granularity, NormKind, Reset, Storage, TrainingSpike, WidthGrad
+from asgl.choices import Amplitude, Granularity, NeuronModel, NormKind, Reset, Storage, TrainingSpike, WidthGrad
 from asgl.errors import RecipeError  # re-exported here
 
 
@@ -396,8 +396,14 @@ CHOSEN_BY_NAME: dict[str, tuple[str, dict[str, type[Section]], str]] = {
 
 
 class NeuronConfig(Section):
-    """The LIF layers' keys (asgl.neuron.LIF takes the same names), and the norm before each."""
+    """The neuron layers' keys (asgl.neuron.LIF takes the same names), and the norm before each. ``model``
+    picks the neuron; ``decay`` and ``learn_decay`` are keys of the leaky model only."""
 
+    used_only_by = {"decay": ("model", "neuron model", ("lif",)), "learn_decay": ("model", "neuron model", ("lif",))}
+
+    model: NeuronModel = Field(
+        "lif", description="Neuron model: lif (leaky) or if (integrate-and-fire: LIF without leak)."
+    )
     spike: TrainingSpike = Field("asgl", description="Spike function in training.")
     decay: float = Field(0.5, gt=0, lt=1, description="Initial leak gamma = sigmoid(d); d is learned.")
     learn_decay: bool = True

@@ -7,7 +7,8 @@ One step, input current I[t] ([B, ...]), state ũ[t−1] (ũ[−1] = 0):
     ũ[t] = u[t] (1 − s[t])              hard reset; soft: ũ[t] = u[t] − θ s[t]
     out  = a s[t]                       a = θ ("threshold" amplitude, reference) or 1
 
-Nothing is detached (full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
+The IF model (``model = "if"``) is the same step with γ = 1 and no decay parameter. Nothing is detached
+(full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
 ``stepwise`` (plain autograd, the reference) and ``fused`` (one autograd function: the forward runs without
 a graph and saves only u [T, B, ...]; the backward is one reverse pass over T that regenerates the spike and
 surrogate terms from u step by step, so its temporaries are [B, ...] slices that stay in cache).
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, get_args
 import torch
 from torch import Tensor, nn
 
+from asgl.choices import NeuronModel
 from asgl.errors import BackendUnavailable
 from asgl.kernels.compiled_lif import lif_compiled
 from asgl.kernels.lif_op import draw_words, lif_op
@@ -332,12 +334,16 @@ class LIF(nn.Module):
     ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
     arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog
     probability ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator``
-    (None = global RNG). Build one from a recipe with :meth:`from_config`.
+    (None = global RNG). ``model = "if"`` is the integrate-and-fire neuron: LIF without leak (γ = 1, no decay
+    parameter, ``decay`` and ``learn_decay`` unused). Build one from a recipe with :func:`neuron_from_config`.
     """
+
+    asgl_neuron = True  # tag: asgl.optim gives every parameter under this module the neuron optimiser
 
     def __init__(
         self,
         width: SurrogateWidth,
+        model: NeuronModel = "lif",
         spike: Spike = "asgl",
         decay: float = 0.5,
         learn_decay: bool = True,
@@ -351,17 +357,20 @@ class LIF(nn.Module):
     ):
         super().__init__()
         for key, value, choices in (
+            ("model", model, get_args(NeuronModel)),
             ("spike", spike, get_args(Spike)),
             ("reset", reset, get_args(Reset)),
             ("amplitude", amplitude, get_args(Amplitude)),
             ("width_grad", width_grad, get_args(WidthGrad)),
         ):
             check_choice(key, value, choices)
-        if not 0 < decay < 1:
+        if model == "lif" and not 0 < decay < 1:
             raise ValueError(f"decay = {decay}: the initial leak must be in (0, 1)")
+        self.model: NeuronModel = model
         self.width = width
         self.surrogate = width.surrogate
-        _register(self, "decay_logit", torch.tensor(_logit(decay)), learn_decay)
+        if model == "lif":
+            _register(self, "decay_logit", torch.tensor(_logit(decay)), learn_decay)
         _register(self, "threshold", torch.tensor(float(threshold)), learn_threshold)
         self.spike: Spike = spike
         self.reset: Reset = reset
@@ -372,20 +381,9 @@ class LIF(nn.Module):
         self.generator: torch.Generator | None = None
         self.mask_stream = 0  # mixed into every mask seed: the DDP rank (see set_mask_stream)
 
-    @classmethod
-    def from_config(
-        cls,
-        neuron: NeuronConfig,
-        surrogate: SurrogateConfig,
-        feature_shape: tuple[int, ...],
-        noise_prob: float = 0.0,
-    ) -> LIF:
-        """A LIF layer from a recipe's ``neuron`` and ``surrogate`` sections (``neuron.norm`` is the model's)."""
-        width = SurrogateWidth.from_config(surrogate, feature_shape)
-        return cls(width, **neuron.model_dump(exclude={"norm"}), noise_prob=noise_prob)  # same key names
-
     def decay(self) -> Tensor:
-        return torch.sigmoid(self.decay_logit)
+        """γ: sigmoid of the decay logit, or 1 for the IF model (no leak)."""
+        return torch.sigmoid(self.decay_logit) if self.model == "lif" else torch.ones_like(self.threshold)
 
     def theta(self) -> Tensor:
         return self.threshold.clamp(min=0)
@@ -435,7 +433,17 @@ class LIF(nn.Module):
         return in_float32(backend, x, *params, self.mask_draw(), self.spec())
 
     def extra_repr(self) -> str:
-        return f"spike={self.spike}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"
+        return f"model={self.model}, spike={self.spike}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"
+
+
+def neuron_from_config(
+    neuron: NeuronConfig, surrogate: SurrogateConfig, feature_shape: tuple[int, ...], noise_prob: float = 0.0
+) -> LIF:
+    """The neuron layer of a recipe's ``neuron`` and ``surrogate`` sections for per-sample features
+    ``feature_shape`` (``neuron.norm`` is the model's): the one place a recipe becomes a neuron."""
+    width = SurrogateWidth.from_config(surrogate, feature_shape)
+    keys = neuron.model_dump(exclude={"norm", "shared_decay"})  # the same key names; unused ones are not dumped
+    return LIF(width, **keys, noise_prob=noise_prob)
 
 
 def lif_layers(model: nn.Module) -> list[tuple[str, LIF]]:

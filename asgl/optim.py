@@ -1,7 +1,8 @@
 """Optimisers in three parameter groups (docs/method.md#optimisation).
 
-- neuron parameters: every parameter owned by an :class:`asgl.neuron.LIF` module (decay logit,
-  surrogate width, threshold) -> Adam(``optim.neuron_lr``), no weight decay, no LR schedule;
+- neuron parameters: every parameter under a module tagged as a neuron (class attribute ``asgl_neuron =
+  True``: the LIF layer with its decay, threshold and surrogate width, the surrogate width alone, or any
+  neuron a user writes) -> Adam(``optim.neuron_lr``), no weight decay, no LR schedule;
 - conv / linear weights (``ndim > 1``) -> the main optimiser with ``optim.weight_decay``;
 - norm affine parameters and biases (``ndim <= 1``) -> the main optimiser without weight decay.
 
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from asgl.neuron import LIF
 from asgl.schedules import build_lr_scheduler
 
 if TYPE_CHECKING:
@@ -29,6 +29,11 @@ OPTIMIZERS: dict[str, Callable[[list[dict], OptimConfig], torch.optim.Optimizer]
     "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr),
     "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr),
 }
+
+
+def is_neuron(module: nn.Module) -> bool:
+    """Whether ``module`` carries the neuron tag (a class attribute, so it survives copies and pickling)."""
+    return getattr(type(module), "asgl_neuron", False) is True
 
 
 @dataclass
@@ -65,7 +70,7 @@ class Optimizers:
 
 def split_parameters(model: nn.Module) -> ParameterGroups:
     """The trainable parameters of ``model`` in the three groups, each parameter exactly once."""
-    neuron_ids = {id(p) for m in model.modules() if isinstance(m, LIF) for p in m.parameters()}
+    neuron_ids = {id(p) for m in model.modules() if is_neuron(m) for p in m.parameters()}
     groups = ParameterGroups([], [], [])
     for p in model.parameters():  # shared parameters are yielded once
         if not p.requires_grad:
@@ -88,7 +93,7 @@ def build_optimizers(model: nn.Module, cfg: OptimConfig, epochs: int) -> Optimiz
     ]
     main_groups = [g for g in main_groups if g["params"]]
     if not main_groups:
-        raise ValueError("the model has no trainable weights outside its LIF layers")
+        raise ValueError("the model has no trainable weights outside its neurons")
     main = OPTIMIZERS[cfg.name](main_groups, cfg)
     neuron = torch.optim.Adam(groups.neuron, lr=cfg.neuron_lr, weight_decay=0.0) if groups.neuron else None
     return Optimizers(main, neuron, build_lr_scheduler(main, cfg, epochs))

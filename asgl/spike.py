@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from asgl.choices import Amplitude, Reset, Spike, WidthGrad
+from asgl.scalar import mul32, shr, xor
 from asgl.surrogates import Surrogate
 
 
@@ -50,8 +51,6 @@ def heaviside(x: Tensor) -> Tensor:
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
-_ROUND1 = 0x21F0AAAD
-_ROUND2 = 0x735A2D97
 _M32 = 0xFFFFFFFF
 MAX_STEP = 2**32  # elements per step: the element index is a 32-bit word
 
@@ -106,19 +105,25 @@ def draw_seed(generator: torch.Generator | None, stream: int = 0) -> Tensor:
     return seed ^ (step_key(0, stream) & ((1 << 62) - 1)) if stream else seed  # splitmix64 of the stream
 
 
-def _lowbias32(x: Tensor) -> Tensor:
-    """One round of the 32-bit mixer, in place on int64 words holding 32-bit values [...]:
-    x ^= x >> 16; x *= R1; x ^= x >> 15; x *= R2; x ^= x >> 15 (products taken mod 2³²)."""
-    x.bitwise_xor_(x >> 16).mul_(_ROUND1).bitwise_and_(_M32)
-    x.bitwise_xor_(x >> 15).mul_(_ROUND2).bitwise_and_(_M32)
-    return x.bitwise_xor_(x >> 15)
+def keyed_round(x, key):
+    """lowbias32(x ^ key) on 32-bit words, in the integer vocabulary of asgl.scalar (every backend compiles
+    this text): x ^= key; x ^= x >> 16; x *= R1; x ^= x >> 15; x *= R2; x ^= x >> 15 (products mod 2³²)."""
+    x = xor(x, key)
+    x = mul32(xor(x, shr(x, 16)), 0x21F0AAAD)
+    x = mul32(xor(x, shr(x, 15)), 0x735A2D97)
+    return xor(x, shr(x, 15))
+
+
+def element_word(index, key_low, key_high):
+    """The uniform 32-bit word of element ``index`` of a step whose 64-bit key has the halves (low, high):
+    one keyed round with each half. Compiled by every backend with its ``keyed_round`` bound."""
+    return keyed_round(keyed_round(index, key_low), key_high)
 
 
 def element_bits(key: int, index: Tensor) -> Tensor:
     """Uniform 32-bit words (int64) [...] of the elements ``index`` (int64 in [0, 2³²)) [...] of the step
-    with 64-bit ``key``: x = index ^ low(key), one round, x ^= high(key), one round."""
-    x = _lowbias32(index.bitwise_xor(key & _M32))
-    return _lowbias32(x.bitwise_xor_(key >> 32))
+    with 64-bit ``key``: :func:`element_word` on torch integers."""
+    return element_word(index, key & _M32, key >> 32)
 
 
 def step_mask_of(

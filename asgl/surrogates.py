@@ -10,74 +10,95 @@ so H_α(0) = ½, ∫ h_α = 1, and H_α → Θ as α → 0. Because H depends on
 
 ``window`` is the half-width, in units of k x, of the central 90 % of the surrogate's mass: a membrane
 value is "inside the surrogate window" when |k x| <= window.
+
+A family is one entry: F and f written once, as scalar functions in the vocabulary of asgl.scalar, and
+:func:`register_family`. Every backend compiles those two texts (torch evaluates them on tensors, the numba
+and Triton kernels compile them), so no backend keeps a copy or a numbering of the families.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, get_args
 
 import torch
 from torch import Tensor, nn
 
 from asgl.choices import Granularity, Storage
+from asgl.scalar import TORCH, atan, check_scalar, fabs, maximum, minimum, rebind, sigmoid, where
 
 if TYPE_CHECKING:
     from asgl.config import SurrogateConfig
 
 
-def _sigmoid_step(y: Tensor) -> Tensor:
-    return torch.sigmoid(y)
+# The families, each written once in the scalar vocabulary of asgl.scalar (every backend compiles these texts).
+def sigmoid_step(y):
+    return sigmoid(y)
 
 
-def _sigmoid_density(y: Tensor) -> Tensor:
-    s = torch.sigmoid(y)
-    return s * (1 - s)
+def sigmoid_density(y):
+    s = sigmoid(y)
+    return s * (1.0 - s)
 
 
-def _rectangle_step(y: Tensor) -> Tensor:
-    return torch.clamp(y + 0.5, 0.0, 1.0)
+def rectangle_step(y):
+    return minimum(maximum(y + 0.5, 0.0), 1.0)
 
 
-def _rectangle_density(y: Tensor) -> Tensor:
-    return (y.abs() <= 0.5).to(y.dtype)
+def rectangle_density(y):
+    return where(fabs(y) <= 0.5, 1.0, 0.0)
 
 
-def _tanh_step(y: Tensor) -> Tensor:
-    return 0.5 * torch.tanh(y) + 0.5
+def tanh_step(y):
+    return sigmoid(2.0 * y)  # ½ tanh(y) + ½
 
 
-def _tanh_density(y: Tensor) -> Tensor:
-    return 0.5 * (1 - torch.tanh(y) ** 2)
+def tanh_density(y):
+    s = sigmoid(2.0 * y)
+    return 2.0 * s * (1.0 - s)  # ½ (1 − tanh² y)
 
 
-def _arctan_step(y: Tensor) -> Tensor:
-    return torch.atan((math.pi / 2) * y) / math.pi + 0.5
+def arctan_step(y):
+    return atan(1.5707963267948966 * y) * 0.3183098861837907 + 0.5  # atan(π y / 2) / π + ½
 
 
-def _arctan_density(y: Tensor) -> Tensor:
-    return 0.5 / (1 + ((math.pi / 2) * y) ** 2)
+def arctan_density(y):
+    return 0.5 / (1.0 + (1.5707963267948966 * y) * (1.5707963267948966 * y))
 
 
-def _triangle_step(y: Tensor) -> Tensor:
-    c = torch.clamp(y, -1.0, 1.0)
-    return torch.where(c < 0, 0.5 * (1 + c) ** 2, 1 - 0.5 * (1 - c) ** 2)
+def triangle_step(y):
+    c = minimum(maximum(y, -1.0), 1.0)
+    return where(c < 0.0, 0.5 * (1.0 + c) * (1.0 + c), 1.0 - 0.5 * (1.0 - c) * (1.0 - c))
 
 
-def _triangle_density(y: Tensor) -> Tensor:
-    return torch.clamp(1 - y.abs(), min=0.0)
+def triangle_density(y):
+    return maximum(1.0 - fabs(y), 0.0)
 
 
 @dataclass(frozen=True)
 class Surrogate:
-    """One family: unit-slope step F and density f, and the 90 %-mass half-window (in k x units)."""
+    """One family: its unit-slope step ``F`` and density ``f`` = F' (scalar functions in the vocabulary of
+    asgl.scalar, compiled by each backend) and the 90 %-mass half-window (in k x units). :meth:`step` and
+    :meth:`density` evaluate F and f on tensors."""
 
     name: str
-    step: Callable[[Tensor], Tensor]
-    density: Callable[[Tensor], Tensor]
+    F: Callable
+    f: Callable
     window: float
+    _on_tensors: tuple[Callable, Callable] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_on_tensors", (rebind(self.F, TORCH), rebind(self.f, TORCH)))
+
+    def step(self, y: Tensor) -> Tensor:
+        """F(y) [...] in y's dtype."""
+        return self._on_tensors[0](y).to(y.dtype)
+
+    def density(self, y: Tensor) -> Tensor:
+        """f(y) [...] in y's dtype."""
+        return self._on_tensors[1](y).to(y.dtype)
 
     def H(self, x: Tensor, k: Tensor | float) -> Tensor:
         """Smooth step H_α(x) = F(k x); x [...], k broadcastable to x."""
@@ -88,13 +109,26 @@ class Surrogate:
         return k * self.density(k * x)
 
 
-SURROGATES: dict[str, Surrogate] = {
-    "sigmoid": Surrogate("sigmoid", _sigmoid_step, _sigmoid_density, math.log(19.0)),
-    "rectangle": Surrogate("rectangle", _rectangle_step, _rectangle_density, 0.45),
-    "tanh": Surrogate("tanh", _tanh_step, _tanh_density, math.atanh(0.9)),
-    "arctan": Surrogate("arctan", _arctan_step, _arctan_density, 2 / math.pi * math.tan(0.45 * math.pi)),
-    "triangle": Surrogate("triangle", _triangle_step, _triangle_density, 1 - math.sqrt(0.1)),
-}
+SURROGATES: dict[str, Surrogate] = {}
+
+
+def register_family(name: str, step: Callable, density: Callable, window: float) -> Surrogate:
+    """Add the family ``name`` to :data:`SURROGATES` (and so to every backend, the recipe schema and the tests):
+    its unit-slope step F(y) and density f(y) = F'(y), scalar functions in the vocabulary of asgl.scalar
+    (F(0) = ½, ∫ f = 1), and the half-width of the central 90 % of f's mass."""
+    if name in SURROGATES:
+        raise ValueError(f"the surrogate family {name!r} is registered already")
+    for fn in (step, density):
+        check_scalar(fn)
+    SURROGATES[name] = Surrogate(name, step, density, window)
+    return SURROGATES[name]
+
+
+register_family("sigmoid", sigmoid_step, sigmoid_density, math.log(19.0))
+register_family("rectangle", rectangle_step, rectangle_density, 0.45)
+register_family("tanh", tanh_step, tanh_density, math.atanh(0.9))
+register_family("arctan", arctan_step, arctan_density, 2 / math.pi * math.tan(0.45 * math.pi))
+register_family("triangle", triangle_step, triangle_density, 1 - math.sqrt(0.1))
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...] | dict) -> None:
@@ -124,6 +158,8 @@ class SurrogateWidth(nn.Module):
     always); ``raw_slope`` keeps k itself (reference sigmoid parity, may cross zero). A fixed width
     (``learnable = False``, the SG baseline) is a buffer.
     """
+
+    asgl_neuron = True  # tag: the width is a neuron parameter for asgl.optim, wherever the module sits
 
     def __init__(
         self,

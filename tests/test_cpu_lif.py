@@ -15,7 +15,15 @@ from lif_cases import CASES, THETA, assert_matches_stepwise, inputs, output_and_
 
 from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.errors import BackendUnavailable
-from asgl.neuron import LIF, cpu_kernel, lif_cpu_kernel, lif_fused, lif_stepwise, resolve_backend, set_mask_generator
+from asgl.neuron import (
+    cpu_kernel,
+    lif_cpu_kernel,
+    lif_fused,
+    lif_stepwise,
+    neuron_from_config,
+    resolve_backend,
+    set_mask_generator,
+)
 from asgl.spike import MaskDraw, SpikeSpec, materialize_mask
 from asgl.surrogates import SURROGATES
 
@@ -66,7 +74,7 @@ def test_gradients_are_bit_identical_across_runs_and_thread_counts():
 
 def test_auto_picks_the_kernel_on_cpu_and_the_layer_matches_stepwise():
     neuron = NeuronConfig(spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True)
-    layer = LIF.from_config(neuron, SurrogateConfig(family="sigmoid", width=2.0), (4, 3, 3), noise_prob=0.3)
+    layer = neuron_from_config(neuron, SurrogateConfig(family="sigmoid", width=2.0), (4, 3, 3), noise_prob=0.3)
     x = inputs(())[0]
     assert layer.resolve_backend(x) is lif_cpu_kernel
     outs = []

@@ -25,7 +25,7 @@ from asgl.diagnose.gradients import (
 )
 from asgl.layers import TimeFold
 from asgl.losses import mean_ce
-from asgl.neuron import LIF, lif_layers
+from asgl.neuron import lif_layers, neuron_from_config
 from asgl_cli.main import app
 
 TINY = ["data.subset=32", "model.hidden=8", "train.batch_size=16", "train.time_steps=2"]
@@ -54,7 +54,7 @@ def tiny_snn(spike: str = "asgl") -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
         TimeFold(nn.Linear(6, 12)),
-        LIF.from_config(recipe.neuron, recipe.surrogate, (12,), 0.2),
+        neuron_from_config(recipe.neuron, recipe.surrogate, (12,), 0.2),
         TimeFold(nn.Linear(12, 3)),
     ).double()
 

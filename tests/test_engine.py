@@ -54,6 +54,26 @@ def test_three_parameter_groups(tiny_recipe):
     assert opt.neuron.param_groups[0]["lr"] == 0.002
 
 
+def test_a_module_tagged_as_neuron_gets_the_neuron_optimiser():
+    """The tag, not the class: a neuron written outside asgl gets Adam without weight decay for its decay."""
+    from asgl.optim import split_parameters
+
+    class Leaky(torch.nn.Module):
+        asgl_neuron = True
+
+        def __init__(self):
+            super().__init__()
+            self.decay = torch.nn.Parameter(torch.zeros(3, 3))  # ndim 2: untagged, it would take weight decay
+
+    class Untagged(Leaky):
+        asgl_neuron = False
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), Leaky(), Untagged())
+    groups = split_parameters(model)
+    assert [id(p) for p in groups.neuron] == [id(model[1].decay)]
+    assert {id(p) for p in groups.weights} == {id(model[0].weight), id(model[2].decay)}
+
+
 # ---------------------------------------------------------------- data order
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from asgl.neuron import BACKENDS, LIF, lif_fused, lif_stepwise, set_mask_generator, set_noise_prob
+from asgl.neuron import BACKENDS, LIF, lif_fused, lif_stepwise, neuron_from_config, set_mask_generator, set_noise_prob
 from asgl.spike import SpikeSpec
 from asgl.surrogates import SURROGATES, SurrogateWidth
 
@@ -219,7 +219,7 @@ def test_from_config_gives_the_same_layer_as_the_plain_arguments():
 
     neuron = NeuronConfig(spike="sg", decay=0.7, reset="soft", amplitude="unit", width_grad="analog")
     surrogate = SurrogateConfig(family="triangle", width=3.0, granularity="channel")
-    built = LIF.from_config(neuron, surrogate, (4, 3, 3), noise_prob=0.1)
+    built = neuron_from_config(neuron, surrogate, (4, 3, 3), noise_prob=0.1)
     plain = LIF(
         SurrogateWidth((4, 3, 3), "triangle", 3.0, granularity="channel"),
         spike="sg", decay=0.7, reset="soft", amplitude="unit", width_grad="analog", noise_prob=0.1,
@@ -228,7 +228,7 @@ def test_from_config_gives_the_same_layer_as_the_plain_arguments():
     assert built.state_dict().keys() == plain.state_dict().keys()
     for key, value in built.state_dict().items():
         assert torch.equal(value, plain.state_dict()[key]), key
-    defaults = LIF.from_config(NeuronConfig(), SurrogateConfig(), (4,)), LIF(SurrogateWidth((4,)))
+    defaults = neuron_from_config(NeuronConfig(), SurrogateConfig(), (4,)), LIF(SurrogateWidth((4,)))
     assert defaults[0].spec() == defaults[1].spec() and defaults[0].backend == defaults[1].backend
     assert {k: v.item() for k, v in defaults[0].state_dict().items()} == {
         k: v.item() for k, v in defaults[1].state_dict().items()

@@ -24,7 +24,7 @@ from asgl.config import (
 from asgl.data import DATASETS
 from asgl.layers import make_norm
 from asgl.losses import LOSSES, READOUTS
-from asgl.neuron import BACKENDS, LIF
+from asgl.neuron import BACKENDS, LIF, neuron_from_config
 from asgl.optim import OPTIMIZERS
 from asgl.schedules import LR_SCHEDULES
 from asgl.surrogates import SURROGATES, SurrogateWidth
@@ -66,7 +66,7 @@ def test_backends_match_the_schema():
     ("key", "value"),
     [
         (key, value)
-        for key in ("spike", "reset", "amplitude", "width_grad")
+        for key in ("model", "spike", "reset", "amplitude", "width_grad")
         for value in sorted(choices(NeuronConfig, key))
     ]
     + [
@@ -83,7 +83,7 @@ def test_every_neuron_and_surrogate_choice_builds_a_running_layer(key, value):
         surrogate = SurrogateConfig(**{key.removeprefix("surrogate."): value})
     else:
         neuron = NeuronConfig(backend="fused", **{key: value})
-    layer = LIF.from_config(neuron, surrogate, (3,), noise_prob=0.5)
+    layer = neuron_from_config(neuron, surrogate, (3,), noise_prob=0.5)
     current = torch.randn(4, 2, 3, requires_grad=True)
     out = layer(current)
     out.sum().backward()

@@ -11,7 +11,7 @@ from torch import nn
 from asgl.analysis.stats import conv2d_synaptic_ops, count_activity, summarize
 from asgl.config import NeuronConfig, SurrogateConfig
 from asgl.layers import TimeFold
-from asgl.neuron import LIF
+from asgl.neuron import neuron_from_config
 
 
 def loop_conv_ops(x: torch.Tensor, conv: nn.Conv2d) -> int:
@@ -64,7 +64,7 @@ class TinyNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = TimeFold(nn.Conv2d(1, 2, 3, padding=1, bias=False))
-        self.lif = LIF.from_config(
+        self.lif = neuron_from_config(
             NeuronConfig(decay=0.5, threshold=1.0, learn_decay=False), SurrogateConfig(), (2, 4, 4)
         )
         self.fc = TimeFold(nn.Flatten(), nn.Linear(32, 3, bias=False))

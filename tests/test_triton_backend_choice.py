@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from asgl.config import NeuronConfig, SurrogateConfig
-from asgl.neuron import BACKENDS, LIF, auto_backend, cpu_kernel, lif_layers
+from asgl.neuron import BACKENDS, auto_backend, cpu_kernel, lif_layers, neuron_from_config
 
 CUDA_INPUT = SimpleNamespace(is_cuda=True)  # LIF.resolve_backend reads only x.is_cuda
 
@@ -24,7 +24,7 @@ def with_triton(monkeypatch):
 
 
 def model(backend: str = "auto") -> nn.Module:
-    layer = lambda: LIF.from_config(NeuronConfig(backend=backend), SurrogateConfig(), (4,))  # noqa: E731
+    layer = lambda: neuron_from_config(NeuronConfig(backend=backend), SurrogateConfig(), (4,))  # noqa: E731
     return nn.Sequential(nn.Linear(3, 4), layer(), nn.Linear(4, 4), layer())
 
 

@@ -42,7 +42,6 @@ from triton.compiler import ASTSource
 
 from asgl.kernels.triton_lif import (
     BLOCK_CONFIGS,
-    FAMILIES,
     MODES,
     WIDE_N,
     _lif_backward_kernel,
@@ -51,10 +50,12 @@ from asgl.kernels.triton_lif import (
     block_config,
     forward_flags,
     layout_args,
+    runs_family,
 )
 from asgl.spike import SpikeSpec
 from asgl.surrogates import SURROGATES
 
+FAMILIES = [name for name, surrogate in SURROGATES.items() if runs_family(surrogate)]  # the others fall back
 ALL_GRADS = (True, True, True)
 ROW_MAJOR = layout_args((), channels_last=False)  # C = HW = 1
 PER_CHANNEL_F = 4  # the width's size F for a per-channel (or per-neuron) width, row-major

@@ -98,6 +98,8 @@ def _current(g: GraphBuilder, name: str, port: Port) -> str:
 
 def _emit_lif(g: GraphBuilder, name: str, lif: LIF, ports: list[Port], dt: float) -> Port:
     """A NIR LIF whose Euler step with ``dt`` is asgl's recursion; its input is the sum of ``ports``."""
+    if lif.model != "lif":  # γ = 1 would be an infinite time constant
+        raise ExportUnsupported(f"layer {name}: neuron.model = {lif.model!r} is not exported; export needs 'lif'")
     if lif.reset != "hard":
         raise ExportUnsupported(
             f"layer {name}: neuron.reset = {lif.reset!r} (reset by subtraction) has no NIR neuron, "

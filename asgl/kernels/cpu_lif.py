@@ -29,6 +29,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
+from types import FunctionType
 from typing import NamedTuple
 
 import numba
@@ -39,13 +40,13 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
-from asgl.spike import MaskDraw, SpikeSpec
+from asgl.scalar import fingerprint, rebind, with_literals
+from asgl.spike import MaskDraw, SpikeSpec, element_word, keyed_round
+from asgl.surrogates import Surrogate
 
 BLOCK = 1024
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
-FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "arctan": 3, "triangle": 4}
 WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
-_ROUND1, _ROUND2 = 0x21F0AAAD, 0x735A2D97  # the multipliers of asgl.spike's 32-bit mixer
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _INLINE = {"inline": "always", "error_model": "numpy", "fastmath": {"contract"}}  # helpers: inlined, never alone
 _KERNEL = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
@@ -58,19 +59,30 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 _LAUNCH = threading.Lock()
 
 
-@intrinsic
-def _keyed_round(typingctx, x, key):  # pragma: no cover - compiled code
-    """lowbias32(x ^ key) in 32-bit LLVM operations (numba would widen uint32 arithmetic to 64 bits)."""
-    sig = types.uint32(types.uint32, types.uint32)
+def _word_op(name: str, operation: Callable) -> Callable:
+    """An intrinsic ``name(a, b)``: ``operation`` on 32-bit LLVM words (b a uint32 or an integer constant, cut to
+    32 bits), since numba would widen uint32 arithmetic to 64 bits."""
 
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        v = builder.xor(args[0], args[1])
-        v = builder.mul(builder.xor(v, builder.lshr(v, ir.Constant(i32, 16))), ir.Constant(i32, _ROUND1))
-        v = builder.mul(builder.xor(v, builder.lshr(v, ir.Constant(i32, 15))), ir.Constant(i32, _ROUND2))
-        return builder.xor(v, builder.lshr(v, ir.Constant(i32, 15)))
+    def typer(typingctx, a, b):  # pragma: no cover - compiled code
+        def codegen(context, builder, signature, args):
+            i32 = ir.IntType(32)
+            other = args[1] if signature.args[1] == types.uint32 else builder.trunc(args[1], i32)
+            return operation(builder, args[0], other)
 
-    return sig, codegen
+        return types.uint32(types.uint32, b), codegen
+
+    typer.__name__ = name
+    return intrinsic(typer)
+
+
+# the integer vocabulary of asgl.scalar, for the mask hash of asgl.spike
+WORD_HELPERS = {
+    "xor": _word_op("xor", lambda builder, a, b: builder.xor(a, b)),
+    "shr": _word_op("shr", lambda builder, a, b: builder.lshr(a, b)),
+    "mul32": _word_op("mul32", lambda builder, a, b: builder.mul(a, b)),
+}
+_keyed_round = njit(**_INLINE)(rebind(keyed_round, WORD_HELPERS))
+_element_word = njit(**_INLINE)(rebind(element_word, {"keyed_round": _keyed_round}))
 
 
 @intrinsic
@@ -96,8 +108,6 @@ class _Consts(NamedTuple):
     zero: np.floating
     one: np.floating
     half: np.floating
-    two: np.floating
-    half_pi: np.floating
     a_max: np.floating  # e^−a_max is still a normal float
     log2e: np.floating
     ln2_hi: np.floating  # ln 2 split in a high part exact in few bits and a low part
@@ -109,7 +119,7 @@ class _Consts(NamedTuple):
 def _consts(dtype: type) -> _Consts:
     """The constants in ``dtype`` (np.float32 or np.float64); float64 gets a longer polynomial."""
     wide = dtype is np.float64
-    values = (0.0, 1.0, 0.5, 2.0, math.pi / 2, 708.0 if wide else 87.0, 1.4426950408889634)
+    values = (0.0, 1.0, 0.5, 708.0 if wide else 87.0, 1.4426950408889634)
     ln2 = (0.6931471803691238, 1.9082149292705877e-10) if wide else (0.693359375, -2.12194440e-4)
     inv = tuple(dtype(1.0 / j) for j in range(1, 13 if wide else 8))
     return _Consts(dtype, *(dtype(v) for v in values + ln2), inv)
@@ -118,7 +128,7 @@ def _consts(dtype: type) -> _Consts:
 @njit(**_INLINE)
 def _is_binary(i, k0, k1, thr):  # pragma: no cover - compiled code
     """Whether element i of the step with key halves (k0, k1) spikes: its word is >= thr (int64 in [0, 2³²])."""
-    return np.int64(_keyed_round(_keyed_round(np.uint32(i), k0), k1)) >= thr
+    return np.int64(_element_word(np.uint32(i), k0, k1)) >= thr
 
 
 @njit(**_INLINE)
@@ -134,45 +144,62 @@ def _exp_neg(a, c):  # pragma: no cover - compiled code
     return p * _pow2(-n, a)
 
 
-@njit(**_INLINE)
-def _sigmoid_pair(y, c):  # pragma: no cover - compiled code
-    """(σ(y), σ'(y)) from one exponential and one division."""
-    e = _exp_neg(abs(y), c)
-    scale = c.one / (c.one + e)
-    return (e if y < 0 else c.one) * scale, e * scale * scale
+@functools.cache
+def numba_helpers(dtype: type) -> dict[str, Callable]:
+    """The scalar vocabulary of asgl.scalar for ``dtype`` (np.float32 or np.float64), each helper inlined:
+    the exponential in plain arithmetic (:func:`_exp_neg`), so that the loops calling it vectorise."""
+    c = _consts(dtype)
+
+    def sigmoid(y):  # pragma: no cover - compiled code
+        e = _exp_neg(abs(y), c)
+        return (e if y < c.zero else c.one) / (c.one + e)
+
+    def exp(y):  # pragma: no cover - compiled code
+        e = _exp_neg(abs(y), c)
+        return e if y < c.zero else c.one / e
+
+    def atan(y):  # pragma: no cover - compiled code
+        return c.dtype(math.atan(y))
+
+    def fabs(y):  # pragma: no cover - compiled code
+        return abs(y)
+
+    def minimum(a, b):  # pragma: no cover - compiled code
+        return min(a, b)
+
+    def maximum(a, b):  # pragma: no cover - compiled code
+        return max(a, b)
+
+    def where(condition, a, b):  # pragma: no cover - compiled code
+        return a if condition else b
+
+    helpers = (sigmoid, exp, atan, fabs, minimum, maximum, where)
+    return {fn.__name__: njit(**_INLINE)(fn) for fn in helpers}
 
 
-@njit(**_INLINE)
-def _step_density(y, family, c):  # pragma: no cover - compiled code
-    """y -> (F(y), f(y)): the unit-slope smooth step of ``family`` (asgl.surrogates; tanh's is σ(2y)) and its
-    density; the sigmoid and tanh share one exponential between them. Where only one of the two is used,
-    LLVM drops the other's arithmetic."""
-    one, half, zero = c.one, c.half, c.zero
-    if family == 0:
-        return _sigmoid_pair(y, c)
-    if family == 2:
-        value, slope = _sigmoid_pair(c.two * y, c)
-        return value, c.two * slope
-    if family == 1:
-        return min(max(y + half, zero), one), one if abs(y) <= half else zero
-    if family == 3:
-        value = c.dtype(math.atan(c.half_pi * y) / math.pi) + half
-        return value, half / (one + (c.half_pi * y) * (c.half_pi * y))
-    v = min(max(y, -one), one)
-    value = half * (one + v) * (one + v) if v < 0 else one - half * (one - v) * (one - v)
-    return value, max(one - abs(y), zero)
+@functools.cache
+def family_functions(surrogate: Surrogate, dtype: type) -> dict[str, Callable]:
+    """``family_step`` and ``family_density``: the family's F and f (asgl.surrogates) compiled for ``dtype``
+    from their one text, every literal a ``dtype`` constant."""
+    helpers = numba_helpers(dtype)
+    return {
+        "family_step": njit(**_INLINE)(with_literals(surrogate.F, helpers, dtype)),
+        "family_density": njit(**_INLINE)(with_literals(surrogate.f, helpers, dtype)),
+    }
 
 
-@njit(**_INLINE)
-def _terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog, mode, family, per_neuron, c):  # pragma: no cover
+def _terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog, mode, per_neuron, c):  # pragma: no cover
     """spk[j] = s, dens[j] = f(k x) and analog[j] = 1 − mask for the neurons j of one step's block (u_b
     [m]; neuron lo + j). Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else
-    F(k x); both are computed and one is selected, so that the asgl loop has no data-dependent branch."""
+    F(k x); both are computed and one is selected, so that the asgl loop has no data-dependent branch.
+    ``family_step`` and ``family_density`` are bound per family (:func:`kernels`); where only one of the two
+    is used, LLVM drops the other's arithmetic."""
     k_layer = k_b[0]
     for j in range(u_b.size):
         x = u_b[j] - theta
         theta_x = c.one if x >= c.zero else c.zero
-        smooth, slope = _step_density((k_b[j] if per_neuron else k_layer) * x, family, c)
+        y = (k_b[j] if per_neuron else k_layer) * x
+        smooth, slope = family_step(y), family_density(y)  # noqa: F821 - bound per family
         binary = mode == 1 or mode == 2 or (mode == 0 and _is_binary(lo + j, k0, k1, thr))
         spk[j] = theta_x if binary else smooth
         dens[j] = slope
@@ -181,7 +208,7 @@ def _terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog, mode, family, pe
 
 @functools.cache
 def kernels(
-    mode: int, family: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, dtype: type
+    mode: int, surrogate: Surrogate, hard: bool, amp: bool, width_rule: int, per_neuron: bool, dtype: type
 ) -> tuple[Callable, Callable]:
     """(forward, backward) compiled for one configuration. ``k`` is [1] (one width) or [N] (``per_neuron``);
     ``dtype`` is the array type.
@@ -189,19 +216,31 @@ def kernels(
     The kernels are closures over the configuration's flags and float constants, which numba compiles as
     constants, so every branch on them folds away; the helpers above are inlined into them. numba keys a
     closure's disk cache on its pickled values, so these must stay plain numbers: a compiled function in
-    the closure pickles with an id new in every process, and each process would compile again.
+    the closure pickles with an id new in every process, and each process would compile again. The family's
+    compiled F and f are bound as globals instead (:func:`_specialise`), which that key does not see, so the
+    kernels' names carry the digest of the family's code.
 
     Each step of a block runs in short loops over the block's neurons, each touching few arrays so that
     LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
     c = _consts(dtype)
-    forward = _forward_kernel(mode, family, hard, amp, per_neuron, c)
-    return forward, _backward_kernel(mode, family, hard, amp, width_rule, per_neuron, c)
+    terms = njit(**_INLINE)(_specialise(_terms, "_terms", **family_functions(surrogate, dtype)))
+    digest = fingerprint(surrogate.F, surrogate.f, keyed_round, element_word)
+    forward = _specialise(_forward_kernel(mode, hard, amp, per_neuron, c), f"lif_forward_{digest}", _terms=terms)
+    backward = _backward_kernel(mode, hard, amp, width_rule, per_neuron, c)
+    return njit(**_KERNEL)(forward), njit(**_KERNEL)(_specialise(backward, f"lif_backward_{digest}", _terms=terms))
 
 
-def _forward_kernel(mode: int, family: int, hard: bool, amp: bool, per_neuron: bool, c: _Consts) -> Callable:
-    """The forward pass for one configuration (the arguments are constants of the closure)."""
+def _specialise(fn: Callable, qualname: str, **names: object) -> Callable:
+    """``fn`` (same code and closure) with ``names`` added to its globals, under ``qualname``: numba names
+    the cache files of a kernel after its qualified name."""
+    special = FunctionType(fn.__code__, fn.__globals__ | names, fn.__name__, fn.__defaults__, fn.__closure__)
+    special.__qualname__ = qualname
+    return special
 
-    @njit(**_KERNEL)
+
+def _forward_kernel(mode: int, hard: bool, amp: bool, per_neuron: bool, c: _Consts) -> Callable:
+    """The forward pass for one configuration (the arguments are constants of the closure), to compile."""
+
     def forward(cur, gamma, theta, k, keys, thr, out, u_all):  # pragma: no cover - compiled code
         """cur [T, N] -> out (a·s) and u_all (u) [T, N]; keys [T, 2] uint32 (each step's key halves)."""
         steps, n = cur.shape
@@ -215,9 +254,7 @@ def _forward_kernel(mode: int, family: int, hard: bool, amp: bool, per_neuron: b
                 for j in range(m):
                     u_b[j] = cur_b[j] + state[j] * gamma
                 # densities and mask both go to scratch, unused: LLVM drops their arithmetic
-                _terms(
-                    u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, scratch, scratch, mode, family, per_neuron, c
-                )
+                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, scratch, scratch, mode, per_neuron, c)
                 for j in range(m):
                     u, s = u_b[j], spk[j]
                     out_b[j] = s * theta if amp else s
@@ -226,12 +263,9 @@ def _forward_kernel(mode: int, family: int, hard: bool, amp: bool, per_neuron: b
     return forward
 
 
-def _backward_kernel(
-    mode: int, family: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, c: _Consts
-) -> Callable:
-    """The reverse pass for one configuration (the arguments are constants of the closure)."""
+def _backward_kernel(mode: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, c: _Consts) -> Callable:
+    """The reverse pass for one configuration (the arguments are constants of the closure), to compile."""
 
-    @njit(**_KERNEL)
     def backward(u_all, g_out, gamma, theta, k, keys, thr, grad_in, parts, k_acc):  # pragma: no cover
         """Reverse pass: grad_in [T, N]; parts [blocks, 3] (decay, threshold, one width); k_acc [N] per neuron.
 
@@ -247,7 +281,7 @@ def _backward_kernel(
             spk, dens, analog = np.zeros(m, u_all.dtype), np.zeros(m, u_all.dtype), np.zeros(m, u_all.dtype)
             for t in range(steps - 1, -1, -1):
                 u_b, go_b, gi_b = u_all[t, lo : lo + m], g_out[t, lo : lo + m], grad_in[t, lo : lo + m]
-                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, dens, analog, mode, family, per_neuron, c)
+                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, dens, analog, mode, per_neuron, c)
                 for j in range(m):
                     u, s, go, after = u_b[j], spk[j], go_b[j], g_next[j]
                     kk = k_b[j] if per_neuron else k_layer
@@ -280,7 +314,7 @@ def _backward_kernel(
 
 def _kernels(spec: SpikeSpec, per_neuron: bool, dtype: torch.dtype) -> tuple[Callable, Callable]:
     flags = (spec.reset == "hard", spec.amplitude == "threshold", _width_rule(spec), per_neuron)
-    return kernels(MODES[spec.spike], FAMILIES[spec.surrogate.name], *flags, _NUMPY[dtype])
+    return kernels(MODES[spec.spike], spec.surrogate, *flags, _NUMPY[dtype])
 
 
 def _width_rule(spec: SpikeSpec) -> int:
@@ -354,8 +388,8 @@ class _CpuLIF(torch.autograd.Function):
 
 
 def supports(current: Tensor, spec: SpikeSpec) -> bool:
-    """Whether the kernel runs this call: a CPU float32/float64 tensor and a family it knows."""
-    return current.device.type == "cpu" and current.dtype in _NUMPY and (spec.surrogate.name in FAMILIES)
+    """Whether the kernel runs this call: a CPU float32/float64 tensor (it compiles every family)."""
+    return current.device.type == "cpu" and current.dtype in _NUMPY
 
 
 def lif_cpu_kernel(

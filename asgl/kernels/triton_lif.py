@@ -23,21 +23,26 @@ feature shape, with n mod F (F = 1 for a per-layer width). Offsets are int64, so
 Runs on CUDA, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before importing
 triton), which is how the tests check the maths without a GPU; tests/test_triton_compile.py compiles every
 variant for real GPU targets. :func:`asgl.neuron.lif_triton` sends what :func:`supports` refuses (float64,
-the arctan surrogate: no arctan in Triton's core) to the PyTorch fused path.
+a family using ``atan``, which Triton's core lacks) to the PyTorch fused path.
+
+The surrogate family reaches the kernels as two compile-time arguments, STEP and DENSITY: its F and f from
+asgl.surrogates, compiled by ``triton.jit`` from their one text with Triton's helpers (:func:`family_functions`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from asgl.spike import MAX_STEP, MaskDraw, SpikeSpec
+from asgl.scalar import helpers_of, rebind
+from asgl.spike import MAX_STEP, MaskDraw, SpikeSpec, element_word, keyed_round
+from asgl.surrogates import Surrogate
 
-FAMILIES = {"sigmoid": 0, "rectangle": 1, "tanh": 2, "triangle": 3}
 MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # input / output dtypes the kernels read and write
 # (BLOCK_N, num_warps), picked by block_config from the neurons per step: narrow, default, wide
@@ -62,55 +67,83 @@ def block_config(n: int, dtype: torch.dtype = torch.float32) -> tuple[int, int]:
     return BLOCK_CONFIGS[1] if n < WIDE_N or dtype in HALF_DTYPES else BLOCK_CONFIGS[2]
 
 
+# the scalar vocabulary of asgl.scalar in Triton (no arctangent in Triton's core: a family using atan is refused)
 @triton.jit
-def _step(y, FAMILY: tl.constexpr):
-    """Unit-slope smooth step F(y) of asgl.surrogates."""
-    if FAMILY == 0:
-        return tl.sigmoid(y)
-    elif FAMILY == 1:
-        return tl.minimum(tl.maximum(y + 0.5, 0.0), 1.0)
-    elif FAMILY == 2:
-        return tl.sigmoid(2.0 * y)  # 0.5 tanh(y) + 0.5
-    else:
-        c = tl.minimum(tl.maximum(y, -1.0), 1.0)
-        return tl.where(c < 0, 0.5 * (1.0 + c) * (1.0 + c), 1.0 - 0.5 * (1.0 - c) * (1.0 - c))
+def _sigmoid(y):
+    return tl.sigmoid(y)
 
 
 @triton.jit
-def _density(y, FAMILY: tl.constexpr):
-    """f = F' of the family."""
-    if FAMILY == 0:
-        s = tl.sigmoid(y)
-        return s * (1.0 - s)
-    elif FAMILY == 1:
-        return tl.where(tl.abs(y) <= 0.5, 1.0, 0.0)
-    elif FAMILY == 2:
-        s = tl.sigmoid(2.0 * y)
-        return 2.0 * s * (1.0 - s)  # 0.5 (1 − tanh² y)
-    else:
-        return tl.maximum(1.0 - tl.abs(y), 0.0)
+def _exp(y):
+    return tl.exp(y)
 
 
 @triton.jit
-def _spike(x, y, m, MODE: tl.constexpr, FAMILY: tl.constexpr):
-    """Spike value for x = u − θ, y = k x; ``m`` = mask (True = binary), used by the asgl mode."""
+def _fabs(y):
+    return tl.abs(y)
+
+
+@triton.jit
+def _minimum(a, b):
+    return tl.minimum(a, b)
+
+
+@triton.jit
+def _maximum(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def _where(condition, a, b):
+    return tl.where(condition, a, b)
+
+
+HELPERS = {"sigmoid": _sigmoid, "exp": _exp, "fabs": _fabs, "minimum": _minimum, "maximum": _maximum, "where": _where}
+
+
+def runs_family(surrogate: Surrogate) -> bool:
+    """Whether the kernels can compile the family: its F and f use only helpers Triton has."""
+    return helpers_of(surrogate.F) | helpers_of(surrogate.f) <= HELPERS.keys()
+
+
+@functools.cache
+def family_functions(surrogate: Surrogate) -> dict[str, triton.JITFunction]:
+    """STEP and DENSITY: the family's F and f (asgl.surrogates) compiled by Triton from their one text; the
+    kernels take them as compile-time arguments (a new family is a new compile)."""
+    helpers = HELPERS | {"tl": tl}  # the interpreter looks tl up in each function's globals
+    return {"STEP": triton.jit(rebind(surrogate.F, helpers)), "DENSITY": triton.jit(rebind(surrogate.f, helpers))}
+
+
+@triton.jit
+def _spike(x, y, m, MODE: tl.constexpr, STEP: tl.constexpr):
+    """Spike value for x = u − θ, y = k x; ``m`` = mask (True = binary), used by the asgl mode; STEP = F."""
     binary = tl.where(x >= 0, 1.0, 0.0)
     if MODE == 0:
-        return tl.where(m, binary, _step(y, FAMILY))
+        return tl.where(m, binary, STEP(y))
     elif MODE == 3:
-        return _step(y, FAMILY)
+        return STEP(y)
     else:
         return binary
 
 
+# the integer vocabulary of asgl.scalar on uint32 lanes (logical shifts, products mod 2³²), for the mask hash
 @triton.jit
-def _lowbias32(x):
-    """One round of the 32-bit mixer of asgl.spike on uint32 lanes (logical shifts, products mod 2³²)."""
-    x ^= x >> 16
-    x *= 0x21F0AAAD
-    x ^= x >> 15
-    x *= 0x735A2D97
-    return x ^ (x >> 15)
+def _xor(a, b):
+    return a ^ b
+
+
+@triton.jit
+def _shr(a, n):
+    return a >> n
+
+
+@triton.jit
+def _mul32(a, b):
+    return a * b
+
+
+_keyed_round = triton.jit(rebind(keyed_round, {"tl": tl, "xor": _xor, "shr": _shr, "mul32": _mul32}))
+_element_word = triton.jit(rebind(element_word, {"tl": tl, "keyed_round": _keyed_round}))
 
 
 @triton.jit
@@ -118,8 +151,7 @@ def _binary_lanes(keys_ptr, t, offs):
     """The ASGL mask of step t for element indices ``offs`` [BLOCK_N] (True = binary), from keys_ptr =
     [threshold, K_0, ..., K_{T−1}] (int64; a key's 64 bits as a signed integer): asgl.spike.element_bits."""
     key = tl.load(keys_ptr + 1 + t).to(tl.uint64, bitcast=True)
-    x = _lowbias32(offs.to(tl.uint32) ^ key.to(tl.uint32))
-    x = _lowbias32(x ^ (key >> 32).to(tl.uint32))
+    x = _element_word(offs.to(tl.uint32), key.to(tl.uint32), (key >> 32).to(tl.uint32))
     return x.to(tl.int64) >= tl.load(keys_ptr)
 
 
@@ -148,7 +180,7 @@ def _load_slope(k_ptr, offs, valid, F: tl.constexpr):
 @triton.jit
 def _lif_forward_kernel(
     cur_ptr, u_ptr, out_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F: tl.constexpr, C: tl.constexpr,
-    HW: tl.constexpr, MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
+    HW: tl.constexpr, MODE: tl.constexpr, STEP: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, SAVE_U: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
@@ -165,7 +197,7 @@ def _lif_forward_kernel(
             tl.store(u_ptr + idx, u, mask=valid)
         x = u - theta
         m = _binary_lanes(keys_ptr, t, lin) if MODE == 0 else valid
-        s = _spike(x, k * x, m, MODE, FAMILY)
+        s = _spike(x, k * x, m, MODE, STEP)
         tl.store(out_ptr + idx, (theta * s if AMP_THETA else s).to(out_ptr.dtype.element_ty), mask=valid)
         state = u - u * s if HARD else u - theta * s
 
@@ -179,7 +211,8 @@ def _store_block_sum(ptr, acc, valid):
 @triton.jit
 def _lif_backward_kernel(
     u_ptr, gout_ptr, gu_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N,
-    F: tl.constexpr, C: tl.constexpr, HW: tl.constexpr, MODE: tl.constexpr, FAMILY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
+    F: tl.constexpr, C: tl.constexpr, HW: tl.constexpr, MODE: tl.constexpr, STEP: tl.constexpr,
+    DENSITY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
     K_SCALAR: tl.constexpr, ANALOG_K_ONLY: tl.constexpr,
     GRAD_GAMMA: tl.constexpr, GRAD_THETA: tl.constexpr, GRAD_K: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -203,10 +236,10 @@ def _lif_backward_kernel(
         x = u - theta
         y = k * x
         m = _binary_lanes(keys_ptr, t, lin) if MODE == 0 else valid
-        s = _spike(x, y, m, MODE, FAMILY)
+        s = _spike(x, y, m, MODE, STEP)
         amp_g = theta * g_out if AMP_THETA else g_out
         grad_s = amp_g - grad_state * u if HARD else amp_g - grad_state * theta
-        gd = grad_s * _density(y, FAMILY) if MODE != 2 else tl.zeros([BLOCK_N], dtype=tl.float32)
+        gd = grad_s * DENSITY(y) if MODE != 2 else tl.zeros([BLOCK_N], dtype=tl.float32)
         g = grad_state * (1.0 - s) + k * gd if HARD else grad_state + k * gd
         tl.store(gu_ptr + idx, g.to(gu_ptr.dtype.element_ty), mask=valid)
         if GRAD_THETA:
@@ -288,22 +321,23 @@ def to_device_async(host: Tensor, device: torch.device) -> Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def forward_flags(spec: SpikeSpec) -> dict[str, int | bool]:
+def forward_flags(spec: SpikeSpec) -> dict[str, object]:
     """The compile-time switches of :func:`_lif_forward_kernel` for this spike (BLOCK_N: see block_config)."""
     return {
         "MODE": MODES[spec.spike],
-        "FAMILY": FAMILIES[spec.surrogate.name],
+        "STEP": family_functions(spec.surrogate)["STEP"],
         "HARD": spec.reset == "hard",
         "AMP_THETA": spec.amplitude == "threshold",
     }
 
 
-def backward_flags(spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool]) -> dict[str, int | bool]:
+def backward_flags(spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool]) -> dict[str, object]:
     """The compile-time switches of :func:`_lif_backward_kernel` for this spike, width granularity and
     ``needs`` = whether autograd needs the (decay, threshold, width) gradients."""
     width_analog = spec.width_grad == "analog"
     k_grad = spec.spike != "heaviside" and not (width_analog and spec.spike == "sg")
     return forward_flags(spec) | {
+        "DENSITY": family_functions(spec.surrogate)["DENSITY"],
         "K_SCALAR": k_scalar,
         "ANALOG_K_ONLY": width_analog and spec.spike == "asgl",
         "GRAD_GAMMA": needs[0],
@@ -384,10 +418,11 @@ class _TritonLIF(torch.autograd.Function):
 
 def supports(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, draw: MaskDraw | None, spec: SpikeSpec) -> bool:
     """Whether the kernels take these operands: input float32, float16 or bfloat16, parameters float32 on the
-    same device, a family in Triton, and for a mask draw fewer than 2³² elements per step."""
+    same device, a family Triton can compile (:func:`runs_family`), and for a mask draw fewer than 2³²
+    elements per step."""
     params_ok = all(p.dtype == torch.float32 and p.device == current.device for p in (gamma, theta, k))
     draw_ok = draw is None or current[0].numel() < MAX_STEP
-    return current.dtype in DTYPES and params_ok and draw_ok and spec.surrogate.name in FAMILIES
+    return current.dtype in DTYPES and params_ok and draw_ok and runs_family(spec.surrogate)
 
 
 def lif_triton(
@@ -401,7 +436,7 @@ def lif_triton(
         operands = ", ".join(f"{x.dtype} on {x.device}" for x in (current, gamma, theta, k))
         raise ValueError(
             f"the Triton LIF takes a float32, float16 or bfloat16 input with float32 parameters on its device, "
-            f"fewer than 2³² elements per step with a mask and the families {', '.join(FAMILIES)}; "
+            f"fewer than 2³² elements per step with a mask and a family without atan; "
             f"got {operands}, {current[0].numel()} elements per step, {spec.surrogate.name}"
         )
     if torch.is_grad_enabled() and any(x.requires_grad for x in (current, gamma, theta, k)):
