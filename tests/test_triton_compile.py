@@ -28,7 +28,8 @@ def expected(families: int) -> int:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
-def test_every_kernel_variant_compiles_for_sm80_and_sm90(tmp_path):
+@pytest.mark.parametrize("arch", ["80", "90"])  # one test per target: the test runners share them out
+def test_every_kernel_variant_compiles_for_sm80_and_sm90(tmp_path, arch):
     """The real compiler (not the interpreter, which runs plain Python) down to cubin with the bundled ptxas."""
     from asgl.kernels.triton_lif import runs_family
     from asgl.surrogates import SURROGATES
@@ -37,15 +38,9 @@ def test_every_kernel_variant_compiles_for_sm80_and_sm90(tmp_path):
     assert families >= 4  # sigmoid, rectangle, tanh, triangle
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    runs = {}
-    for arch in ("80", "90"):  # one process per target, side by side (CI has two cores)
-        cache = {"TRITON_CACHE_DIR": str(tmp_path / arch)}  # a fresh cache: every variant really compiles
-        command = [sys.executable, str(ROOT / "tests" / "triton_aot.py"), arch]
-        runs[arch] = subprocess.Popen(
-            command, env=env | cache, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-    for arch, run in runs.items():
-        out, err = run.communicate(timeout=900)
-        assert run.returncode == 0, err[-4000:]
-        print(out.strip())
-        assert re.match(rf"sm_{arch}: (\d+) variants", out).group(1) == str(expected(families))
+    env["TRITON_CACHE_DIR"] = str(tmp_path / arch)  # a fresh cache: every variant really compiles
+    command = [sys.executable, str(ROOT / "tests" / "triton_aot.py"), arch]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-4000:]
+    print(run.stdout.strip())
+    assert re.match(rf"sm_{arch}: (\d+) variants", run.stdout).group(1) == str(expected(families))
