@@ -1,8 +1,9 @@
 """The recipe schema: one pydantic model per TOML section, defaults documented in place.
 
 A recipe is a TOML file with the sections ``[run] [data] [model] [neuron] [surrogate] [noise]
-[optim] [train]``. ``[data]`` and ``[model]`` are chosen by their ``name``: each dataset family and
-each model family has its own section model with only the keys it uses. Unknown keys, keys the chosen
+[optim] [train]``. ``[data]`` and ``[model]`` are chosen by their ``name`` and ``[neuron]`` by its
+``model``: each dataset family, model family and neuron model has its own section model with only the keys
+it uses. Unknown keys, keys the chosen
 component does not use, wrong types and out-of-range values are errors that name the key, the value
 and what was expected, with a "did you mean" for typos (see :func:`format_validation_error`).
 ``--set a.b=value`` overrides are applied to the raw mapping before validation, so they are typed by

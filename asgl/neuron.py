@@ -7,7 +7,9 @@ One step, input current I[t] ([B, ...]), state ũ[t−1] (ũ[−1] = 0):
     ũ[t] = u[t] (1 − s[t])              hard reset; soft: ũ[t] = u[t] − θ s[t]
     out  = a s[t]                       a = θ ("threshold" amplitude, reference) or 1
 
-The IF model (``model = "if"``) is the same step with γ = 1 and no decay parameter. Nothing is detached
+The IF model (``model = "if"``) is the same step with γ = 1 and no decay parameter. The step of every model
+is written once in asgl.neuron_models; a model without kernels there (``alif``, adaptive threshold) runs on its
+definition's stepwise or fused path whatever backend is asked for (:func:`model_backend`). Nothing is detached
 (full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
 ``stepwise`` (plain autograd, the reference) and ``fused`` (one autograd function: the forward runs without
 a graph and saves only u [T, B, ...]; the backward is one reverse pass over T that regenerates the spike and
@@ -310,11 +312,13 @@ def _logit(p: float) -> float:
 class LIF(nn.Module):
     """Multi-step LIF layer over [T, B, *feature_shape] with its own decay, threshold and surrogate width.
 
-    ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
-    arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog
-    probability ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator``
-    (None = global RNG). ``model = "if"`` is the integrate-and-fire neuron: LIF without leak (γ = 1, no decay
-    parameter, ``decay`` and ``learn_decay`` unused). Build one from a recipe with :func:`neuron_from_config`.
+        ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
+        arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog
+        probability ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator``
+        (None = global RNG). ``model = "if"`` is the integrate-and-fire neuron: LIF without leak (γ = 1, no decay
+        parameter, ``decay`` and ``learn_decay`` unused); ``model = "alif"`` adds the adaptive threshold θ + β a
+    (``beta``, fixed; ρ = sigmoid of a logit from ``rho``, learned with ``learn_rho``; see asgl.neuron_models).
+    Build one from a recipe with :func:`neuron_from_config`.
     """
 
     asgl_neuron = True  # tag: asgl.optim gives every parameter under this module the neuron optimiser
