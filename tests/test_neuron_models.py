@@ -152,3 +152,39 @@ def test_alif_keys_are_its_own(tiny_recipe):
         tiny_recipe("neuron.beta=0.3")
     with pytest.raises(RecipeError, match="unknown neuron model"):
         tiny_recipe("neuron.model=adaptive")
+
+
+def _toy_step(current, state, params, spike, spec):
+    """A toy neuron with self-inhibition: u = v + I − r, s = spike(u − θ), v = u (1 − s), r ← ½ r + s."""
+    _, theta = params
+    v, r = state
+    u = v + current - r
+    s = spike(u - theta)
+    return s, (u * (1 - s), 0.5 * r + s)
+
+
+@pytest.fixture
+def toy_neuron(monkeypatch):
+    from asgl import neuron_models
+
+    monkeypatch.setitem(neuron_models.NEURONS, "toy", neuron_models.NeuronDef(states=2, step=_toy_step))
+    return "toy"
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_a_toy_neuron_defined_here_runs_on_every_backend(toy_neuron, backend):
+    """Registered from this file only. I = 0.6, θ = 1, binary spikes: u = 0.6, 1.2 (spike, r = 1),
+    0.6 − 1 = −0.4, −0.4 + 0.6 − 0.5 = −0.3, −0.3 + 0.6 − 0.25 = 0.05, 0.05 + 0.6 − 0.125 = 0.525.
+    In training the asgl spike's gradients match the stepwise reference."""
+    layer = LIF(SurrogateWidth((2,)), model=toy_neuron, backend=backend, amplitude="unit", noise_prob=0.3)
+    assert layer.eval()(torch.full((6, 1, 2), 0.6))[:, 0, 0].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    reference = LIF(SurrogateWidth((2,)), model=toy_neuron, backend="stepwise", amplitude="unit", noise_prob=0.3)
+    results = []
+    for run in (reference.train(), layer.train()):
+        run.generator = torch.Generator().manual_seed(4)
+        current = (torch.rand(5, 3, 2, generator=torch.Generator().manual_seed(1)) * 1.5).requires_grad_()
+        out = run(current)
+        out.mul(torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), current.grad, run.width.param.grad))
+    for got, ref in zip(results[1], results[0]):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
