@@ -43,7 +43,7 @@ from asgl.choices import NeuronModel
 from asgl.errors import BackendUnavailable
 from asgl.kernels.compiled_lif import lif_compiled
 from asgl.kernels.lif_op import draw_words, lif_op
-from asgl.neuron_models import NEURONS, lif_step, make_spike, neuron_fused, neuron_stepwise, reset_state
+from asgl.neuron_models import NEURONS, neuron_fused, neuron_stepwise, reset_state
 from asgl.spike import (
     Amplitude,
     MaskDraw,
@@ -69,19 +69,10 @@ HALF_PRECISION = (torch.float16, torch.bfloat16)
 def lif_stepwise(
     current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | Tensor | None, spec: SpikeSpec
 ) -> Tensor:
-    """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...].
-
-    ``mask``: a draw (materialised here) or, for tests of a kernel that takes one, the bool mask [T, B, ...]."""
-    if isinstance(mask, MaskDraw):
-        mask = materialize_mask(mask, current.shape, current.device)
-    state = torch.zeros_like(current[0])
-    amplitude = theta if spec.amplitude == "threshold" else 1.0
-    outs = []
-    for t in range(current.shape[0]):
-        spike = make_spike(spec, k, None if mask is None else mask[t])
-        out, state = lif_step(current[t], state, gamma, theta, spike, spec.reset, amplitude)
-        outs.append(out)
-    return torch.stack(outs)
+    """Reference backend: the LIF definition's step (asgl.neuron_models) in a loop under autograd.
+    current [T, B, ...] -> output [T, B, ...]. ``mask``: a draw or, for tests of a kernel that takes one, the
+    bool mask [T, B, ...]."""
+    return neuron_stepwise(NEURONS["lif"], current, (gamma, theta), k, mask, spec)
 
 
 def _spike_values(x: Tensor, y: Tensor, surrogate: Surrogate, spike: Spike, mask: Tensor | None, out: Tensor) -> Tensor:

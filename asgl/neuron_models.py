@@ -121,10 +121,17 @@ def _step_spike(spec: SpikeSpec, k: Tensor, draw: MaskDraw | None, shape: torch.
 
 
 def neuron_stepwise(
-    model: NeuronDef, current: Tensor, params: tuple[Tensor, ...], k: Tensor, draw: MaskDraw | None, spec: SpikeSpec
+    model: NeuronDef,
+    current: Tensor,
+    params: tuple[Tensor, ...],
+    k: Tensor,
+    mask: MaskDraw | Tensor | None,
+    spec: SpikeSpec,
 ) -> Tensor:
-    """The reference: ``model``'s step in a loop under autograd. current [T, B, ...] -> output [T, B, ...]."""
-    mask = None if draw is None else materialize_mask(draw, current.shape, current.device)
+    """The reference: ``model``'s step in a loop under autograd. current [T, B, ...] -> output [T, B, ...];
+    ``mask`` a draw, or its bool mask [T, B, ...]."""
+    if isinstance(mask, MaskDraw):
+        mask = materialize_mask(mask, current.shape, current.device)
     state = tuple(torch.zeros_like(current[0]) for _ in range(model.states))
     outs = []
     for t in range(current.shape[0]):
