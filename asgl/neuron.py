@@ -43,7 +43,7 @@ from asgl.choices import NeuronModel
 from asgl.errors import BackendUnavailable
 from asgl.kernels.compiled_lif import lif_compiled
 from asgl.kernels.lif_op import draw_words, lif_op
-from asgl.neuron_models import NEURONS, neuron_fused, neuron_stepwise, reset_state
+from asgl.neuron_models import NEURONS, charge, neuron_fused, neuron_stepwise, reset_state
 from asgl.spike import (
     Amplitude,
     MaskDraw,
@@ -94,7 +94,9 @@ def _sum_product(a: Tensor, b: Tensor, shape: torch.Size) -> Tensor:
 
 
 class _FusedLIF(torch.autograd.Function):
-    """One reverse pass over T on [B, ...] slices that stay in cache; surrogate terms regenerated from u.
+    """One reverse pass over T on [B, ...] slices that stay in cache; surrogate terms regenerated from u. The
+    forward runs the LIF definition's charge and reset (asgl.neuron_models); the backward is its hand-written
+    adjoint, tested against autograd of the definition's step (the stepwise backend).
 
     Backward per step, with G = dL/dũ[t] (from step t+1) and gd = grad_s · f(k x):
     grad_s = a·g_out − G·u (hard) or a·g_out − G·θ (soft); dL/du = k·gd + G·(1 − s) (hard) or k·gd + G;
@@ -108,7 +110,7 @@ class _FusedLIF(torch.autograd.Function):
         spikes = torch.empty_like(current)
         state = torch.zeros_like(current[0])
         for t in range(current.shape[0]):
-            u = torch.addcmul(current[t], state, gamma, out=u_all[t])
+            u = charge(current[t], state, gamma, out=u_all[t])
             x = u - theta
             s = _spike_values(x, k * x, surrogate, spike, step_mask(mask, current, t), spikes[t])
             state = reset_state(u, s, theta, reset)

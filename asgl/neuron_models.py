@@ -22,7 +22,8 @@ The models:
            LIF of Bellec et al. (LSNN, e-prop); the soft reset subtracts that threshold, the output amplitude
            a is the base θ
 
-LIF and IF also run on the hand-written kernels (``kernels = True``; asgl.neuron and asgl.kernels); a model
+LIF and IF also run on the hand-written kernels (``kernels = True``; asgl.neuron and asgl.kernels; the fused
+one calls :func:`charge` and :func:`reset_state` from here and adds its hand-written adjoint); a model
 without kernels runs on the stepwise reference or on :func:`neuron_fused`, which every other backend falls
 back to (:func:`asgl.neuron.runs_on`). :func:`register_neuron` adds a model.
 """
@@ -57,6 +58,12 @@ def reset_state(u: Tensor, s: Tensor, theta: Tensor, reset: Reset) -> Tensor:
     return torch.addcmul(u, u, s, value=-1) if reset == "hard" else torch.addcmul(u, s, theta, value=-1)
 
 
+def charge(current: Tensor, state: Tensor, gamma: Tensor, out: Tensor | None = None) -> Tensor:
+    """u = γ ũ + I ([B, ...]; into ``out`` when given): the LIF charge, shared by the stepwise reference and the
+    fused backend so their values agree exactly."""
+    return torch.addcmul(current, state, gamma, out=out)
+
+
 def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> SpikeFn:
     """The spike function x -> s of ``spec.spike``; ``mask`` [B, ...] bool is used by ``asgl`` only."""
     surrogate, width_grad = spec.surrogate, spec.width_grad
@@ -79,7 +86,7 @@ def lif_step(
     amplitude: Tensor | float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """One LIF step. current, state [B, ...]; returns (output a·s [B, ...], new state ũ [B, ...])."""
-    u = torch.addcmul(current, state, gamma)
+    u = charge(current, state, gamma)
     s = spike(u - theta)
     return amplitude * s, reset_state(u, s, theta, reset)
 
