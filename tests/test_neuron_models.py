@@ -164,11 +164,12 @@ def _toy_step(current, state, params, spike, spec):
 
 
 @pytest.fixture
-def toy_neuron(monkeypatch):
-    from asgl import neuron_models
+def toy_neuron():
+    from asgl.neuron_models import NEURONS, NeuronDef, register_neuron
 
-    monkeypatch.setitem(neuron_models.NEURONS, "toy", neuron_models.NeuronDef(states=2, step=_toy_step))
-    return "toy"
+    register_neuron("toy", NeuronDef(states=2, step=_toy_step))
+    yield "toy"
+    del NEURONS["toy"]
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
