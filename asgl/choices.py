@@ -5,7 +5,7 @@ it from here. No torch and no pydantic, so the schema loads before any heavy imp
 
 from typing import Literal
 
-NeuronModel = Literal["lif", "if"]  # leaky, or integrate-and-fire (no leak)
+NeuronModel = Literal["lif", "if", "alif"]  # leaky, integrate-and-fire (no leak), adaptive-threshold leaky
 # the spike function in training: asgl (mixed by a mask), sg (Θ forward, h_α backward), heaviside (Θ)
 TrainingSpike = Literal["asgl", "sg", "heaviside"]
 Spike = Literal[TrainingSpike, "analog"]  # and analog (H_α, p = 1), a spike of the diagnosis

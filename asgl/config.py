@@ -1,8 +1,9 @@
 """The recipe schema: one pydantic model per TOML section, defaults documented in place.
 
 A recipe is a TOML file with the sections ``[run] [data] [model] [neuron] [surrogate] [noise]
-[optim] [train]``. ``[data]`` and ``[model]`` are chosen by their ``name``: each dataset family and
-each model family has its own section model with only the keys it uses. Unknown keys, keys the chosen
+[optim] [train]``. ``[data]`` and ``[model]`` are chosen by their ``name`` and ``[neuron]`` by its
+``model``: each dataset family, model family and neuron model has its own section model with only the keys
+it uses. Unknown keys, keys the chosen
 component does not use, wrong types and out-of-range values are errors that name the key, the value
 and what was expected, with a "did you mean" for typos (see :func:`format_validation_error`).
 ``--set a.b=value`` overrides are applied to the raw mapping before validation, so they are typed by
@@ -388,25 +389,17 @@ ModelConfig = Annotated[
     Union[tuple(Annotated[cls, Tag(name)] for name, cls in MODEL_NAME_SECTIONS.items())],  # noqa: UP007
     Discriminator(_model_tag),
 ]
-# recipe sections chosen by their ``name``: section -> (what a name names, name -> section model, default)
-CHOSEN_BY_NAME: dict[str, tuple[str, dict[str, type[Section]], str]] = {
-    "data": ("dataset", DATASET_SECTIONS, "digits"),
-    "model": ("model", MODEL_NAME_SECTIONS, "digits_convnet"),
-}
 
 
-class NeuronConfig(Section):
-    """The neuron layers' keys (asgl.neuron.LIF takes the same names), and the norm before each. ``model``
-    picks the neuron; ``decay`` and ``learn_decay`` are keys of the leaky model only."""
+# ---------------------------------------------------------------- neuron: one section per neuron model
 
-    used_only_by = {"decay": ("model", "neuron model", ("lif",)), "learn_decay": ("model", "neuron model", ("lif",))}
 
-    model: NeuronModel = Field(
-        "lif", description="Neuron model: lif (leaky) or if (integrate-and-fire: LIF without leak)."
-    )
+class NeuronSection(Section):
+    """The keys of every neuron model (asgl.neuron.LIF takes the same names), and the norm before each layer.
+    ``model`` picks the model and so its section: each model has only its own keys."""
+
+    model: NeuronModel
     spike: TrainingSpike = Field("asgl", description="Spike function in training.")
-    decay: float = Field(0.5, gt=0, lt=1, description="Initial leak gamma = sigmoid(d); d is learned.")
-    learn_decay: bool = True
     threshold: float = Field(1.0, gt=0)
     learn_threshold: bool = False
     reset: Reset = "hard"
@@ -419,6 +412,50 @@ class NeuronConfig(Section):
     width_grad: WidthGrad = Field(
         "all", description="Width gradient from every element, or analog ones only (extension)."
     )
+
+
+class IFConfig(NeuronSection):
+    """Integrate-and-fire: LIF without leak."""
+
+    model: Literal["if"] = "if"
+
+
+class LIFConfig(NeuronSection):
+    """Leaky integrate-and-fire (the default)."""
+
+    model: Literal["lif"] = "lif"
+    decay: float = Field(0.5, gt=0, lt=1, description="Initial leak gamma = sigmoid(d); d is learned.")
+    learn_decay: bool = True
+
+
+class ALIFConfig(LIFConfig):
+    """Adaptive-threshold LIF: threshold theta + beta*a, with a = rho*a + s after each step."""
+
+    model: Literal["alif"] = "alif"  # type: ignore[assignment]
+    beta: float = Field(0.5, ge=0, description="Threshold rise per spike (adaptation strength).")
+    rho: float = Field(0.9, gt=0, lt=1, description="Initial adaptation decay rho = sigmoid(r).")
+    learn_rho: bool = True
+
+
+def _neuron_tag(value: Any) -> Any:
+    """The union tag of a ``[neuron]`` table: its model (default lif)."""
+    return value.get("model", "lif") if isinstance(value, dict) else getattr(value, "model", None)
+
+
+NEURON_SECTIONS: dict[str, type[NeuronSection]] = {
+    get_args(cls.model_fields["model"].annotation)[0]: cls for cls in (LIFConfig, IFConfig, ALIFConfig)
+}
+NeuronConfig = Annotated[
+    Union[tuple(Annotated[cls, Tag(name)] for name, cls in NEURON_SECTIONS.items())],  # noqa: UP007
+    Discriminator(_neuron_tag),
+]
+# recipe sections whose one key picks the section model: section -> (that key, what it names,
+# its value -> section model, default value)
+CHOSEN_BY_NAME: dict[str, tuple[str, str, dict[str, type[Section]], str]] = {
+    "data": ("name", "dataset", DATASET_SECTIONS, "digits"),
+    "model": ("name", "model", MODEL_NAME_SECTIONS, "digits_convnet"),
+    "neuron": ("model", "neuron model", NEURON_SECTIONS, "lif"),
+}
 
 
 class SurrogateConfig(Section):
@@ -534,18 +571,19 @@ class Recipe(Section):
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DigitsData)
     model: ModelConfig = Field(default_factory=DigitsConvNetConfig)
-    neuron: NeuronConfig = Field(default_factory=NeuronConfig)
+    neuron: NeuronConfig = Field(default_factory=LIFConfig)
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
-    @field_validator("data", "model", mode="before")
+    @field_validator("data", "model", "neuron", mode="before")
     @classmethod
     def _default_name(cls, value: Any, info: ValidationInfo) -> Any:
-        """A ``[data]`` or ``[model]`` table without ``name`` is the default dataset or model."""
-        if isinstance(value, dict) and "name" not in value:
-            return {"name": CHOSEN_BY_NAME[info.field_name][2], **value}
+        """A ``[data]``, ``[model]`` or ``[neuron]`` table without its choosing key is the default choice."""
+        key, _, _, default = CHOSEN_BY_NAME[info.field_name]
+        if isinstance(value, dict) and key not in value:
+            return {key: default, **value}
         return value
 
 
@@ -575,7 +613,7 @@ def _section_at(loc: tuple[Any, ...]) -> type[BaseModel]:
     while parts:
         key = parts.pop(0)
         if section is Recipe and key in CHOSEN_BY_NAME:
-            section = CHOSEN_BY_NAME[key][1][parts.pop(0)]
+            section = CHOSEN_BY_NAME[key][2][parts.pop(0)]
         else:
             section = section.model_fields[key].annotation
     return section
@@ -589,10 +627,10 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
         return f"unknown section {dotted}{did_you_mean(path[0], known)}; sections: {', '.join(known)}"
     hint = did_you_mean(path[-1], known, ".".join(path[:-1]) + ".")
     if len(loc) == 3 and path[0] in CHOSEN_BY_NAME:
-        what, sections, _ = CHOSEN_BY_NAME[path[0]]
+        _, what, sections, _ = CHOSEN_BY_NAME[path[0]]
         owners = [name for name, section in sections.items() if path[-1] in section.model_fields]
-        where = f" (a key of {what} {', '.join(owners)})" if owners else hint
-        return f"{dotted}: not a key of {what} {loc[1]!r}{where}"
+        if owners:  # a key of no choice at all is an unknown key, below
+            return f"{dotted}: not a key of {what} {loc[1]!r} (a key of {what} {', '.join(owners)})"
     return f"unknown key {dotted}{hint}"
 
 
@@ -607,9 +645,9 @@ def describe_error(e: dict[str, Any]) -> tuple[tuple[str, ...], str]:
     if kind == "unused_key":
         return (*path, ctx["key"]), f"{dotted}.{msg}"
     if kind == "union_tag_invalid":
-        what, names, _ = CHOSEN_BY_NAME[path[0]]
+        key, what, names, _ = CHOSEN_BY_NAME[path[0]]
         hint = did_you_mean(ctx["tag"], names, quote=True)
-        return (*path, "name"), f"{dotted}.name = {ctx['tag']!r}: unknown {what}{hint}; known: {', '.join(names)}"
+        return (*path, key), f"{dotted}.{key} = {ctx['tag']!r}: unknown {what}{hint}; known: {', '.join(names)}"
     if kind == "literal_error":
         hint = did_you_mean(str(e["input"]), re.findall(r"'([^']*)'", ctx["expected"]), quote=True)
         return path, f"{dotted} = {e['input']!r}: {msg}{hint}"
@@ -708,7 +746,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 def _choosers(section: str) -> set[str]:
     """The keys of a recipe section whose value decides which of its other keys are used."""
     if section in CHOSEN_BY_NAME:
-        return {"name"}
+        return {CHOSEN_BY_NAME[section][0]}
     field = Recipe.model_fields.get(section)
     return {chooser for chooser, _, _ in field.annotation.used_only_by.values()} if field else set()
 
@@ -716,7 +754,8 @@ def _choosers(section: str) -> set[str]:
 def _in_use(section: str, table: dict[str, Any], key: str) -> bool:
     """Whether the component (or choice) that the raw ``table`` of ``section`` picks takes ``key``."""
     if section in CHOSEN_BY_NAME:
-        chosen = CHOSEN_BY_NAME[section][1].get(str(table.get("name")))
+        chooser, _, sections, default = CHOSEN_BY_NAME[section]
+        chosen = sections.get(str(table.get(chooser, default)))
         return chosen is None or key in chosen.model_fields  # an unknown name: validation reports it
     cls = Recipe.model_fields[section].annotation
     if key not in cls.used_only_by:

@@ -7,7 +7,9 @@ One step, input current I[t] ([B, ...]), state ũ[t−1] (ũ[−1] = 0):
     ũ[t] = u[t] (1 − s[t])              hard reset; soft: ũ[t] = u[t] − θ s[t]
     out  = a s[t]                       a = θ ("threshold" amplitude, reference) or 1
 
-The IF model (``model = "if"``) is the same step with γ = 1 and no decay parameter. Nothing is detached
+The IF model (``model = "if"``) is the same step with γ = 1 and no decay parameter. The step of every model
+is written once in asgl.neuron_models; a model without kernels there (``alif``, adaptive threshold) runs on its
+definition's stepwise or fused path whatever backend is asked for (:func:`model_backend`). Nothing is detached
 (full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
 ``stepwise`` (plain autograd, the reference) and ``fused`` (one autograd function: the forward runs without
 a graph and saves only u [T, B, ...]; the backward is one reverse pass over T that regenerates the spike and
@@ -41,6 +43,7 @@ from asgl.choices import NeuronModel
 from asgl.errors import BackendUnavailable
 from asgl.kernels.compiled_lif import lif_compiled
 from asgl.kernels.lif_op import draw_words, lif_op
+from asgl.neuron_models import NEURONS, charge, neuron_fused, neuron_stepwise, reset_state
 from asgl.spike import (
     Amplitude,
     MaskDraw,
@@ -48,11 +51,8 @@ from asgl.spike import (
     Spike,
     SpikeSpec,
     WidthGrad,
-    heaviside,
-    hybrid_spike,
     materialize_mask,
     new_mask_draw,
-    sg_spike,
     step_mask_of,
 )
 from asgl.surrogates import Surrogate, SurrogateWidth, check_choice
@@ -66,54 +66,13 @@ Backend = Callable[[Tensor, Tensor, Tensor, Tensor, "MaskDraw | None", SpikeSpec
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def lif_step(
-    current: Tensor,
-    state: Tensor,
-    gamma: Tensor,
-    theta: Tensor,
-    spike: Callable[[Tensor], Tensor],
-    reset: Reset = "hard",
-    amplitude: Tensor | float = 1.0,
-) -> tuple[Tensor, Tensor]:
-    """One LIF step. current, state [B, ...]; returns (output a·s [B, ...], new state ũ [B, ...])."""
-    u = torch.addcmul(current, state, gamma)
-    s = spike(u - theta)
-    return amplitude * s, reset_state(u, s, theta, reset)
-
-
-def reset_state(u: Tensor, s: Tensor, theta: Tensor, reset: Reset) -> Tensor:
-    """ũ = u − u·s (hard) or u − θ·s (soft); one op, shared by every backend so their values agree exactly."""
-    return torch.addcmul(u, u, s, value=-1) if reset == "hard" else torch.addcmul(u, s, theta, value=-1)
-
-
-def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> Callable[[Tensor], Tensor]:
-    """The spike function x -> s of ``spec.spike``; ``mask`` [B, ...] bool is used by ``asgl`` only."""
-    surrogate, width_grad = spec.surrogate, spec.width_grad
-    if spec.spike == "heaviside":
-        return heaviside
-    if spec.spike == "sg":  # no analog elements, so width_grad = "analog" means no width gradient
-        return lambda x: sg_spike(x, k.detach() if width_grad == "analog" else k, surrogate)
-    if spec.spike == "analog":
-        return lambda x: surrogate.H(x, k)
-    return lambda x: hybrid_spike(x, k, surrogate, mask, width_grad)
-
-
 def lif_stepwise(
     current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | Tensor | None, spec: SpikeSpec
 ) -> Tensor:
-    """Reference backend: the step-by-step loop under autograd. current [T, B, ...] -> output [T, B, ...].
-
-    ``mask``: a draw (materialised here) or, for tests of a kernel that takes one, the bool mask [T, B, ...]."""
-    if isinstance(mask, MaskDraw):
-        mask = materialize_mask(mask, current.shape, current.device)
-    state = torch.zeros_like(current[0])
-    amplitude = theta if spec.amplitude == "threshold" else 1.0
-    outs = []
-    for t in range(current.shape[0]):
-        spike = make_spike(spec, k, None if mask is None else mask[t])
-        out, state = lif_step(current[t], state, gamma, theta, spike, spec.reset, amplitude)
-        outs.append(out)
-    return torch.stack(outs)
+    """Reference backend: the LIF definition's step (asgl.neuron_models) in a loop under autograd.
+    current [T, B, ...] -> output [T, B, ...]. ``mask``: a draw or, for tests of a kernel that takes one, the
+    bool mask [T, B, ...]."""
+    return neuron_stepwise(NEURONS["lif"], current, (gamma, theta), k, mask, spec)
 
 
 def _spike_values(x: Tensor, y: Tensor, surrogate: Surrogate, spike: Spike, mask: Tensor | None, out: Tensor) -> Tensor:
@@ -135,7 +94,9 @@ def _sum_product(a: Tensor, b: Tensor, shape: torch.Size) -> Tensor:
 
 
 class _FusedLIF(torch.autograd.Function):
-    """One reverse pass over T on [B, ...] slices that stay in cache; surrogate terms regenerated from u.
+    """One reverse pass over T on [B, ...] slices that stay in cache; surrogate terms regenerated from u. The
+    forward runs the LIF definition's charge and reset (asgl.neuron_models); the backward is its hand-written
+    adjoint, tested against autograd of the definition's step (the stepwise backend).
 
     Backward per step, with G = dL/dũ[t] (from step t+1) and gd = grad_s · f(k x):
     grad_s = a·g_out − G·u (hard) or a·g_out − G·θ (soft); dL/du = k·gd + G·(1 − s) (hard) or k·gd + G;
@@ -149,7 +110,7 @@ class _FusedLIF(torch.autograd.Function):
         spikes = torch.empty_like(current)
         state = torch.zeros_like(current[0])
         for t in range(current.shape[0]):
-            u = torch.addcmul(current[t], state, gamma, out=u_all[t])
+            u = charge(current[t], state, gamma, out=u_all[t])
             x = u - theta
             s = _spike_values(x, k * x, surrogate, spike, step_mask(mask, current, t), spikes[t])
             state = reset_state(u, s, theta, reset)
@@ -316,12 +277,25 @@ def resolve_backend(name: str, x: Tensor) -> Backend:
     return BACKENDS[name]
 
 
+def model_backend(backend: str, model: str) -> Callable | None:
+    """How a layer of neuron ``model`` runs when ``backend`` is asked for: None where the LIF backends run it
+    (the models with kernels: lif, if); any other model runs on its definition's stepwise reference for
+    ``stepwise`` and on its definition's fused path for every other backend (auto, fused, cpu_kernel, triton,
+    compiled). The one place where a backend falls back for a model (asgl.neuron_models)."""
+    if NEURONS[model].kernels:
+        return None
+    return neuron_stepwise if backend == "stepwise" else neuron_fused
+
+
 def _register(module: nn.Module, name: str, value: Tensor, learnable: bool) -> None:
     """A parameter when learnable, else a buffer (saved in the state dict either way)."""
     if learnable:
         module.register_parameter(name, nn.Parameter(value))
     else:
         module.register_buffer(name, value)
+
+
+LEAKY = ("lif", "alif")  # the models with a learnable leak γ = sigmoid(d)
 
 
 def _logit(p: float) -> float:
@@ -331,11 +305,13 @@ def _logit(p: float) -> float:
 class LIF(nn.Module):
     """Multi-step LIF layer over [T, B, *feature_shape] with its own decay, threshold and surrogate width.
 
-    ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
-    arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog
-    probability ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator``
-    (None = global RNG). ``model = "if"`` is the integrate-and-fire neuron: LIF without leak (γ = 1, no decay
-    parameter, ``decay`` and ``learn_decay`` unused). Build one from a recipe with :func:`neuron_from_config`.
+        ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
+        arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog
+        probability ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator``
+        (None = global RNG). ``model = "if"`` is the integrate-and-fire neuron: LIF without leak (γ = 1, no decay
+        parameter, ``decay`` and ``learn_decay`` unused); ``model = "alif"`` adds the adaptive threshold θ + β a
+    (``beta``, fixed; ρ = sigmoid of a logit from ``rho``, learned with ``learn_rho``; see asgl.neuron_models).
+    Build one from a recipe with :func:`neuron_from_config`.
     """
 
     asgl_neuron = True  # tag: asgl.optim gives every parameter under this module the neuron optimiser
@@ -353,25 +329,32 @@ class LIF(nn.Module):
         amplitude: Amplitude = "threshold",
         width_grad: WidthGrad = "all",
         backend: str = "auto",
+        beta: float = 0.5,
+        rho: float = 0.9,
+        learn_rho: bool = True,
         noise_prob: float = 0.0,
     ):
         super().__init__()
         for key, value, choices in (
-            ("model", model, get_args(NeuronModel)),
+            ("model", model, tuple(NEURONS)),
             ("spike", spike, get_args(Spike)),
             ("reset", reset, get_args(Reset)),
             ("amplitude", amplitude, get_args(Amplitude)),
             ("width_grad", width_grad, get_args(WidthGrad)),
         ):
             check_choice(key, value, choices)
-        if model == "lif" and not 0 < decay < 1:
-            raise ValueError(f"decay = {decay}: the initial leak must be in (0, 1)")
+        for key, value in (("decay", decay), ("rho", rho)):
+            if not 0 < value < 1:
+                raise ValueError(f"{key} = {value}: the initial decay must be in (0, 1)")
         self.model: NeuronModel = model
         self.width = width
         self.surrogate = width.surrogate
-        if model == "lif":
+        if model in LEAKY:
             _register(self, "decay_logit", torch.tensor(_logit(decay)), learn_decay)
         _register(self, "threshold", torch.tensor(float(threshold)), learn_threshold)
+        if model == "alif":
+            _register(self, "adapt_logit", torch.tensor(_logit(rho)), learn_rho)
+            _register(self, "beta", torch.tensor(float(beta)), False)
         self.spike: Spike = spike
         self.reset: Reset = reset
         self.amplitude: Amplitude = amplitude
@@ -383,10 +366,16 @@ class LIF(nn.Module):
 
     def decay(self) -> Tensor:
         """γ: sigmoid of the decay logit, or 1 for the IF model (no leak)."""
-        return torch.sigmoid(self.decay_logit) if self.model == "lif" else torch.ones_like(self.threshold)
+        return torch.sigmoid(self.decay_logit) if self.model in LEAKY else torch.ones_like(self.threshold)
 
     def theta(self) -> Tensor:
         return self.threshold.clamp(min=0)
+
+    def params(self) -> tuple[Tensor, ...]:
+        """The step parameters of this layer's model (asgl.neuron_models): (γ, θ), and (γ, θ, β, ρ) for alif
+        with ρ = sigmoid of the adaptation logit."""
+        adaptive = (self.beta, torch.sigmoid(self.adapt_logit)) if self.model == "alif" else ()
+        return (self.decay(), self.theta(), *adaptive)
 
     def active_spike(self) -> Spike:
         """The spike in use: ``spike`` in training, binary Θ in eval mode."""
@@ -422,6 +411,13 @@ class LIF(nn.Module):
         dtype. Half precision: parameters and state in float32, the input read by the Triton kernel in place
         and cast to float32 for the other backends."""
         dtype = torch.float32 if x.dtype in HALF_PRECISION else x.dtype  # parameters and state
+        run = model_backend(self.backend, self.model)
+        if run is not None:
+            params = tuple(p.to(dtype) for p in self.params())
+            out = run(
+                NEURONS[self.model], x.to(dtype), params, self.width.slope().to(dtype), self.mask_draw(), self.spec()
+            )
+            return out.to(x.dtype)
         backend = self.resolve_backend(x)
         params = (self.decay().to(dtype), self.theta().to(dtype), self.width.slope().to(dtype))
         if torch.compiler.is_compiling() and backend in (lif_fused, lif_triton):  # one opaque op: asgl.kernels.lif_op

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lif_cases import CASES, THETA, assert_matches_stepwise, inputs, output_and_grads
 
-from asgl.config import NeuronConfig, SurrogateConfig
+from asgl.config import LIFConfig, SurrogateConfig
 from asgl.errors import BackendUnavailable
 from asgl.neuron import (
     cpu_kernel,
@@ -73,7 +73,7 @@ def test_gradients_are_bit_identical_across_runs_and_thread_counts():
 
 
 def test_auto_picks_the_kernel_on_cpu_and_the_layer_matches_stepwise():
-    neuron = NeuronConfig(spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True)
+    neuron = LIFConfig(spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True)
     layer = neuron_from_config(neuron, SurrogateConfig(family="sigmoid", width=2.0), (4, 3, 3), noise_prob=0.3)
     x = inputs(())[0]
     assert layer.resolve_backend(x) is lif_cpu_kernel

@@ -215,9 +215,9 @@ def test_unknown_settings_are_refused_with_their_name(settings, key):
 
 def test_from_config_gives_the_same_layer_as_the_plain_arguments():
     """The recipe keys and the constructor arguments are one set of names with the same defaults."""
-    from asgl.config import NeuronConfig, SurrogateConfig
+    from asgl.config import LIFConfig, SurrogateConfig
 
-    neuron = NeuronConfig(spike="sg", decay=0.7, reset="soft", amplitude="unit", width_grad="analog")
+    neuron = LIFConfig(spike="sg", decay=0.7, reset="soft", amplitude="unit", width_grad="analog")
     surrogate = SurrogateConfig(family="triangle", width=3.0, granularity="channel")
     built = neuron_from_config(neuron, surrogate, (4, 3, 3), noise_prob=0.1)
     plain = LIF(
@@ -228,7 +228,7 @@ def test_from_config_gives_the_same_layer_as_the_plain_arguments():
     assert built.state_dict().keys() == plain.state_dict().keys()
     for key, value in built.state_dict().items():
         assert torch.equal(value, plain.state_dict()[key]), key
-    defaults = neuron_from_config(NeuronConfig(), SurrogateConfig(), (4,)), LIF(SurrogateWidth((4,)))
+    defaults = neuron_from_config(LIFConfig(), SurrogateConfig(), (4,)), LIF(SurrogateWidth((4,)))
     assert defaults[0].spec() == defaults[1].spec() and defaults[0].backend == defaults[1].backend
     assert {k: v.item() for k, v in defaults[0].state_dict().items()} == {
         k: v.item() for k, v in defaults[1].state_dict().items()

@@ -1,4 +1,5 @@
-"""Neuron models (``neuron.model``): LIF and IF (LIF without leak) on every backend, from the recipe to training."""
+"""Neuron models (``neuron.model``): LIF, IF (LIF without leak) and ALIF (adaptive threshold) on every backend,
+from the recipe to training."""
 
 import os
 
@@ -6,10 +7,11 @@ import pytest
 import torch
 from lif_cases import inputs
 
-from asgl.config import NeuronConfig, RecipeError, SurrogateConfig
+from asgl.config import ALIFConfig, IFConfig, RecipeError, SurrogateConfig
 from asgl.engine.checkpoint import load_checkpoint
 from asgl.engine.trainer import train
 from asgl.neuron import LIF, lif_stepwise, neuron_from_config
+from asgl.neuron_models import NEURONS, neuron_fused, neuron_stepwise
 from asgl.optim import split_parameters
 from asgl.spike import MaskDraw, SpikeSpec
 from asgl.surrogates import SURROGATES, SurrogateWidth
@@ -66,8 +68,8 @@ def test_if_matches_stepwise_with_the_asgl_spike(backend):
 
 
 def test_model_keys_are_checked_and_a_model_switch_drops_the_leak_keys(tiny_recipe):
-    with pytest.raises(ValueError, match="not a key of neuron model 'if'"):
-        NeuronConfig(model="if", decay=0.3)
+    with pytest.raises(ValueError, match="decay"):
+        IFConfig(decay=0.3)
     recipe = tiny_recipe("neuron.model=if")  # digits_quick sets neuron.decay: dropped with the switch
     assert recipe.neuron.model == "if" and "decay" not in recipe.neuron.model_dump()
     with pytest.raises(RecipeError, match="decay"):
@@ -76,9 +78,114 @@ def test_model_keys_are_checked_and_a_model_switch_drops_the_leak_keys(tiny_reci
     assert layer.model == "if" and split_parameters(torch.nn.Sequential(torch.nn.Linear(2, 2), layer)).neuron
 
 
-@pytest.mark.parametrize("model", ["lif", "if"])
+@pytest.mark.parametrize("model", ["lif", "if", "alif"])
 def test_digits_quick_trains_with_each_model(tiny_recipe, tmp_path, model):
     result = train(tiny_recipe(f"neuron.model={model}"), out_dir=tmp_path)
     state = load_checkpoint(result.run_dir)["model"]
-    assert any(key.endswith("decay_logit") for key in state) == (model == "lif")
+    assert any(key.endswith("decay_logit") for key in state) == (model != "if")
+    assert any(key.endswith("adapt_logit") for key in state) == (model == "alif")
     assert 0.0 <= result.best_val_acc <= 1.0 and torch.isfinite(torch.tensor(result.test.loss))
+
+
+ALL_BACKENDS = ["stepwise", "fused", "cpu_kernel", "triton", "compiled"]
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_alif_threshold_adapts_by_hand(backend):
+    """I = 0.8, θ = 1, γ = ρ = ½, β = ½, hard reset, binary spikes; threshold θ + β a, a ← ρ a + s:
+    t=0 u=0.8; t=1 u=1.2 spike (a=1); t=2 thr 1.5, u=0.8; t=3 thr 1.25, u=1.2 (no spike: LIF would fire);
+    t=4 thr 1.125, u=1.4 spike (a=1.125); t=5 thr 1.5625, u=0.8. Every backend name runs it (the ones without
+    an ALIF kernel on the fused path of its definition)."""
+    layer = LIF(SurrogateWidth((2,)), model="alif", decay=0.5, rho=0.5, beta=0.5, amplitude="unit", backend=backend)
+    spikes = layer.eval()(torch.full((6, 1, 2), 0.8))[:, 0, 0].tolist()
+    assert spikes == [0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+    leaky = LIF(SurrogateWidth((2,)), model="lif", decay=0.5, amplitude="unit", backend="fused").eval()
+    assert leaky(torch.full((6, 1, 2), 0.8))[:, 0, 0].tolist() == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+
+
+def alif_inputs(dtype=torch.float32):
+    """current [T, B, N] and the params (γ, θ, β, ρ) and width k, all requiring gradients."""
+    torch.manual_seed(3)
+    current = (torch.rand(7, 3, 5, dtype=dtype) * 1.6).requires_grad_()
+    params = [torch.tensor(v, dtype=dtype, requires_grad=True) for v in (0.7, 0.9, 0.4, 0.8)]
+    return current, params, torch.tensor(2.5, dtype=dtype, requires_grad=True)
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("spike", ["asgl", "sg"])
+def test_alif_fused_matches_stepwise(reset, spike):
+    """Spikes and the gradients of input, γ, θ, β, ρ and width: the fused path against the reference."""
+    current, params, k = alif_inputs()
+    spec = SpikeSpec(SURROGATES["sigmoid"], spike, reset, "threshold", "all")
+    draw = MaskDraw(0.3, seed=2) if spike == "asgl" else None
+    results = []
+    for run in (neuron_stepwise, neuron_fused):
+        out = run(NEURONS["alif"], current, tuple(params), k, draw, spec)
+        weights = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
+        results.append((out.detach(), torch.autograd.grad((out * weights).sum(), [current, *params, k])))
+    (ref_out, ref_grads), (out, grads) = results
+    torch.testing.assert_close(out, ref_out)
+    assert (ref_out > 0).float().mean() > 0.1
+    for g, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(g, ref, atol=1e-5, rtol=1e-5)
+        assert ref.abs().sum() > 0
+
+
+def test_alif_fused_gradient_matches_finite_differences():
+    """The fused backward (step-by-step vector-Jacobian products) against finite differences, with the smooth
+    analog spike so that the loss is differentiable."""
+    current, params, k = alif_inputs(torch.float64)
+    spec = SpikeSpec(SURROGATES["sigmoid"], "analog", "soft", "threshold", "all")
+
+    def run(current, *params_and_k):
+        return neuron_fused(NEURONS["alif"], current, params_and_k[:4], params_and_k[4], None, spec)
+
+    assert torch.autograd.gradcheck(run, (current, *params, k))
+
+
+def test_alif_keys_are_its_own(tiny_recipe):
+    recipe = tiny_recipe("neuron.model=alif", "neuron.beta=0.3", "neuron.learn_rho=false")
+    assert isinstance(recipe.neuron, ALIFConfig) and recipe.neuron.decay == 0.5
+    layer = neuron_from_config(recipe.neuron, SurrogateConfig(), (4,))
+    assert float(layer.beta) == pytest.approx(0.3) and "adapt_logit" not in dict(layer.named_parameters())
+    with pytest.raises(RecipeError, match="neuron.beta: not a key of neuron model 'lif'"):
+        tiny_recipe("neuron.beta=0.3")
+    with pytest.raises(RecipeError, match="unknown neuron model"):
+        tiny_recipe("neuron.model=adaptive")
+
+
+def _toy_step(current, state, params, spike, spec):
+    """A toy neuron with self-inhibition: u = v + I − r, s = spike(u − θ), v = u (1 − s), r ← ½ r + s."""
+    _, theta = params
+    v, r = state
+    u = v + current - r
+    s = spike(u - theta)
+    return s, (u * (1 - s), 0.5 * r + s)
+
+
+@pytest.fixture
+def toy_neuron():
+    from asgl.neuron_models import NEURONS, NeuronDef, register_neuron
+
+    register_neuron("toy", NeuronDef(states=2, step=_toy_step))
+    yield "toy"
+    del NEURONS["toy"]
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_a_toy_neuron_defined_here_runs_on_every_backend(toy_neuron, backend):
+    """Registered from this file only. I = 0.6, θ = 1, binary spikes: u = 0.6, 1.2 (spike, r = 1),
+    0.6 − 1 = −0.4, −0.4 + 0.6 − 0.5 = −0.3, −0.3 + 0.6 − 0.25 = 0.05, 0.05 + 0.6 − 0.125 = 0.525.
+    In training the asgl spike's gradients match the stepwise reference."""
+    layer = LIF(SurrogateWidth((2,)), model=toy_neuron, backend=backend, amplitude="unit", noise_prob=0.3)
+    assert layer.eval()(torch.full((6, 1, 2), 0.6))[:, 0, 0].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    reference = LIF(SurrogateWidth((2,)), model=toy_neuron, backend="stepwise", amplitude="unit", noise_prob=0.3)
+    results = []
+    for run in (reference.train(), layer.train()):
+        run.generator = torch.Generator().manual_seed(4)
+        current = (torch.rand(5, 3, 2, generator=torch.Generator().manual_seed(1)) * 1.5).requires_grad_()
+        out = run(current)
+        out.mul(torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), current.grad, run.width.param.grad))
+    for got, ref in zip(results[1], results[0]):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)

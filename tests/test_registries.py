@@ -15,8 +15,10 @@ from asgl.config import (
     CUSTOM_MODEL,
     DATASET_SECTIONS,
     MODEL_NAME_SECTIONS,
+    NEURON_SECTIONS,
+    LIFConfig,
     ModelSection,
-    NeuronConfig,
+    NeuronSection,
     OptimConfig,
     SurrogateConfig,
     TrainConfig,
@@ -56,8 +58,8 @@ def test_registry_holds_what_the_schema_accepts(registry, schema):
 
 def test_backends_match_the_schema():
     # triton is registered only where CUDA and Triton are present; "auto" picks one
-    assert set(BACKENDS) - {"triton"} == choices(NeuronConfig, "backend") - {"auto", "triton"}
-    assert set(BACKENDS) <= choices(NeuronConfig, "backend")
+    assert set(BACKENDS) - {"triton"} == choices(NeuronSection, "backend") - {"auto", "triton"}
+    assert set(BACKENDS) <= choices(NeuronSection, "backend")
 
 
 # the fixed choices (asgl.choices) have one definition, shared by the schema and the components: each one the
@@ -67,7 +69,7 @@ def test_backends_match_the_schema():
     [
         (key, value)
         for key in ("model", "spike", "reset", "amplitude", "width_grad")
-        for value in sorted(choices(NeuronConfig, key))
+        for value in sorted(choices(NeuronSection, key))
     ]
     + [
         (f"surrogate.{key}", value)
@@ -78,11 +80,13 @@ def test_backends_match_the_schema():
 def test_every_neuron_and_surrogate_choice_builds_a_running_layer(key, value):
     # the fused backend: one choice at a time here (each backend meets every choice in its own tests, and a
     # compiled kernel would spend seconds compiling each configuration)
-    neuron, surrogate = NeuronConfig(backend="fused"), SurrogateConfig()
+    neuron, surrogate = LIFConfig(backend="fused"), SurrogateConfig()
     if key.startswith("surrogate."):
         surrogate = SurrogateConfig(**{key.removeprefix("surrogate."): value})
+    elif key == "model":
+        neuron = NEURON_SECTIONS[value](backend="fused")
     else:
-        neuron = NeuronConfig(backend="fused", **{key: value})
+        neuron = LIFConfig(backend="fused", **{key: value})
     layer = neuron_from_config(neuron, surrogate, (3,), noise_prob=0.5)
     current = torch.randn(4, 2, 3, requires_grad=True)
     out = layer(current)
@@ -90,7 +94,7 @@ def test_every_neuron_and_surrogate_choice_builds_a_running_layer(key, value):
     assert out.shape == (4, 2, 3) and torch.isfinite(current.grad).all()
 
 
-@pytest.mark.parametrize("kind", sorted(choices(NeuronConfig, "norm")))
+@pytest.mark.parametrize("kind", sorted(choices(NeuronSection, "norm")))
 def test_every_norm_choice_builds_a_running_norm(kind):
     norm = make_norm(kind, channels=3, time_steps=4, dims=1)
     assert norm(torch.randn(4, 2, 3)).shape == (4, 2, 3)
@@ -104,7 +108,7 @@ def test_every_dataset_module_builds_and_checks(name):
 
 def test_components_take_the_recipe_key_names():
     lif = set(inspect.signature(LIF).parameters) - {"width", "noise_prob"}
-    # the norm sits before the LIF layer
-    assert lif == set(NeuronConfig.model_fields) - {"norm"}
+    # the norm sits before the LIF layer; the layer takes the keys of every neuron model
+    assert lif == set().union(*(section.model_fields for section in NEURON_SECTIONS.values())) - {"norm"}
     width = set(inspect.signature(SurrogateWidth).parameters) - {"feature_shape"}
     assert width == set(SurrogateConfig.model_fields)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from asgl.analysis.stats import conv2d_synaptic_ops, count_activity, summarize
-from asgl.config import NeuronConfig, SurrogateConfig
+from asgl.config import LIFConfig, SurrogateConfig
 from asgl.layers import TimeFold
 from asgl.neuron import neuron_from_config
 
@@ -65,7 +65,7 @@ class TinyNet(nn.Module):
         super().__init__()
         self.conv = TimeFold(nn.Conv2d(1, 2, 3, padding=1, bias=False))
         self.lif = neuron_from_config(
-            NeuronConfig(decay=0.5, threshold=1.0, learn_decay=False), SurrogateConfig(), (2, 4, 4)
+            LIFConfig(decay=0.5, threshold=1.0, learn_decay=False), SurrogateConfig(), (2, 4, 4)
         )
         self.fc = TimeFold(nn.Flatten(), nn.Linear(32, 3, bias=False))
         with torch.no_grad():

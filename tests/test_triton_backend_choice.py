@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from asgl.config import NeuronConfig, SurrogateConfig
+from asgl.config import LIFConfig, SurrogateConfig
 from asgl.neuron import BACKENDS, auto_backend, cpu_kernel, lif_layers, neuron_from_config
 
 CUDA_INPUT = SimpleNamespace(is_cuda=True)  # LIF.resolve_backend reads only x.is_cuda
@@ -24,7 +24,7 @@ def with_triton(monkeypatch):
 
 
 def model(backend: str = "auto") -> nn.Module:
-    layer = lambda: neuron_from_config(NeuronConfig(backend=backend), SurrogateConfig(), (4,))  # noqa: E731
+    layer = lambda: neuron_from_config(LIFConfig(backend=backend), SurrogateConfig(), (4,))  # noqa: E731
     return nn.Sequential(nn.Linear(3, 4), layer(), nn.Linear(4, 4), layer())
 
 

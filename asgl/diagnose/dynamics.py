@@ -8,8 +8,9 @@ and neurons of the fixed batches:
 - ``in_window``: fraction of |k x| <= ``surrogate.window`` (the central 90 % of the surrogate's mass);
 - ``smoothing_error``: E|H_α(x) − Θ(x)|, what the analog mode changes in the forward pass.
 
-x is recomputed from each layer's captured input current with :func:`asgl.neuron.lif_step`, the same step
-the layer runs, so no hook inside the neuron is needed.
+x is recomputed from each layer's captured input current with the step of the layer's neuron model
+(asgl.neuron_models), the same step the layer runs, so no hook inside the neuron is needed (for ``alif``, θ is
+the adapted threshold).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from torch import Tensor, nn
 
 from asgl.diagnose.gradients import Batch, spike_regime
 from asgl.losses import Readout, predict
-from asgl.neuron import LIF, lif_layers, lif_step
-from asgl.spike import heaviside
+from asgl.neuron import LIF, lif_layers
+from asgl.neuron_models import NEURONS
+from asgl.spike import SpikeSpec, heaviside
 
 
 @dataclass
@@ -43,10 +45,11 @@ def membrane(layer: LIF, current: Tensor) -> Tensor:
         xs.append(x)
         return heaviside(x)
 
-    state = torch.zeros_like(current[0])
-    amplitude = layer.theta() if layer.amplitude == "threshold" else 1.0
+    model, params = NEURONS[layer.model], layer.params()
+    spec = SpikeSpec(layer.surrogate, "heaviside", layer.reset, layer.amplitude)
+    state = tuple(torch.zeros_like(current[0]) for _ in range(model.states))
     for t in range(current.shape[0]):
-        _, state = lif_step(current[t], state, layer.decay(), layer.theta(), spike, layer.reset, amplitude)
+        _, state = model.step(current[t], state, params, spike, spec)
     return torch.stack(xs)
 
 

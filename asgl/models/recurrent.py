@@ -6,7 +6,8 @@ how they become a prediction (``model.readout``: mean, last or max over time) is
 (asgl.losses). The hidden current is ``W_in x[t] (+ W_rec o[t−1])``, normalised by ``neuron.norm``
 (``none`` keeps the weight count above). Without recurrence the hidden LIF runs on its sequence
 backend (fused by default); the recurrence needs the previous step's output, so it runs step by step
-with :func:`asgl.neuron.lif_step` on the same LIF layer's parameters and masks.
+with the step of the layer's neuron model (asgl.neuron_models: lif, if or alif) on the same layer's
+parameters and masks.
 """
 
 from __future__ import annotations
@@ -17,21 +18,21 @@ from torch import Tensor, nn
 from asgl.data import DataInfo
 from asgl.layers import TimeFold, to_time_major
 from asgl.models.blocks import LayerFactories
-from asgl.neuron import LIF, lif_step, make_spike
+from asgl.neuron import LIF
+from asgl.neuron_models import NEURONS, make_spike
 
 
 def lif_recurrent(layer: LIF, current: Tensor, recurrent: nn.Linear) -> Tensor:
     """Run ``layer`` step by step on ``current[t] + recurrent(out[t−1])``. current [T, B, H] -> out [T, B, H]."""
     mask = layer.draw_mask(current.shape, current.device)
-    spec = layer.spec()
-    gamma, theta, k = layer.decay(), layer.theta(), layer.width.slope()
-    amplitude = theta if layer.amplitude == "threshold" else 1.0
-    state = torch.zeros_like(current[0])
+    spec, model = layer.spec(), NEURONS[layer.model]
+    params, k = layer.params(), layer.width.slope()
+    state = tuple(torch.zeros_like(current[0]) for _ in range(model.states))
     out = torch.zeros_like(current[0])
     outs = []
     for t in range(current.shape[0]):
         spike = make_spike(spec, k, None if mask is None else mask[t])
-        out, state = lif_step(current[t] + recurrent(out), state, gamma, theta, spike, layer.reset, amplitude)
+        out, state = model.step(current[t] + recurrent(out), state, params, spike, spec)
         outs.append(out)
     return torch.stack(outs)
 
