@@ -13,6 +13,12 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# pytest-xdist runs one worker per core: each worker, and every process its tests start, computes on one thread,
+# so the workers do not fight over the cores with their thread pools (a test that wants more threads says so)
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
 # overrides that shrink digits_quick to a few seconds: 48 train samples in batches of 16 (3 steps/epoch)
 TINY = [
     "run.device=cpu",
