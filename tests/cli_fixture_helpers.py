@@ -37,3 +37,25 @@ def smoke_train(tmp_path: Path, name: str, overrides: list[str]) -> tuple[dict, 
     (run_dir,) = (tmp_path / "runs").iterdir()
     (epoch,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return epoch, json.loads((run_dir / "summary.json").read_text())
+
+
+# a user builder module (``model.name = "<module>:build"``): one linear layer over the flattened input
+USER_NET_SOURCE = """
+from torch import nn
+
+from asgl.layers import to_time_major
+
+
+class Net(nn.Module):
+    def __init__(self, info):
+        super().__init__()
+        self.t = info.time_steps
+        self.fc = nn.Linear(info.in_channels * info.input_size[0] * info.input_size[1], info.num_classes)
+
+    def forward(self, x):
+        return self.fc(to_time_major(x, self.t).flatten(2))
+
+
+def build(recipe, info):
+    return Net(info)
+"""

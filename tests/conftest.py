@@ -41,3 +41,8 @@ def tiny_recipe():
     from asgl.config import load_recipe
 
     return lambda *extra: load_recipe("digits_quick", TINY + list(extra))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: the test workers start on them, so none of them is left running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_fixture_helpers import USER_NET_SOURCE
 from conftest import TINY
 from typer.testing import CliRunner
 
@@ -21,36 +22,14 @@ from asgl_cli.main import app
 
 MODULE = "marked_nets"
 BUILDER = f"{MODULE}:build"
-SOURCE = """
-from pathlib import Path
-
-from torch import nn
-
-from asgl.layers import to_time_major
-
-Path({marker!r}).write_text("imported")
-
-
-class Net(nn.Module):
-    def __init__(self, info):
-        super().__init__()
-        self.t = info.time_steps
-        self.fc = nn.Linear(info.in_channels * info.input_size[0] * info.input_size[1], info.num_classes)
-
-    def forward(self, x):
-        return self.fc(to_time_major(x, self.t).flatten(2))
-
-
-def build(recipe, info):
-    return Net(info)
-"""
+MARKER = 'from pathlib import Path\nPath({marker!r}).write_text("imported")\n'  # imported: leaves the marker
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The module's folder (its import writes ``marker``) and a finished run of a recipe that names it."""
     folder = tmp_path_factory.mktemp("user_code")
-    (folder / f"{MODULE}.py").write_text(SOURCE.format(marker=str(folder / "marker")))
+    (folder / f"{MODULE}.py").write_text(MARKER.format(marker=str(folder / "marker")) + USER_NET_SOURCE)
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(folder))
         from asgl.engine.trainer import train

@@ -108,6 +108,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_nodes_on_loopback_equal_one_node_of_two_processes(ddp_reference: Path, tmp_path: Path):
     """`asgl train --nnodes 2 --rdzv 127.0.0.1:PORT` on two "machines" of one gloo process each (c10d rendezvous)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -142,6 +143,7 @@ def test_two_nodes_on_loopback_equal_one_node_of_two_processes(ddp_reference: Pa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_sigterm_on_every_rank_then_resume_equals_uninterrupted(ddp_reference: Path, tmp_path: Path):
     (tmp_path / "worker.py").write_text(INTERRUPTED_WORKER)
     proc = run([str(tmp_path / "worker.py"), str(tmp_path / "runs"), *TINY], tmp_path)
@@ -185,6 +187,7 @@ trainer.train(load_recipe("digits_quick", sys.argv[2:]), out_dir=sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_nan_on_one_rank_is_skipped_by_every_rank_and_sums_are_reduced(tmp_path: Path):
     """Without agreement the healthy rank would step (and all-reduce gradients) alone and hang. The epoch's
     train loss is the mean over both ranks' samples: (1 * 16 + 3 * 16) / 32 over the 2 steps not skipped;

@@ -92,6 +92,7 @@ def digits_checkpoint(tmp_path_factory) -> Path:
     return train(recipe, tmp_path_factory.mktemp("runs")).run_dir / "checkpoints" / "best.pt"
 
 
+@pytest.mark.slow
 def test_digits_export_reproduced_by_snntorch(digits_checkpoint, tmp_path):
     out = tmp_path / "digits.nir"
     result = CliRunner().invoke(app, ["export", "--ckpt", str(digits_checkpoint), "--format", "nir", "--out", str(out)])

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from cli_fixture_helpers import USER_NET_SOURCE
 from torch import nn
 from typer.testing import CliRunner
 
@@ -107,28 +108,15 @@ def test_train_digits_deep(tmp_path):
     assert 0 <= summary["test_acc"] <= 1
 
 
-USER_MODULE = """
-import torch
-from torch import nn
-from asgl.layers import to_time_major
-
-class Net(nn.Module):
-    def __init__(self, info):
-        super().__init__()
-        self.t = info.time_steps
-        self.fc = nn.Linear(info.in_channels * info.input_size[0] * info.input_size[1], info.num_classes)
-
-    def forward(self, x):
-        return self.fc(to_time_major(x, self.t).flatten(2))
-
-def build(recipe, info):
-    return Net(info)
-
+USER_MODULE = (
+    USER_NET_SOURCE
+    + """
 def not_a_module(recipe, info):
     return "a string"
 
 NOT_CALLABLE = 3
 """
+)
 
 
 def test_user_builder_by_import_path(tmp_path, monkeypatch):

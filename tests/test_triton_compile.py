@@ -29,6 +29,7 @@ def expected(families: int) -> int:
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 @pytest.mark.parametrize("arch", ["80", "90"])  # one test per target: the test runners share them out
+@pytest.mark.slow
 def test_every_kernel_variant_compiles_for_sm80_and_sm90(tmp_path, arch):
     """The real compiler (not the interpreter, which runs plain Python) down to cubin with the bundled ptxas."""
     from asgl.kernels.triton_lif import runs_family
