@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.xdist_group("test_bench_lif")  # one worker builds the module's fixtures once
-
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_lif.py"
 
 

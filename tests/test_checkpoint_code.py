@@ -20,8 +20,6 @@ from asgl.engine.restore import open_checkpoint
 from asgl.trust import CodeTrust, UntrustedCode
 from asgl_cli.main import app
 
-pytestmark = pytest.mark.xdist_group("test_checkpoint_code")  # one worker builds the module's fixtures once
-
 MODULE = "marked_nets"
 BUILDER = f"{MODULE}:build"
 MARKER = 'from pathlib import Path\nPath({marker!r}).write_text("imported")\n'  # imported: leaves the marker

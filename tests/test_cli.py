@@ -19,8 +19,6 @@ from typer.testing import CliRunner
 from asgl.config import bundled_recipes
 from asgl_cli.main import app
 
-pytestmark = pytest.mark.xdist_group("test_cli")  # one worker builds the module's fixtures once
-
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
 

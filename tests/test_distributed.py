@@ -19,8 +19,6 @@ from asgl.engine.checkpoint import load_checkpoint
 from asgl.engine.distributed import DistInfo, ShardedBatches
 from asgl.engine.logging import read_metrics
 
-pytestmark = pytest.mark.xdist_group("test_distributed")  # one worker builds the module's fixtures once
-
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 # 48 samples in global batches of 16 (8 per process), 3 steps per epoch, one epoch
 TINY = [*(item for item in CONFTEST_TINY if not item.startswith("train.epochs=")), "train.epochs=1"]

@@ -24,8 +24,6 @@ from asgl.engine.restore import open_checkpoint
 from asgl.engine.trainer import NonFiniteLossError, TrainingInterrupted, resume, train
 from asgl.neuron import LIF
 
-pytestmark = pytest.mark.xdist_group("test_engine")  # one worker builds the module's fixtures once
-
 # ---------------------------------------------------------------- optimiser groups
 
 

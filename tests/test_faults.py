@@ -55,7 +55,7 @@ checkpoint_every_steps = 2
 EPOCHS = 2
 PROCESS_TIMEOUT_S = 240
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("test_faults")]  # fixtures built once, by one worker
+pytestmark = pytest.mark.timeout(600)
 
 
 def cli(*args: object):

@@ -28,8 +28,6 @@ from snntorch.import_nir import import_from_nir  # noqa: E402
 
 from asgl.analysis.nir_export import to_nir  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("test_nir_export")  # one worker builds the module's fixtures once
-
 QUICK = ["run.device=cpu", "train.epochs=2", "model.hidden=64"]
 
 

@@ -32,8 +32,6 @@ from asgl.engine.reference_import import check_importable
 from asgl.neuron import lif_layers
 from asgl_cli.main import app
 
-pytestmark = pytest.mark.xdist_group("test_reference_import")  # one worker builds the module's fixtures once
-
 LAYOUTS = Path(__file__).parent / "data" / "reference_layouts.txt"
 SECTIONS = {"ResNet-18": "resnet18", "ResNet-19": "resnet19", "VGGSNN2": "vggsnn2"}
 VGGSNN2_LAYERS = (64, 128, "A", 256, 256, "A", 512, 512, "A", 512, 512, "A")  # the published layout

@@ -18,8 +18,6 @@ from asgl.engine.checkpoint import load_checkpoint, save_checkpoint
 from asgl.engine.runfolder import RunFolderLock
 from asgl_cli.main import app
 
-pytestmark = pytest.mark.xdist_group("test_run_guards")  # one worker builds the module's fixtures once
-
 ROOT = Path(__file__).resolve().parent.parent
 ONE_EPOCH = TINY + ["train.epochs=1"]
 

@@ -28,8 +28,6 @@ from asgl.terminal import pack, say, words
 from asgl_cli.main import app
 from asgl_cli.recipes import description
 
-pytestmark = pytest.mark.xdist_group("test_terminal")  # one worker builds the module's fixtures once
-
 WIDTHS = [80, 200]
 # a folder name long enough that any path under it is wider than 80 columns
 DEEP = "a-folder-with-a-long-name/" * 4
