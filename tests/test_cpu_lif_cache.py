@@ -72,8 +72,9 @@ def test_a_second_process_loads_the_kernels_and_compiles_nothing(tmp_path):
     first = probe(env, 2, 64)
     written = cache_files(cache)
     assert (first["hits"], first["misses"]) == (0, 2) and written  # the first process compiled both
-    # the second call does enough work (8 x 64 x 32768 elements) to weigh against numba's own start-up
-    second = probe(env, 64, 32768)
+    # the second process's calls do enough work (8 x 64 x 65536 elements, forward and backward) to weigh against
+    # numba's own start-up (about a second, paid by the first call of any process)
+    second = probe(env, 64, 65536)
     assert (second["hits"], second["misses"]) == (2, 0)
     assert cache_files(cache) == written  # nothing added or rewritten
     assert second["first"] < 5 * second["second"], second
