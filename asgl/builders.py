@@ -22,13 +22,14 @@ from asgl.data import DATASETS, DataBundle, DataInfo, DataMissingError, DataProb
 from asgl.errors import ModelDataMismatch
 from asgl.layers import make_norm
 from asgl.models.blocks import LayerFactories, NeuronFactory, NormFactory, Shape, init_weights
-from asgl.models.custom import import_builder, is_import_path
+from asgl.models.custom import import_builder
 from asgl.models.digits import DigitsConvNet
 from asgl.models.recurrent import RecurrentSNN
 from asgl.models.resnet import RESNETS, SpikingResNet
 from asgl.models.sequential import SequentialSNN, input_shape, layer_shapes
 from asgl.models.vgg import VGGS, SpikingVGG
 from asgl.neuron import neuron_from_config
+from asgl.trust import is_import_path
 
 # ---------------------------------------------------------------- layers
 

@@ -43,6 +43,7 @@ from pydantic_core import PydanticCustomError
 
 from asgl.choices import Amplitude, Granularity, NeuronModel, NormKind, Reset, Storage, TrainingSpike, WidthGrad
 from asgl.errors import RecipeError  # re-exported here
+from asgl.trust import is_import_path
 
 
 class Section(BaseModel):
@@ -377,7 +378,7 @@ def section_names(sections: tuple[type[Section], ...]) -> dict[str, type[Section
 def _model_tag(value: Any) -> Any:
     """The union tag of a ``[model]`` table: its name, or :data:`CUSTOM_MODEL` for an import path."""
     name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
-    return CUSTOM_MODEL if isinstance(name, str) and ":" in name else name
+    return CUSTOM_MODEL if isinstance(name, str) and is_import_path(name) else name
 
 
 MODEL_SECTIONS: tuple[type[ModelSection], ...] = (

@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from asgl.errors import CheckpointError
 
 
+def is_import_path(model_name: str) -> bool:
+    """Whether ``model.name`` names a user builder ("package.module:function") rather than a bundled model."""
+    return ":" in model_name
+
+
 @dataclass(frozen=True)
 class CodeTrust:
     """The user builders a file may make asgl import: those the user named, or any (``trust_any``).
@@ -33,7 +38,7 @@ class UntrustedCode(CheckpointError):
 
 def check_stored_builder(model_name: str, source: str | os.PathLike, trust: CodeTrust) -> None:
     """Refuse a stored ``model.name`` that would import a module the user did not name."""
-    if ":" in model_name and not trust.allows(model_name):  # an import path, not a bundled model
+    if is_import_path(model_name) and not trust.allows(model_name):
         raise UntrustedCode(
             f"checkpoint {source} wants to import module {model_name.partition(':')[0]!r} "
             f"(model.name = {model_name!r}); nothing was imported: pass --builder {model_name} "

@@ -18,10 +18,6 @@ from asgl.config import Recipe, RecipeError  # a user builder takes the whole re
 from asgl.data import DataInfo
 
 
-def is_import_path(name: str) -> bool:
-    return ":" in name
-
-
 def import_builder(path: str) -> Callable[[Recipe, DataInfo], nn.Module]:
     """The function named by ``"package.module:function"`` (raises :class:`RecipeError` naming what is missing)."""
     module_name, _, attr = path.partition(":")
