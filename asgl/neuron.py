@@ -1,25 +1,28 @@
-"""The LIF neuron: a functional step, a fused multi-step autograd function, and the module.
+"""The neuron layer (:class:`LIF`, for every model of asgl.neuron_models) and the backends that run it.
 
-One step, input current I[t] ([B, ...]), state ũ[t−1] (ũ[−1] = 0):
+The LIF model, step t with input current I[t] ([B, ...]) and state v (0 before the first step):
 
-    u[t] = γ ũ[t−1] + I[t]              γ = sigmoid(d), d learnable
-    s[t] = spike(u[t] − θ)              ASGL (mixed), SG or Θ
-    ũ[t] = u[t] (1 − s[t])              hard reset; soft: ũ[t] = u[t] − θ s[t]
-    out  = a s[t]                       a = θ ("threshold" amplitude, reference) or 1
+    u = γ v + I             γ = sigmoid(d), d learnable
+    s = spike(u − θ)        ASGL (mixed), SG or Θ
+    v = u (1 − s)           hard reset; soft: v = u − θ s
+    out = a s               a = θ ("threshold" amplitude, reference) or 1
 
-The IF model (``model = "if"``) is the same step with γ = 1 and no decay parameter. The step of every model
-is written once in asgl.neuron_models; a model without kernels there (``alif``, adaptive threshold) runs on its
-definition's stepwise or fused path whatever backend is asked for (:func:`model_backend`). Nothing is detached
+IF is the same step with γ = 1 and no decay parameter; ALIF adds an adaptive threshold. Each model is written
+once, in asgl.neuron_models, and every backend runs every model from that definition. Nothing is detached
 (full BPTT through reset and leak). Backends over a whole sequence [T, B, ...]:
-``stepwise`` (plain autograd, the reference) and ``fused`` (one autograd function: the forward runs without
-a graph and saves only u [T, B, ...]; the backward is one reverse pass over T that regenerates the spike and
-surrogate terms from u step by step, so its temporaries are [B, ...] slices that stay in cache).
-``cpu_kernel`` (asgl.kernels.cpu_lif, numba) runs the same maths in one pass each way over [T, N] on CPU and
-is what ``auto`` picks there; where numba cannot load, ``auto`` says so in one line and runs ``fused``.
-``triton`` (asgl.kernels.triton_lif) registers itself in :data:`BACKENDS` where CUDA and Triton are
-available, and runs ``fused`` after one line where its first launch fails (:func:`triton_kernel`). Under
-torch.compile the fused and triton calls go through opaque operators (asgl.kernels.lif_op); ``compiled`` (asgl.kernels.compiled_lif, opt-in: torch.compile of the fused maths) is always
-registered.
+
+- ``stepwise``: the definition under autograd, the reference;
+- ``fused``: one autograd function; the forward runs without a graph and saves only the charged states
+  [T, B, ...]; the backward is one reverse pass over T of the definition's generated adjoint, on [B, ...]
+  slices that stay in cache;
+- ``cpu_kernel`` (asgl.kernels.cpu_lif, numba): the same generated maths compiled, one pass each way over
+  [T, N]; what ``auto`` picks on CPU, and where numba cannot load ``auto`` says so in one line and runs
+  ``fused``;
+- ``triton`` (asgl.kernels.triton_lif): registered where CUDA and Triton are available; runs ``fused`` after
+  one line where its first launch fails (:func:`triton_kernel`);
+- ``compiled`` (asgl.kernels.compiled_lif, opt-in): torch.compile of the fused loops.
+
+Under torch.compile the fused and triton calls go through opaque operators (asgl.kernels.lif_op).
 
 The ASGL mask reaches a backend as a :class:`asgl.spike.MaskDraw` (seed, offset, p), never as a tensor:
 the element i of step t is a pure function of (seed, offset + t, i), so the kernels regenerate it where
@@ -41,162 +44,31 @@ from torch import Tensor, nn
 
 from asgl.choices import NeuronModel
 from asgl.errors import BackendUnavailable
-from asgl.kernels.compiled_lif import lif_compiled
-from asgl.kernels.lif_op import draw_words, lif_op
-from asgl.neuron_models import NEURONS, charge, neuron_fused, neuron_stepwise, reset_state
-from asgl.spike import (
-    Amplitude,
-    MaskDraw,
-    Reset,
-    Spike,
-    SpikeSpec,
-    WidthGrad,
-    materialize_mask,
-    new_mask_draw,
-    step_mask_of,
-)
-from asgl.surrogates import Surrogate, SurrogateWidth, check_choice
+from asgl.kernels.compiled_lif import neuron_compiled
+from asgl.kernels.lif_op import draw_words, neuron_op
+from asgl.neuron_models import NEURONS, NeuronDef, neuron_fused, neuron_stepwise
+from asgl.spike import Amplitude, MaskDraw, Reset, Spike, SpikeSpec, WidthGrad, materialize_mask, new_mask_draw
+from asgl.surrogates import SurrogateWidth, check_choice
 
 if TYPE_CHECKING:
     from asgl.config import NeuronConfig, SurrogateConfig
 
-# A backend runs a LIF layer over a whole sequence:
-# (current [T, B, ...], gamma, theta, k, mask draw (asgl mode in training) or None, spec) -> output [T, B, ...]
-Backend = Callable[[Tensor, Tensor, Tensor, Tensor, "MaskDraw | None", SpikeSpec], Tensor]
+# A backend runs a layer of any neuron model (asgl.neuron_models) over a whole sequence:
+# (model, current [T, B, ...], params, k, mask draw (asgl mode in training) or None, spec) -> output [T, B, ...]
+Backend = Callable[[NeuronDef, Tensor, tuple[Tensor, ...], Tensor, "MaskDraw | None", SpikeSpec], Tensor]
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def lif_stepwise(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | Tensor | None, spec: SpikeSpec
+def run_triton(
+    model: NeuronDef, current: Tensor, params: tuple[Tensor, ...], k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
-    """Reference backend: the LIF definition's step (asgl.neuron_models) in a loop under autograd.
-    current [T, B, ...] -> output [T, B, ...]. ``mask``: a draw or, for tests of a kernel that takes one, the
-    bool mask [T, B, ...]."""
-    return neuron_stepwise(NEURONS["lif"], current, (gamma, theta), k, mask, spec)
-
-
-def _spike_values(x: Tensor, y: Tensor, surrogate: Surrogate, spike: Spike, mask: Tensor | None, out: Tensor) -> Tensor:
-    """Forward spike values for x = u − θ and y = k x (any shape), written into ``out``."""
-    if spike in ("heaviside", "sg"):
-        return torch.ge(x, 0, out=out)
-    if spike == "analog":
-        return out.copy_(surrogate.step(y))
-    # where(mask, Θ(x), H) as lerp(H, Θ, m), exact for m in {0, 1} (lerp returns end − (end − start)·(1 − w)
-    # for w >= ½ and start + w·(end − start) below): torch.where is ~6x slower than a mul on CPU
-    return torch.lerp(surrogate.step(y), torch.ge(x, 0, out=out), mask.to(x.dtype), out=out)
-
-
-def _sum_product(a: Tensor, b: Tensor, shape: torch.Size) -> Tensor:
-    """Σ a·b reduced to ``shape`` (a parameter's shape); no temporary when ``shape`` is ()."""
-    if len(shape) == 0 and a.is_contiguous() and b.is_contiguous():
-        return torch.dot(a.view(-1), b.view(-1))
-    return (a * b).sum_to_size(shape)
-
-
-class _FusedLIF(torch.autograd.Function):
-    """One reverse pass over T on [B, ...] slices that stay in cache; surrogate terms regenerated from u. The
-    forward runs the LIF definition's charge and reset (asgl.neuron_models); the backward is its hand-written
-    adjoint, tested against autograd of the definition's step (the stepwise backend).
-
-    Backward per step, with G = dL/dũ[t] (from step t+1) and gd = grad_s · f(k x):
-    grad_s = a·g_out − G·u (hard) or a·g_out − G·θ (soft); dL/du = k·gd + G·(1 − s) (hard) or k·gd + G;
-    the width gets gd·x, the threshold −k·gd (+ g_out·s for amplitude θ, − G·s for soft reset).
-    """
-
-    @staticmethod
-    def forward(ctx, current, gamma, theta, k, mask, spec: SpikeSpec):
-        surrogate, spike, reset = spec.surrogate, spec.spike, spec.reset
-        u_all = torch.empty_like(current)
-        spikes = torch.empty_like(current)
-        state = torch.zeros_like(current[0])
-        for t in range(current.shape[0]):
-            u = charge(current[t], state, gamma, out=u_all[t])
-            x = u - theta
-            s = _spike_values(x, k * x, surrogate, spike, step_mask(mask, current, t), spikes[t])
-            state = reset_state(u, s, theta, reset)
-        ctx.save_for_backward(u_all, gamma, theta, k)
-        ctx.draw, ctx.spec = mask, spec
-        return spikes.mul_(theta) if spec.amplitude == "threshold" else spikes
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        u_all, gamma, theta, k = ctx.saved_tensors
-        spec: SpikeSpec = ctx.spec
-        surrogate, spike, reset = spec.surrogate, spec.spike, spec.reset
-        hard_reset, amplitude_threshold = reset == "hard", spec.amplitude == "threshold"
-        width_analog = spec.width_grad == "analog"
-        need_gamma, need_theta, need_k = ctx.needs_input_grad[1:4]
-        grad_out = grad_out.contiguous()
-        grad_u = torch.empty_like(u_all)  # = gradient w.r.t. current
-        sum_gamma = torch.zeros_like(gamma)
-        sum_gd = torch.zeros_like(k)  # Σ gd reduced to k's shape (threshold term −k·gd)
-        sum_k = torch.zeros_like(k)
-        sum_theta = torch.zeros_like(theta)  # amplitude and soft-reset threshold terms
-        grad_state = None  # dL/dũ[t], None = 0 (after the last step)
-        s_buffer = torch.empty_like(u_all[0])
-        for t in range(u_all.shape[0] - 1, -1, -1):
-            u, g_out = u_all[t], grad_out[t]
-            x = u - theta
-            y = k * x
-            mask_t = step_mask(ctx.draw, u_all, t)
-            s = _spike_values(x, y, surrogate, spike, mask_t, s_buffer)
-            grad_s = g_out * theta if amplitude_threshold else g_out
-            if grad_state is not None:
-                grad_s = torch.addcmul(grad_s, grad_state, u if hard_reset else theta, value=-1)
-            if grad_state is None:
-                carried = None
-            else:
-                carried = torch.addcmul(grad_state, grad_state, s, value=-1) if hard_reset else grad_state
-            if spike == "heaviside":
-                g = grad_u[t].zero_() if carried is None else grad_u[t].copy_(carried)
-            else:
-                gd = grad_s * surrogate.density(y)
-                if carried is None:
-                    g = torch.mul(gd, k, out=grad_u[t])
-                else:
-                    g = torch.addcmul(carried, gd, k, out=grad_u[t])
-                if need_theta:
-                    sum_gd += gd.sum_to_size(k.shape)
-                if need_k and width_analog and spike == "asgl":
-                    sum_k += (gd * x).masked_fill_(mask_t, 0).sum_to_size(k.shape)
-                elif need_k and not (width_analog and spike == "sg"):
-                    sum_k += _sum_product(gd, x, k.shape)
-            if need_theta:
-                if amplitude_threshold:
-                    sum_theta += _sum_product(g_out, s, theta.shape)
-                if not hard_reset and grad_state is not None:
-                    sum_theta -= _sum_product(grad_state, s, theta.shape)
-            if need_gamma and grad_state is not None:
-                sum_gamma += _sum_product(grad_u[t + 1], reset_state(u, s, theta, reset), gamma.shape)
-            grad_state = g * gamma
-        grad_theta = (sum_theta - (sum_gd * k).sum_to_size(theta.shape)) if need_theta else None
-        return grad_u, sum_gamma if need_gamma else None, grad_theta, sum_k if need_k else None, None, None
-
-
-def step_mask(draw: MaskDraw | None, current: Tensor, t: int) -> Tensor | None:
-    """The bool mask [B, ...] of step t of ``current`` [T, B, ...] under ``draw`` (None when there is none)."""
-    if draw is None:
-        return None
-    return step_mask_of(draw, t, current.shape[1:], current.device)
-
-
-def lif_fused(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
-) -> Tensor:
-    """Fused backend, same contract as :func:`lif_stepwise`."""
-    return _FusedLIF.apply(current, gamma, theta, k, mask, spec)
-
-
-def lif_triton(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
-) -> Tensor:
-    """Triton backend (CUDA), same contract as :func:`lif_stepwise`; reads float16/bfloat16 input in place (output
-    in its dtype). What the kernel lacks, and every call where Triton cannot launch (:func:`triton_kernel`), goes
-    to :func:`lif_fused` (in float32 for half precision)."""
+    """Triton backend (CUDA); reads float16/bfloat16 input in place (output in its dtype). What the kernel lacks,
+    and every call where Triton cannot launch (:func:`triton_kernel`), goes to the fused path (in float32 for
+    half precision)."""
     triton_lif = triton_kernel(current.device.type)
-    if triton_lif is not None and triton_lif.supports(current, gamma, theta, k, mask, spec):
-        return triton_lif.lif_triton(current, gamma, theta, k, mask, spec)
-    return in_float32(lif_fused, current, gamma, theta, k, mask, spec)
+    if triton_lif is not None and triton_lif.supports(current, params, k, mask, spec) and triton_lif.runs_model(model):
+        return triton_lif.neuron_triton(model, current, params, k, mask, spec)
+    return in_float32(neuron_fused, model, current, params, k, mask, spec)
 
 
 @functools.cache
@@ -216,14 +88,12 @@ def triton_kernel(device_type: str) -> ModuleType | None:
         return None
 
 
-def in_float32(
-    backend: Backend, current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
-) -> Tensor:
+def in_float32(backend: Backend, model: NeuronDef, current: Tensor, *args) -> Tensor:
     """``backend`` on a float16/bfloat16 ``current`` [T, B, ...] cast to float32, the output cast back (other
     dtypes pass through): how every backend but the Triton kernel runs half precision."""
     if current.dtype not in HALF_PRECISION:
-        return backend(current, gamma, theta, k, mask, spec)
-    return backend(current.float(), gamma, theta, k, mask, spec).to(current.dtype)
+        return backend(model, current, *args)
+    return backend(model, current.float(), *args).to(current.dtype)
 
 
 @functools.cache
@@ -237,26 +107,46 @@ def cpu_kernel() -> ModuleType | None:
         return None
 
 
-def lif_cpu_kernel(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
+def run_cpu_kernel(
+    model: NeuronDef, current: Tensor, params: tuple[Tensor, ...], k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
-    """CPU kernel backend (numba), same contract as :func:`lif_stepwise`; CUDA tensors, half precision and
-    families the kernel lacks go to :func:`lif_fused`."""
+    """CPU kernel backend (numba); CUDA tensors and half precision go to the fused path."""
     kernel = cpu_kernel()
     if kernel is None:
         raise BackendUnavailable("LIF backend 'cpu_kernel' needs numba, which cannot load here; use 'fused'")
-    backend = kernel.lif_cpu_kernel if kernel.supports(current, spec) else lif_fused
-    return backend(current, gamma, theta, k, mask, spec)
+    backend = kernel.neuron_cpu_kernel if kernel.supports(current, spec) else neuron_fused
+    return backend(model, current, params, k, mask, spec)
 
 
 BACKENDS: dict[str, Backend] = {
-    "stepwise": lif_stepwise,
-    "fused": lif_fused,
-    "cpu_kernel": lif_cpu_kernel,
-    "compiled": lif_compiled,
+    "stepwise": neuron_stepwise,
+    "fused": neuron_fused,
+    "cpu_kernel": run_cpu_kernel,
+    "compiled": neuron_compiled,
 }
 if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
-    BACKENDS["triton"] = lif_triton
+    BACKENDS["triton"] = run_triton
+
+
+def _on_lif(backend: Backend) -> Callable:
+    """``backend`` for the LIF model with its parameters spelled out:
+    (current [T, B, ...], gamma, theta, k, mask, spec) -> output [T, B, ...]."""
+
+    def run(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask, spec: SpikeSpec) -> Tensor:
+        return backend(NEURONS["lif"], current, (gamma, theta), k, mask, spec)
+
+    run.__name__ = run.__qualname__ = f"lif_{backend.__name__.removeprefix('neuron_').removeprefix('run_')}"
+    run.__doc__ = f"The LIF model on :func:`{backend.__name__}`."
+    return run
+
+
+# the LIF model on each backend (benchmarks, tests and scripts that run one layer's maths); ``lif_stepwise``
+# takes a mask draw or its bool mask [T, B, ...]
+lif_stepwise = _on_lif(neuron_stepwise)
+lif_fused = _on_lif(neuron_fused)
+lif_cpu_kernel = _on_lif(run_cpu_kernel)
+lif_triton = _on_lif(run_triton)
+lif_compiled = _on_lif(neuron_compiled)
 
 
 def auto_backend(on_cuda: bool) -> str:
@@ -275,16 +165,6 @@ def resolve_backend(name: str, x: Tensor) -> Backend:
     if name not in BACKENDS:
         raise BackendUnavailable(f"LIF backend {name!r} is not available here (have: {', '.join(BACKENDS)})")
     return BACKENDS[name]
-
-
-def model_backend(backend: str, model: str) -> Callable | None:
-    """How a layer of neuron ``model`` runs when ``backend`` is asked for: None where the LIF backends run it
-    (the models with kernels: lif, if); any other model runs on its definition's stepwise reference for
-    ``stepwise`` and on its definition's fused path for every other backend (auto, fused, cpu_kernel, triton,
-    compiled). The one place where a backend falls back for a model (asgl.neuron_models)."""
-    if NEURONS[model].kernels:
-        return None
-    return neuron_stepwise if backend == "stepwise" else neuron_fused
 
 
 def _register(module: nn.Module, name: str, value: Tensor, learnable: bool) -> None:
@@ -411,22 +291,17 @@ class LIF(nn.Module):
         dtype. Half precision: parameters and state in float32, the input read by the Triton kernel in place
         and cast to float32 for the other backends."""
         dtype = torch.float32 if x.dtype in HALF_PRECISION else x.dtype  # parameters and state
-        run = model_backend(self.backend, self.model)
-        if run is not None:
-            params = tuple(p.to(dtype) for p in self.params())
-            out = run(
-                NEURONS[self.model], x.to(dtype), params, self.width.slope().to(dtype), self.mask_draw(), self.spec()
-            )
-            return out.to(x.dtype)
         backend = self.resolve_backend(x)
-        params = (self.decay().to(dtype), self.theta().to(dtype), self.width.slope().to(dtype))
-        if torch.compiler.is_compiling() and backend in (lif_fused, lif_triton):  # one opaque op: asgl.kernels.lif_op
-            op = functools.partial(lif_op, backend="triton" if backend is lif_triton else "fused")
-            call = op if backend is lif_triton else functools.partial(in_float32, op)
-            return call(x, *params, self.mask_words(), self.spec())
-        if backend is lif_triton:
-            return backend(x, *params, self.mask_draw(), self.spec())
-        return in_float32(backend, x, *params, self.mask_draw(), self.spec())
+        params = tuple(p.to(dtype) for p in self.params())
+        k = self.width.slope().to(dtype)
+        if torch.compiler.is_compiling() and backend in (neuron_fused, run_triton):  # opaque ops: asgl.kernels.lif_op
+            op = functools.partial(neuron_op, backend="triton" if backend is run_triton else "fused")
+            call = op if backend is run_triton else functools.partial(in_float32, op)
+            return call(self.model, x, params, k, self.mask_words(), self.spec())
+        run = functools.partial(backend, NEURONS[self.model])
+        if backend is run_triton:
+            return run(x, params, k, self.mask_draw(), self.spec())
+        return in_float32(backend, NEURONS[self.model], x, params, k, self.mask_draw(), self.spec())
 
     def extra_repr(self) -> str:
         return f"model={self.model}, spike={self.spike}, surrogate={self.surrogate.name}, reset={self.reset}, backend={self.backend}"

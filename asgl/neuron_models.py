@@ -1,71 +1,241 @@
-"""Neuron models, each written once as a step, and the two backends every model gets from its step.
+"""Neuron models, each written once, and the torch paths every model gets from its definition.
 
-A model is a :class:`NeuronDef`: its state variables (each [B, ...], zero before the first step) and one step
+A model is a :class:`NeuronDef`: the names of its state variables (each [B, ...], zero before the first step,
+the membrane first) and of its step parameters, and two scalar functions in the vocabulary of asgl.scalar:
 
-    (current I[t] [B, ...], state, params, spike, spec) -> (output [B, ...], new state)
+    charge(i, *states, *params) -> the charged states (one per state; the first is the membrane u)
+    fire(*charged, *params)     -> (output, *new states)
 
-written with torch operations. ``params`` is the tuple of tensors that the layer passes (see
-:meth:`asgl.neuron.LIF.params`), ``spike`` the spike function x -> s of the step (:func:`make_spike`: the ASGL
-mask of the step is already in it). From the step alone come:
+``fire`` calls ``spike(x)`` (the spike of the call: ASGL, SG, analog or Θ, with its mask and surrogate),
+``reset(u, s, threshold)`` (hard: u − u s; soft: u − threshold · s) and ``amplitude(s, theta)`` (θ s or s),
+so one text serves every spike, reset and amplitude. The charge must be affine in the input i.
 
-- :func:`neuron_stepwise`: the loop under autograd (the reference);
-- :func:`neuron_fused`: the loop without a graph that saves only the states, and a backward that walks back
-  over T taking the vector-Jacobian product of one step at a time ([B, ...] slices), so its memory is the
-  fused backend's.
+From the definition come every backend's maths: :func:`neuron_stepwise` runs the two functions on tensors
+under autograd (the reference); asgl.adjoint traces them once and writes their forward and adjoint as source
+text (:func:`step_texts`), which :func:`neuron_fused` runs on tensors (a loop that saves the charged states
+only, and a reverse loop of vector-Jacobian products on [B, ...] slices), and which the numba and Triton
+kernels compile (asgl.kernels). The spike's value and derivatives are scalar texts too (:data:`SPIKES`), bound
+per family.
 
 The models:
 
-    lif    u = γ ũ + I;  s = spike(u − θ);  ũ = u (1 − s) (hard) or u − θ s (soft);  out = a s
+    lif    u = γ v + I;  s = spike(u − θ);  v = reset(u, s, θ);  out = amplitude(s, θ)
     if     lif with γ = 1 (no leak)
-    alif   lif with the threshold θ + β a[t], where a[t] = ρ a[t−1] + s[t−1] (a[−1] = 0): each spike raises
-           the threshold by β and the rise decays back by ρ = sigmoid(r) per step (r learnable), the adaptive
-           LIF of Bellec et al. (LSNN, e-prop); the soft reset subtracts that threshold, the output amplitude
-           a is the base θ
+    alif   lif with the threshold θ + β a, where a ← ρ a + s after each step (a = 0 at first): each spike
+           raises the threshold by β and the rise decays back by ρ = sigmoid(r) per step (r learnable), the
+           adaptive LIF of Bellec et al. (LSNN, e-prop); the soft reset subtracts that threshold, the output
+           amplitude a is the base θ
 
-LIF and IF also run on the hand-written kernels (``kernels = True``; asgl.neuron and asgl.kernels; the fused
-one calls :func:`charge` and :func:`reset_state` from here and adds its hand-written adjoint); a model
-without kernels runs on the stepwise reference or on :func:`neuron_fused`, which every other backend falls
-back to (:func:`asgl.neuron.runs_on`). :func:`register_neuron` adds a model.
+:func:`register_neuron` adds a model.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from asgl.spike import MaskDraw, Reset, SpikeSpec, heaviside, hybrid_spike, materialize_mask, sg_spike, step_mask_of
+from asgl.adjoint import Emitted, define, emit_adjoint, emit_forward, trace
+from asgl.scalar import TORCH, check_scalar, rebind, where
+from asgl.spike import MaskDraw, SpikeSpec, heaviside, hybrid_spike, materialize_mask, sg_spike, step_mask_of
 
 SpikeFn = Callable[[Tensor], Tensor]
 State = tuple[Tensor, ...]
-Step = Callable[[Tensor, State, tuple[Tensor, ...], SpikeFn, SpikeSpec], tuple[Tensor, State]]
+MAX_STATES, MAX_PARAMS = 2, 4  # the kernels' fixed width (asgl.kernels)
+
+
+# The models, each written once (every backend compiles these texts).
+def lif_charge(i, v, gamma, theta):
+    return gamma * v + i
+
+
+def lif_fire(u, gamma, theta):
+    s = spike(u - theta)  # noqa: F821 - bound per call
+    return amplitude(s, theta), reset(u, s, theta)  # noqa: F821
+
+
+def alif_charge(i, v, a, gamma, theta, beta, rho):
+    return gamma * v + i, a
+
+
+def alif_fire(u, a, gamma, theta, beta, rho):
+    threshold = theta + beta * a
+    s = spike(u - threshold)  # noqa: F821
+    return amplitude(s, theta), reset(u, s, threshold), rho * a + s  # noqa: F821
+
+
+# reset and amplitude (``neuron.reset``, ``neuron.amplitude``)
+def hard_reset(u, s, threshold):
+    return u - u * s
+
+
+def soft_reset(u, s, threshold):
+    return u - threshold * s
+
+
+def threshold_amplitude(s, theta):
+    return theta * s
+
+
+def unit_amplitude(s, theta):
+    return s
+
+
+RESETS = {"hard": hard_reset, "soft": soft_reset}
+AMPLITUDES = {"threshold": threshold_amplitude, "unit": unit_amplitude}
+
+
+# The spike of x = u − θ at slope k with mask bit m (True = binary): value and derivatives by x and by k,
+# with the family's F and f bound as family_step and family_density.
+def binary_value(x, k, m):
+    return where(x >= 0.0, 1.0, 0.0)
+
+
+def analog_value(x, k, m):
+    return family_step(k * x)  # noqa: F821
+
+
+def asgl_value(x, k, m):
+    return where(m, where(x >= 0.0, 1.0, 0.0), family_step(k * x))  # noqa: F821
+
+
+def surrogate_dx(x, k):
+    return k * family_density(k * x)  # noqa: F821
+
+
+def no_dx(x, k):
+    return 0.0
+
+
+def all_dk(x, k, m):
+    return x * family_density(k * x)  # noqa: F821
+
+
+def analog_dk(x, k, m):
+    return where(m, 0.0, x * family_density(k * x))  # noqa: F821
+
+
+def no_dk(x, k, m):
+    return 0.0
+
+
+SPIKES = {"asgl": (asgl_value, surrogate_dx), "sg": (binary_value, surrogate_dx), "analog": (analog_value, surrogate_dx),
+          "heaviside": (binary_value, no_dx)}  # fmt: skip
+
+
+def spike_texts(spec: SpikeSpec) -> dict[str, Callable]:
+    """``spike_value``, ``spike_dx`` and ``spike_dk`` of ``spec`` as scalar texts (family_step and
+    family_density still to bind). The width gradient: everywhere, only on analog elements (asgl with
+    ``width_grad = "analog"``), or none (heaviside; sg with ``width_grad = "analog"``)."""
+    value, dx = SPIKES[spec.spike]
+    analog_only = spec.width_grad == "analog"
+    if spec.spike == "heaviside" or (analog_only and spec.spike == "sg"):
+        dk = no_dk
+    else:
+        dk = analog_dk if analog_only and spec.spike == "asgl" else all_dk
+    return {"spike_value": value, "spike_dx": dx, "spike_dk": dk}
 
 
 @dataclass(frozen=True)
 class NeuronDef:
-    """A neuron model: ``states`` state variables and its ``step`` (see the module docstring); ``kernels``:
-    whether the LIF kernels run it (with params (γ, θ))."""
+    """A neuron model (see the module docstring): ``states`` and ``params`` name its state variables (the
+    membrane first) and its step parameters; ``charge`` and ``fire`` are scalar functions."""
 
-    states: int
-    step: Step
-    kernels: bool = False
-
-
-def reset_state(u: Tensor, s: Tensor, theta: Tensor, reset: Reset) -> Tensor:
-    """ũ = u − u·s (hard) or u − θ·s (soft); one op, shared by every backend so their values agree exactly."""
-    return torch.addcmul(u, u, s, value=-1) if reset == "hard" else torch.addcmul(u, s, theta, value=-1)
+    states: tuple[str, ...]
+    params: tuple[str, ...]
+    charge: Callable
+    fire: Callable
 
 
-def charge(current: Tensor, state: Tensor, gamma: Tensor, out: Tensor | None = None) -> Tensor:
-    """u = γ ũ + I ([B, ...]; into ``out`` when given): the LIF charge, shared by the stepwise reference and the
-    fused backend so their values agree exactly."""
-    return torch.addcmul(current, state, gamma, out=out)
+NEURONS: dict[str, NeuronDef] = {
+    "lif": NeuronDef(("v",), ("gamma", "theta"), lif_charge, lif_fire),
+    "if": NeuronDef(("v",), ("gamma", "theta"), lif_charge, lif_fire),
+    "alif": NeuronDef(("v", "a"), ("gamma", "theta", "beta", "rho"), alif_charge, alif_fire),
+}
+RESERVED = re.compile(r"[tdg]\d+|[ikm]|pad_\w+")  # the names asgl.adjoint and the kernels use
+
+
+def register_neuron(name: str, definition: NeuronDef) -> None:
+    """Add (or replace) the neuron model ``name``, after checking that its definition can be traced."""
+    names = (*definition.states, *definition.params)
+    clash = [n for n in names if RESERVED.fullmatch(n)]
+    if clash or not 1 <= len(definition.states) <= MAX_STATES or len(definition.params) > MAX_PARAMS:
+        raise ValueError(
+            f"neuron {name!r}: 1 to {MAX_STATES} states and at most {MAX_PARAMS} params, none named i, k, m, "
+            f"t0, d0, g0 or pad_...; got states {definition.states}, params {definition.params}"
+        )
+    for fn in (definition.charge, definition.fire):
+        check_scalar(fn, extra={"spike", "reset", "amplitude"})
+    step_texts(definition, "hard", "threshold")  # raises where the charge is not affine in i
+    NEURONS[name] = definition
+
+
+@dataclass(frozen=True)
+class StepTexts:
+    """The emitted functions of one model, reset and amplitude (asgl.adjoint), each a tuple in and out:
+
+    charge(i, *states, *params) -> charged states
+    fire(*charged, *params, k, m) -> (output, *new states)
+    charge_adjoint(*states, *params, *charged adjoints) -> (input, *states, *params adjoints)
+    fire_adjoint(*charged, *params, k, m, output adjoint, *state adjoints) -> (*charged, *params, k adjoints)
+
+    ``padded``: states and params padded to MAX_STATES and MAX_PARAMS (pad states pass through, pad
+    adjoints are 0), the fixed width of the kernels."""
+
+    charge: Emitted
+    fire: Emitted
+    charge_adjoint: Emitted
+    fire_adjoint: Emitted
+
+
+def _pads(names: tuple[str, ...], width: int, prefix: str) -> tuple[str, ...]:
+    return tuple(f"pad_{prefix}{j}" for j in range(len(names), width))
+
+
+@functools.cache
+def step_texts(model: NeuronDef, reset: str, amplitude: str, padded: bool = False) -> StepTexts:
+    """The forward and adjoint texts of ``model`` with this reset and amplitude (see :class:`StepTexts`)."""
+    states = model.states + (_pads(model.states, MAX_STATES, "s") if padded else ())
+    params = model.params + (_pads(model.params, MAX_PARAMS, "p") if padded else ())
+    pad_states = list(states[len(model.states) :])
+    graph, charged = trace(model.charge, ("i", *model.states, *model.params))
+    outputs = [*charged, *pad_states]
+    charge = emit_forward("charge", graph, outputs, ("i", *states, *params))
+    charge_adjoint = emit_adjoint("charge_adjoint", graph, outputs, (*states, *params), ("i", *states, *params))
+    helpers = {"reset": RESETS[reset], "amplitude": AMPLITUDES[amplitude]}
+    graph, fired = trace(model.fire, (*model.states, *model.params), helpers)
+    outputs = [*fired, *pad_states]
+    fire = emit_forward("fire", graph, outputs, (*states, *params, "k", "m"))
+    fire_adjoint = emit_adjoint("fire_adjoint", graph, outputs, (*states, *params, "k", "m"), (*states, *params, "k"))
+    return StepTexts(charge, fire, charge_adjoint, fire_adjoint)
+
+
+def _typed(fn: Callable) -> Callable:
+    """``fn`` whose tensor result takes the dtype of its first argument (torch.where of two numbers is float32)."""
+    return lambda x, *rest: (lambda r: r.to(x.dtype) if isinstance(r, Tensor) else r)(fn(x, *rest))
+
+
+def torch_spike(spec: SpikeSpec) -> dict[str, Callable]:
+    """:func:`spike_texts` of ``spec`` on tensors."""
+    family = TORCH | {"family_step": spec.surrogate.step, "family_density": spec.surrogate.density}
+    return {name: _typed(rebind(fn, family)) for name, fn in spike_texts(spec).items()}
+
+
+@functools.cache
+def torch_step(model: NeuronDef, spec: SpikeSpec) -> tuple[Callable, ...]:
+    """(charge, fire, charge_adjoint, fire_adjoint) of :func:`step_texts` on tensors for ``spec``."""
+    helpers = TORCH | torch_spike(spec)
+    texts = step_texts(model, spec.reset, spec.amplitude)
+    return tuple(define(e, helpers) for e in (texts.charge, texts.fire, texts.charge_adjoint, texts.fire_adjoint))
 
 
 def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> SpikeFn:
-    """The spike function x -> s of ``spec.spike``; ``mask`` [B, ...] bool is used by ``asgl`` only."""
+    """The spike function x -> s of ``spec.spike`` under autograd; ``mask`` [B, ...] bool is used by ``asgl``
+    only."""
     surrogate, width_grad = spec.surrogate, spec.width_grad
     if spec.spike == "heaviside":
         return heaviside
@@ -76,55 +246,16 @@ def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> SpikeFn:
     return lambda x: hybrid_spike(x, k, surrogate, mask, width_grad)
 
 
-def lif_step(
-    current: Tensor,
-    state: Tensor,
-    gamma: Tensor,
-    theta: Tensor,
-    spike: SpikeFn,
-    reset: Reset = "hard",
-    amplitude: Tensor | float = 1.0,
-) -> tuple[Tensor, Tensor]:
-    """One LIF step. current, state [B, ...]; returns (output a·s [B, ...], new state ũ [B, ...])."""
-    u = charge(current, state, gamma)
-    s = spike(u - theta)
-    return amplitude * s, reset_state(u, s, theta, reset)
-
-
-def _amplitude(theta: Tensor, spec: SpikeSpec) -> Tensor | float:
-    return theta if spec.amplitude == "threshold" else 1.0
-
-
-def _lif(current: Tensor, state: State, params: tuple[Tensor, ...], spike: SpikeFn, spec: SpikeSpec):
-    """LIF and IF: params (γ, θ), state (ũ,)."""
-    gamma, theta = params
-    out, v = lif_step(current, state[0], gamma, theta, spike, spec.reset, _amplitude(theta, spec))
-    return out, (v,)
-
-
-def _alif(current: Tensor, state: State, params: tuple[Tensor, ...], spike: SpikeFn, spec: SpikeSpec):
-    """Adaptive LIF: params (γ, θ, β, ρ), state (ũ, a)."""
-    gamma, theta, beta, rho = params
-    v, a = state
-    s, v = lif_step(current, v, gamma, torch.addcmul(theta, a, beta), spike, spec.reset)
-    return _amplitude(theta, spec) * s, (v, torch.addcmul(s, a, rho))
-
-
-NEURONS: dict[str, NeuronDef] = {
-    "lif": NeuronDef(1, _lif, kernels=True),
-    "if": NeuronDef(1, _lif, kernels=True),
-    "alif": NeuronDef(2, _alif),
-}
-
-
-def register_neuron(name: str, definition: NeuronDef) -> None:
-    """Add (or replace) the neuron model ``name``."""
-    NEURONS[name] = definition
-
-
-def _step_spike(spec: SpikeSpec, k: Tensor, draw: MaskDraw | None, shape: torch.Size, t: int, device) -> SpikeFn:
-    """The spike function of step t of a [T, *shape] sequence under the mask draw ``draw``."""
-    return make_spike(spec, k, None if draw is None else step_mask_of(draw, t, shape, device))
+def reference_step(
+    model: NeuronDef, current: Tensor, state: State, params: tuple[Tensor, ...], spike: SpikeFn, spec: SpikeSpec
+) -> tuple[Tensor, State]:
+    """One step of ``model`` on tensors under autograd, its texts as written: current, states [B, ...] ->
+    (output [B, ...], new states)."""
+    charged = rebind(model.charge, TORCH)(current, *state, *params)
+    charged = charged if isinstance(charged, tuple) else (charged,)
+    helpers = TORCH | {"spike": spike, "reset": RESETS[spec.reset], "amplitude": AMPLITUDES[spec.amplitude]}
+    out, *new_state = rebind(model.fire, helpers)(*charged, *params)
+    return out, tuple(new_state)
 
 
 def neuron_stepwise(
@@ -139,53 +270,113 @@ def neuron_stepwise(
     ``mask`` a draw, or its bool mask [T, B, ...]."""
     if isinstance(mask, MaskDraw):
         mask = materialize_mask(mask, current.shape, current.device)
-    state = tuple(torch.zeros_like(current[0]) for _ in range(model.states))
+    state = tuple(torch.zeros_like(current[0]) for _ in model.states)
     outs = []
     for t in range(current.shape[0]):
-        out, state = model.step(current[t], state, params, make_spike(spec, k, None if mask is None else mask[t]), spec)
+        spike = make_spike(spec, k, None if mask is None else mask[t])
+        out, state = reference_step(model, current[t], state, params, spike, spec)
         outs.append(out)
     return torch.stack(outs)
 
 
+MaskOf = Callable[[int], "Tensor | None"]
+
+
+def fused_forward(
+    fns: tuple[Callable, ...], n_states: int, current: Tensor, params: tuple[Tensor, ...], k: Tensor, mask_of: MaskOf
+) -> tuple[Tensor, list[Tensor]]:
+    """The forward of :func:`torch_step`'s functions ``fns``: current [T, B, ...] -> (output [T, B, ...], the
+    charged states [T, B, ...] of every step, what the backward needs)."""
+    charge, fire = fns[0], fns[1]
+    state = tuple(torch.zeros_like(current[0]) for _ in range(n_states))
+    outs, saved = [], [[] for _ in range(n_states)]
+    for t in range(current.shape[0]):
+        charged = charge(current[t], *state, *params)
+        for store, value in zip(saved, charged):
+            store.append(value)
+        out, *state = fire(*charged, *params, k, mask_of(t))
+        outs.append(out)
+    return torch.stack(outs), [torch.stack(s) for s in saved]
+
+
+def _add(total: Tensor | None, grad: Tensor | float, shape: torch.Size) -> Tensor | None:
+    """``total`` + ``grad`` reduced to ``shape`` (a 0 adjoint, a number, adds nothing)."""
+    if not isinstance(grad, Tensor):
+        return total
+    grad = grad.sum_to_size(shape) if grad.shape != shape else grad
+    return grad if total is None else total + grad
+
+
+def fused_backward(
+    fns: tuple[Callable, ...], saved: list[Tensor], grad_out: Tensor, params: tuple[Tensor, ...], k: Tensor,
+    mask_of: MaskOf,
+) -> tuple[Tensor, list[Tensor | None], Tensor | None]:  # fmt: skip
+    """The reverse pass over T: (input gradient [T, B, ...], the params' and k's gradients in their shapes, None
+    where zero). Step t recomputes its new states from its charged states; the adjoint of step t+1's charge
+    (which needs those states) then gives the input gradient of step t+1 and the state adjoints of step t."""
+    _, fire, charge_adjoint, fire_adjoint = fns
+    n = len(saved)
+    grad_in = torch.zeros_like(grad_out)
+    sums: list[Tensor | None] = [None] * (len(params) + 1)
+    shapes = [p.shape for p in params] + [k.shape]
+
+    def through_charge(t: int, state, d_charged) -> list:
+        """The adjoint of step t's charge from its states before: stores the input gradient of step t, adds up
+        the params' gradients, returns the adjoints of those states."""
+        d_in, *rest = charge_adjoint(*state, *params, *d_charged)
+        if isinstance(d_in, Tensor):
+            grad_in[t] = d_in
+        sums[:-1] = [_add(total, g, shape) for total, g, shape in zip(sums[:-1], rest[n:], shapes)]
+        return rest[:n]
+
+    d_charged = None  # the adjoints of step t+1's charged states
+    for t in range(grad_out.shape[0] - 1, -1, -1):
+        charged, m = [s[t] for s in saved], mask_of(t)
+        d_state = [0.0] * n
+        if d_charged is not None:
+            d_state = through_charge(t + 1, fire(*charged, *params, k, m)[1:], d_charged)
+        grads = fire_adjoint(*charged, *params, k, m, grad_out[t], *d_state)
+        d_charged = grads[:n]
+        sums = [_add(total, g, shape) for total, g, shape in zip(sums, grads[n:], shapes)]
+    if d_charged is not None:
+        through_charge(0, [torch.zeros_like(grad_out[0])] * n, d_charged)
+    return grad_in, sums[:-1], sums[-1]
+
+
 class _FusedNeuron(torch.autograd.Function):
-    """Forward without a graph saving the states [T, B, ...] before each step; backward one step's
-    vector-Jacobian product at a time, from the last step to the first."""
+    """:func:`fused_forward` without a graph, saving the charged states; :func:`fused_backward`. The contract
+    of every backend's autograd function (asgl.kernels.lif_op relies on it): forward(ctx, model, draw, spec,
+    current, k, *params) saves (k, *params, *saved) and sets ctx.model, ctx.draw and ctx.spec, which is all
+    the backward reads besides ``needs_input_grad``."""
 
     @staticmethod
-    def forward(ctx, model: NeuronDef, draw, spec: SpikeSpec, current, k, *params):
-        state = tuple(torch.zeros_like(current[0]) for _ in range(model.states))
-        saved = [torch.empty_like(current) for _ in range(model.states)]
-        outs = torch.empty_like(current)
-        for t in range(current.shape[0]):
-            for store, value in zip(saved, state):
-                store[t] = value
-            spike = _step_spike(spec, k, draw, current.shape[1:], t, current.device)
-            outs[t], state = model.step(current[t], state, params, spike, spec)
-        ctx.save_for_backward(current, k, *params, *saved)
+    def forward(ctx, model: NeuronDef, draw: MaskDraw | None, spec: SpikeSpec, current, k, *params):
+        fns = torch_step(model, spec)
+        out, saved = fused_forward(fns, len(model.states), current, params, k, _mask_of(draw, current))
+        ctx.save_for_backward(k, *params, *saved)
         ctx.model, ctx.draw, ctx.spec = model, draw, spec
-        return outs
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        model, (current, k, *rest) = ctx.model, ctx.saved_tensors
-        n = len(rest) - model.states  # the number of params
-        params, saved = rest[:n], rest[n:]
-        grad_current = torch.empty_like(current)
-        sums = [torch.zeros_like(p) for p in (k, *params)]
-        grad_state = [torch.zeros_like(current[0]) for _ in range(model.states)]
-        for t in range(current.shape[0] - 1, -1, -1):
-            with torch.enable_grad():
-                leaves = [x.detach().requires_grad_() for x in (current[t], k, *params, *(s[t] for s in saved))]
-                cur, kk, ps, state = leaves[0], leaves[1], tuple(leaves[2 : 2 + n]), tuple(leaves[2 + n :])
-                spike = _step_spike(ctx.spec, kk, ctx.draw, current.shape[1:], t, current.device)
-                out, new_state = model.step(cur, state, ps, spike, ctx.spec)
-                grads = torch.autograd.grad((out, *new_state), leaves, (grad_out[t], *grad_state), allow_unused=True)
-            grad_current[t] = grads[0]
-            for total, g in zip(sums, grads[1 : 2 + n]):
-                if g is not None:
-                    total += g
-            grad_state = [torch.zeros_like(current[0]) if g is None else g for g in grads[2 + n :]]
-        return None, None, None, grad_current, *sums
+        k, *rest = ctx.saved_tensors
+        n = len(ctx.model.params)
+        params, saved, mask_of = tuple(rest[:n]), rest[n:], _mask_of(ctx.draw, grad_out)
+        fns = torch_step(ctx.model, ctx.spec)
+        grad_in, grad_params, grad_k = fused_backward(fns, saved, grad_out.contiguous(), params, k, mask_of)
+        grad_params = [_zero_for(g, p, need) for g, p, need in zip(grad_params, params, ctx.needs_input_grad[5:])]
+        return None, None, None, grad_in, _zero_for(grad_k, k, ctx.needs_input_grad[4]), *grad_params
+
+
+def _zero_for(grad: Tensor | None, like: Tensor, needed: bool) -> Tensor | None:
+    if not needed:
+        return None
+    return torch.zeros_like(like) if grad is None else grad.reshape(like.shape)
+
+
+def _mask_of(draw: MaskDraw | None, like: Tensor) -> MaskOf:
+    """t -> the bool mask [B, ...] of step t of ``like`` [T, B, ...] under ``draw`` (None without one)."""
+    return lambda t: None if draw is None else step_mask_of(draw, t, like.shape[1:], like.device)
 
 
 def neuron_fused(

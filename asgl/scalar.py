@@ -43,9 +43,9 @@ def helpers_of(fn: Callable) -> frozenset[str]:
     return frozenset(fn.__code__.co_names)
 
 
-def check_scalar(fn: Callable) -> None:
-    """Raise ValueError unless ``fn`` reads only names of :data:`VOCABULARY` as globals."""
-    unknown = helpers_of(fn) - VOCABULARY
+def check_scalar(fn: Callable, extra: frozenset[str] | set[str] = frozenset()) -> None:
+    """Raise ValueError unless ``fn`` reads only names of :data:`VOCABULARY` (and ``extra``) as globals."""
+    unknown = helpers_of(fn) - VOCABULARY - set(extra)
     if unknown:
         raise ValueError(
             f"{fn.__name__} uses {', '.join(sorted(unknown))}: scalar maths may use only "

@@ -1,18 +1,21 @@
-"""The multi-step LIF as a CPU kernel (numba): one pass over [T, N] forward, one reverse pass backward.
+"""Every neuron model as a CPU kernel (numba): one pass over [T, N] forward, one reverse pass backward.
 
-Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuron._FusedLIF`), with the
-sequence viewed as [T, N] (N = every element of one step). Threads take blocks of ``BLOCK`` neurons; a block
-walks T with its state in small rows that stay in L1, so each value of [T, N] is read or written once: the
-forward reads the current and writes the output and u; the backward reads u and the output gradient and
-writes the input gradient. The ASGL mask is regenerated from its :class:`asgl.spike.MaskDraw` in both passes
-(the same 32-bit element words as :func:`asgl.spike.element_bits`), so no mask tensor exists.
+Same contract and maths as the fused path (:func:`asgl.neuron_models.neuron_fused`): the kernels are one
+template whose element functions are the model's generated forward and adjoint texts
+(:func:`asgl.neuron_models.step_texts`, padded to MAX_STATES states and MAX_PARAMS params) compiled with
+the spike of the call (:func:`element_functions`), so no maths of a model is written here. The sequence is
+viewed as [T, N] (N = every element of one step). Threads take blocks of ``BLOCK`` neurons; a block walks T
+with its states in small rows that stay in L1, so each value of [T, N] is read or written once: the forward
+reads the current and writes the output and the charged states; the backward reads those and the output
+gradient and writes the input gradient. The ASGL mask is regenerated from its :class:`asgl.spike.MaskDraw`
+in both passes (the same 32-bit element words as :func:`asgl.spike.element_bits`), so no mask tensor exists.
 
 Everything runs in the input's precision (float32 in training: 8 lanes of a 256-bit vector), with the
 exponential written in plain arithmetic (a 2ⁿ range reduction and a short polynomial) and the mask words
 made with 32-bit integer operations, because a libm call or a 64-bit multiply stops LLVM from vectorising
 the loop around it.
 
-The decay, threshold and (layer) width gradients are summed per neuron in float64 and per block, and the
+The parameter and (layer) width gradients are summed per neuron in float64 and per block, and the
 block partials are added in block order afterwards; a channel or neuron width gets per-neuron sums reduced
 by torch. Blocks depend on N only, so gradients are bit-identical whatever the thread count.
 
@@ -40,13 +43,13 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
+from asgl.adjoint import define
+from asgl.neuron_models import MAX_PARAMS, MAX_STATES, NeuronDef, spike_texts, step_texts
 from asgl.scalar import fingerprint, rebind, with_literals
 from asgl.spike import MaskDraw, SpikeSpec, element_word, keyed_round
 from asgl.surrogates import Surrogate
 
 BLOCK = 1024
-MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
-WIDTH_ALL, WIDTH_ANALOG, WIDTH_NONE = 0, 1, 2
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _INLINE = {"inline": "always", "error_model": "numpy", "fastmath": {"contract"}}  # helpers: inlined, never alone
 _KERNEL = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
@@ -188,46 +191,56 @@ def family_functions(surrogate: Surrogate, dtype: type) -> dict[str, Callable]:
     }
 
 
-def _terms(u_b, lo, theta, k_b, k0, k1, thr, spk, dens, analog, mode, per_neuron, c):  # pragma: no cover
-    """spk[j] = s, dens[j] = f(k x) and analog[j] = 1 − mask for the neurons j of one step's block (u_b
-    [m]; neuron lo + j). Θ(x) for binary elements (sg, heaviside, asgl where the mask is True), else
-    F(k x); both are computed and one is selected, so that the asgl loop has no data-dependent branch.
-    ``family_step`` and ``family_density`` are bound per family (:func:`kernels`); where only one of the two
-    is used, LLVM drops the other's arithmetic."""
-    k_layer = k_b[0]
-    for j in range(u_b.size):
-        x = u_b[j] - theta
-        theta_x = c.one if x >= c.zero else c.zero
-        y = (k_b[j] if per_neuron else k_layer) * x
-        smooth, slope = family_step(y), family_density(y)  # noqa: F821 - bound per family
-        binary = mode == 1 or mode == 2 or (mode == 0 and _is_binary(lo + j, k0, k1, thr))
-        spk[j] = theta_x if binary else smooth
-        dens[j] = slope
-        analog[j] = c.zero if binary else c.one
+@functools.cache
+def element_functions(model: NeuronDef, spec: SpikeSpec, dtype: type) -> dict[str, Callable]:
+    """``_charge``, ``_fire``, ``_charge_adjoint`` and ``_fire_adjoint``: the model's generated texts
+    (asgl.neuron_models.step_texts, padded to MAX_STATES and MAX_PARAMS) compiled for ``dtype`` with the spike
+    of ``spec``, every literal a ``dtype`` constant; all inlined into the kernels."""
+    helpers = numba_helpers(dtype)
+    family = helpers | family_functions(spec.surrogate, dtype)
+    spike = {name: njit(**_INLINE)(with_literals(fn, family, dtype)) for name, fn in spike_texts(spec).items()}
+    texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
+    emitted = (texts.charge, texts.fire, texts.charge_adjoint, texts.fire_adjoint)
+    return {f"_{e.name}": njit(**_INLINE)(with_literals(define(e, {}), helpers | spike, dtype)) for e in emitted}
+
+
+def _digest(model: NeuronDef, spec: SpikeSpec) -> str:
+    """The digest of every text a kernel compiles: the model's generated functions, the spike, the family and
+    the mask hash (numba's disk cache does not see the functions bound as globals, so the kernels' names
+    carry it)."""
+    texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
+    generated = [define(e, {}) for e in (texts.charge, texts.fire, texts.charge_adjoint, texts.fire_adjoint)]
+    spike = spike_texts(spec).values()
+    return fingerprint(*generated, *spike, spec.surrogate.F, spec.surrogate.f, keyed_round, element_word)
 
 
 @functools.cache
 def kernels(
-    mode: int, surrogate: Surrogate, hard: bool, amp: bool, width_rule: int, per_neuron: bool, dtype: type
+    model: NeuronDef, spec: SpikeSpec, states: int, per_neuron: bool, needs: tuple[bool, ...], dtype: type
 ) -> tuple[Callable, Callable]:
-    """(forward, backward) compiled for one configuration. ``k`` is [1] (one width) or [N] (``per_neuron``);
-    ``dtype`` is the array type.
+    """(forward, backward) compiled for one configuration: ``states`` state variables, ``k`` [1] (one width)
+    or [N] (``per_neuron``), ``needs`` whether each padded param's and the width's gradient is summed; ``dtype``
+    the array type.
 
     The kernels are closures over the configuration's flags and float constants, which numba compiles as
-    constants, so every branch on them folds away; the helpers above are inlined into them. numba keys a
+    constants, so every branch on them folds away; the element functions are inlined into them. numba keys a
     closure's disk cache on its pickled values, so these must stay plain numbers: a compiled function in
-    the closure pickles with an id new in every process, and each process would compile again. The family's
-    compiled F and f are bound as globals instead (:func:`_specialise`), which that key does not see, so the
-    kernels' names carry the digest of the family's code.
+    the closure pickles with an id new in every process, and each process would compile again. The element
+    functions are bound as globals instead (:func:`_specialise`), which that key does not see, so the
+    kernels' names carry their digest.
 
     Each step of a block runs in short loops over the block's neurons, each touching few arrays so that
     LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
     c = _consts(dtype)
-    terms = njit(**_INLINE)(_specialise(_terms, "_terms", **family_functions(surrogate, dtype)))
-    digest = fingerprint(surrogate.F, surrogate.f, keyed_round, element_word)
-    forward = _specialise(_forward_kernel(mode, hard, amp, per_neuron, c), f"lif_forward_{digest}", _terms=terms)
-    backward = _backward_kernel(mode, hard, amp, width_rule, per_neuron, c)
-    return njit(**_KERNEL)(forward), njit(**_KERNEL)(_specialise(backward, f"lif_backward_{digest}", _terms=terms))
+    functions = element_functions(model, spec, dtype)
+    digest = _digest(model, spec)
+    asgl = spec.spike == "asgl"
+    forward = _forward_kernel(states, asgl, per_neuron, c)
+    backward = _backward_kernel(states, asgl, per_neuron, needs, c)
+    return (
+        njit(**_KERNEL)(_specialise(forward, f"neuron_forward_{digest}", **functions)),
+        njit(**_KERNEL)(_specialise(backward, f"neuron_backward_{digest}", **functions)),
+    )
 
 
 def _specialise(fn: Callable, qualname: str, **names: object) -> Callable:
@@ -238,89 +251,123 @@ def _specialise(fn: Callable, qualname: str, **names: object) -> Callable:
     return special
 
 
-def _forward_kernel(mode: int, hard: bool, amp: bool, per_neuron: bool, c: _Consts) -> Callable:
+def _forward_kernel(states: int, asgl: bool, per_neuron: bool, c: _Consts) -> Callable:
     """The forward pass for one configuration (the arguments are constants of the closure), to compile."""
+    two = states > 1
 
-    def forward(cur, gamma, theta, k, keys, thr, out, u_all):  # pragma: no cover - compiled code
-        """cur [T, N] -> out (a·s) and u_all (u) [T, N]; keys [T, 2] uint32 (each step's key halves)."""
+    def forward(cur, params, k, keys, thr, out, saved):  # pragma: no cover - compiled code
+        """cur [T, N] -> out [T, N] and saved [S, T, N] (each step's charged states); params [4] (padded);
+        keys [T, 2] uint32 (each step's key halves)."""
         steps, n = cur.shape
-        for b in prange((n + BLOCK - 1) // BLOCK):
-            lo = b * BLOCK
-            m = min(BLOCK, n - lo)  # rows are sliced: an index lo + j would defeat vectorisation
-            k_b = k[lo : lo + m] if per_neuron else k
-            state, spk, scratch = np.zeros(m, cur.dtype), np.empty(m, cur.dtype), np.empty(m, cur.dtype)
-            for t in range(steps):
-                cur_b, u_b, out_b = cur[t, lo : lo + m], u_all[t, lo : lo + m], out[t, lo : lo + m]
-                for j in range(m):
-                    u_b[j] = cur_b[j] + state[j] * gamma
-                # densities and mask both go to scratch, unused: LLVM drops their arithmetic
-                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, scratch, scratch, mode, per_neuron, c)
-                for j in range(m):
-                    u, s = u_b[j], spk[j]
-                    out_b[j] = s * theta if amp else s
-                    state[j] = u - u * s if hard else u - theta * s
-
-    return forward
-
-
-def _backward_kernel(mode: int, hard: bool, amp: bool, width_rule: int, per_neuron: bool, c: _Consts) -> Callable:
-    """The reverse pass for one configuration (the arguments are constants of the closure), to compile."""
-
-    def backward(u_all, g_out, gamma, theta, k, keys, thr, grad_in, parts, k_acc):  # pragma: no cover
-        """Reverse pass: grad_in [T, N]; parts [blocks, 3] (decay, threshold, one width); k_acc [N] per neuron.
-
-        The parameter gradients are per-neuron float64 sums over T, reduced per block at the end."""
-        steps, n = u_all.shape
+        p0, p1, p2, p3 = params[0], params[1], params[2], params[3]
         for b in prange((n + BLOCK - 1) // BLOCK):
             lo = b * BLOCK
             m = min(BLOCK, n - lo)  # rows are sliced: an index lo + j would defeat vectorisation
             k_b = k[lo : lo + m] if per_neuron else k
             k_layer = k_b[0]
-            g_next = np.zeros(m, u_all.dtype)  # dL/du[t+1]; dL/dũ[t] = γ·dL/du[t+1]
-            sum_gamma, sum_theta, sum_k = np.zeros(m), np.zeros(m), np.zeros(m)
-            spk, dens, analog = np.zeros(m, u_all.dtype), np.zeros(m, u_all.dtype), np.zeros(m, u_all.dtype)
-            for t in range(steps - 1, -1, -1):
-                u_b, go_b, gi_b = u_all[t, lo : lo + m], g_out[t, lo : lo + m], grad_in[t, lo : lo + m]
-                _terms(u_b, lo, theta, k_b, keys[t, 0], keys[t, 1], thr, spk, dens, analog, mode, per_neuron, c)
+            v0, v1 = np.zeros(m, cur.dtype), np.zeros(m if two else 1, cur.dtype)
+            for t in range(steps):
+                cur_b, out_b = cur[t, lo : lo + m], out[t, lo : lo + m]
+                c0_b, c1_b = saved[0, t, lo : lo + m], saved[states - 1, t, lo : lo + m]
                 for j in range(m):
-                    u, s, go, after = u_b[j], spk[j], go_b[j], g_next[j]
+                    c0, c1 = _charge(cur_b[j], v0[j], v1[j] if two else c.zero, p0, p1, p2, p3)  # noqa: F821
+                    c0_b[j] = c0
+                    if two:
+                        c1_b[j] = c1
+                for j in range(m):
+                    binary = asgl and _is_binary(lo + j, keys[t, 0], keys[t, 1], thr)
                     kk = k_b[j] if per_neuron else k_layer
-                    big_g = after * gamma
-                    g = big_g - big_g * s if hard else big_g
-                    d_theta = go * s if amp else c.zero
-                    if not hard:
-                        d_theta -= big_g * s
-                    if mode != 2:
-                        gd = ((go * theta if amp else go) - big_g * (u if hard else theta)) * dens[j]
-                        g += gd * kk
-                        d_theta -= kk * gd
-                        if width_rule == WIDTH_ALL:
-                            sum_k[j] += gd * (u - theta)
-                        elif width_rule == WIDTH_ANALOG:
-                            sum_k[j] += gd * (u - theta) * analog[j]
-                    sum_theta[j] += d_theta
-                    sum_gamma[j] += after * (u - u * s if hard else u - theta * s)
-                    gi_b[j] = g
-                    g_next[j] = g
-            parts[b, 0] = sum_gamma.sum()
-            parts[b, 1] = sum_theta.sum()
+                    o, w0, w1 = _fire(c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3, kk, binary)  # noqa: F821
+                    out_b[j] = o
+                    v0[j] = w0
+                    if two:
+                        v1[j] = w1
+
+    return forward
+
+
+def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple[bool, ...], c: _Consts) -> Callable:
+    """The reverse pass for one configuration (the arguments are constants of the closure), to compile. Step t
+    recomputes its new states from its charged states; the adjoint of step t+1's charge, which needs them, gives
+    the input gradient of step t+1 and the state adjoints of step t; the adjoint of step t's fire then gives
+    its charged states' adjoints."""
+    two = states > 1
+    n0, n1, n2, n3, nk = needs
+
+    def backward(saved, g_out, params, k, keys, thr, grad_in, parts, k_acc):  # pragma: no cover - compiled code
+        """Reverse pass: grad_in [T, N]; parts [blocks, 5] (the padded params, one width); k_acc [N] per neuron.
+
+        The parameter gradients are per-neuron float64 sums over T, reduced per block at the end."""
+        steps, n = g_out.shape
+        p0, p1, p2, p3 = params[0], params[1], params[2], params[3]
+        for b in prange((n + BLOCK - 1) // BLOCK):
+            lo = b * BLOCK
+            m = min(BLOCK, n - lo)  # rows are sliced: an index lo + j would defeat vectorisation
+            k_b = k[lo : lo + m] if per_neuron else k
+            k_layer = k_b[0]
+            d0, d1 = np.zeros(m, g_out.dtype), np.zeros(m if two else 1, g_out.dtype)  # step t+1's charged adjoints
+            s0, s1 = np.zeros(m, g_out.dtype), np.zeros(m if two else 1, g_out.dtype)  # step t's state adjoints
+            a0, a1, a2, a3, ak = np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m)
+            for t in range(steps - 1, -1, -1):
+                c0_b, c1_b = saved[0, t, lo : lo + m], saved[states - 1, t, lo : lo + m]
+                go_b, gi_b = g_out[t, lo : lo + m], grad_in[min(t + 1, steps - 1), lo : lo + m]
+                k0, k1 = keys[t, 0], keys[t, 1]
+                if t + 1 < steps:  # the adjoint of step t+1's charge, from the states step t leaves
+                    for j in range(m):
+                        binary = asgl and _is_binary(lo + j, k0, k1, thr)
+                        kk = k_b[j] if per_neuron else k_layer
+                        _, w0, w1 = _fire(c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3, kk, binary)  # noqa: F821
+                        gi, s0[j], e1, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
+                            w0, w1, p0, p1, p2, p3, d0[j], d1[j] if two else c.zero
+                        )
+                        gi_b[j] = gi
+                        if two:
+                            s1[j] = e1
+                        a0[j] += q0 if n0 else c.zero
+                        a1[j] += q1 if n1 else c.zero
+                        a2[j] += q2 if n2 else c.zero
+                        a3[j] += q3 if n3 else c.zero
+                for j in range(m):  # the adjoint of step t's fire
+                    binary = asgl and _is_binary(lo + j, k0, k1, thr)
+                    kk = k_b[j] if per_neuron else k_layer
+                    e0, e1, r0, r1, r2, r3, rk = _fire_adjoint(  # noqa: F821
+                        c0_b[j],
+                        c1_b[j] if two else c.zero,
+                        p0,
+                        p1,
+                        p2,
+                        p3,
+                        kk,
+                        binary,
+                        go_b[j],
+                        s0[j],
+                        s1[j] if two else c.zero,
+                    )
+                    d0[j] = e0
+                    if two:
+                        d1[j] = e1
+                    a0[j] += r0 if n0 else c.zero
+                    a1[j] += r1 if n1 else c.zero
+                    a2[j] += r2 if n2 else c.zero
+                    a3[j] += r3 if n3 else c.zero
+                    ak[j] += rk if nk else c.zero
+            gi_b = grad_in[0, lo : lo + m]
+            for j in range(m):  # the adjoint of step 0's charge, from the zero states
+                gi, _, _, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
+                    c.zero, c.zero, p0, p1, p2, p3, d0[j], d1[j] if two else c.zero
+                )
+                gi_b[j] = gi
+                a0[j] += q0 if n0 else c.zero
+                a1[j] += q1 if n1 else c.zero
+                a2[j] += q2 if n2 else c.zero
+                a3[j] += q3 if n3 else c.zero
+            parts[b, 0], parts[b, 1], parts[b, 2], parts[b, 3] = a0.sum(), a1.sum(), a2.sum(), a3.sum()
             if per_neuron:
-                k_acc[lo : lo + m] = sum_k
+                k_acc[lo : lo + m] = ak
             else:
-                parts[b, 2] = sum_k.sum()
+                parts[b, 4] = ak.sum()
 
     return backward
-
-
-def _kernels(spec: SpikeSpec, per_neuron: bool, dtype: torch.dtype) -> tuple[Callable, Callable]:
-    flags = (spec.reset == "hard", spec.amplitude == "threshold", _width_rule(spec), per_neuron)
-    return kernels(MODES[spec.spike], spec.surrogate, *flags, _NUMPY[dtype])
-
-
-def _width_rule(spec: SpikeSpec) -> int:
-    if spec.width_grad == "all" or spec.spike in ("analog", "heaviside"):
-        return WIDTH_ALL
-    return WIDTH_ANALOG if spec.spike == "asgl" else WIDTH_NONE
 
 
 def _mask_args(mask: MaskDraw | None, steps: int) -> tuple[np.ndarray, np.int64]:
@@ -336,6 +383,12 @@ def _per_neuron_k(k: Tensor, step_shape: torch.Size) -> np.ndarray:
     return flat.contiguous().numpy()
 
 
+def _padded(params: tuple[Tensor, ...], dtype: type) -> np.ndarray:
+    """The params' values [MAX_PARAMS] (zeros after the model's own)."""
+    values = [float(p) for p in params] + [0.0] * (MAX_PARAMS - len(params))
+    return np.array(values, dtype=dtype)
+
+
 def _launch(kernel: Callable, *args: object) -> None:
     """Run a compiled kernel on as many threads as torch uses, one launch at a time."""
     with _LAUNCH:
@@ -343,57 +396,64 @@ def _launch(kernel: Callable, *args: object) -> None:
         kernel(*args)
 
 
-class _CpuLIF(torch.autograd.Function):
+def _needs(model: NeuronDef, spec: SpikeSpec, needs: tuple[bool, ...]) -> tuple[bool, ...]:
+    """Whether each padded param's gradient and the width's is summed (``needs``: autograd's, the width's
+    first): autograd needs it and the adjoints do not make it zero whatever the inputs."""
+    texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
+    fire, charge = texts.fire_adjoint.zero[MAX_STATES:], texts.charge_adjoint.zero[1 + MAX_STATES :]
+    zero = [a and b for a, b in zip(fire, charge)] + [fire[-1]]
+    wanted = [*needs[1:], *[False] * (MAX_PARAMS + 1 - len(needs)), needs[0]]
+    return tuple(w and not z for w, z in zip(wanted, zero))
+
+
+class _CpuNeuron(torch.autograd.Function):
+    """Same contract as asgl.neuron_models._FusedNeuron."""
+
     @staticmethod
-    def forward(ctx, current, gamma, theta, k, mask: MaskDraw | None, spec: SpikeSpec):
+    def forward(ctx, model: NeuronDef, draw: MaskDraw | None, spec: SpikeSpec, current, k, *params):
         cur = current.detach().contiguous()
-        out, u_all = torch.empty_like(cur), torch.empty_like(cur)
-        steps = cur.shape[0]
+        steps, states = cur.shape[0], len(model.states)
+        out, saved = torch.empty_like(cur), cur.new_empty((states, *cur.shape))
         dtype = _NUMPY[cur.dtype]
+        forward, _ = kernels(model, spec, states, k.numel() > 1, (False,) * 5, dtype)
         _launch(
-            _kernels(spec, k.numel() > 1, cur.dtype)[0],
-            cur.view(steps, -1).numpy(), dtype(gamma.item()), dtype(theta.item()), _per_neuron_k(k, cur.shape[1:]),
-            *_mask_args(mask, steps), out.view(steps, -1).numpy(), u_all.view(steps, -1).numpy(),
+            forward, cur.view(steps, -1).numpy(), _padded(params, dtype), _per_neuron_k(k, cur.shape[1:]),
+            *_mask_args(draw, steps), out.view(steps, -1).numpy(), saved.view(states, steps, -1).numpy(),
         )  # fmt: skip
-        ctx.save_for_backward(u_all, gamma, theta, k)
-        ctx.mask, ctx.spec = mask, spec
+        ctx.save_for_backward(k, *params, *saved)
+        ctx.model, ctx.draw, ctx.spec = model, draw, spec
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        u_all, gamma, theta, k = ctx.saved_tensors
-        spec: SpikeSpec = ctx.spec
-        steps, n = u_all.shape[0], u_all[0].numel()
-        grad_in = torch.empty_like(u_all)
-        parts = np.zeros(((n + BLOCK - 1) // BLOCK, 3))
-        k_acc = np.zeros(n if k.numel() > 1 else 0)
-        dtype = _NUMPY[u_all.dtype]
+        model, spec = ctx.model, ctx.spec
+        k, *rest = ctx.saved_tensors
+        params, saved = rest[: len(model.params)], torch.stack(rest[len(model.params) :])
+        states, steps, n = saved.shape[0], saved.shape[1], saved[0, 0].numel()
+        needs = _needs(model, spec, (ctx.needs_input_grad[4], *ctx.needs_input_grad[5:]))
+        dtype = _NUMPY[saved.dtype]
+        grad_in = torch.empty_like(saved[0])
+        parts, k_acc = np.zeros(((n + BLOCK - 1) // BLOCK, 5)), np.zeros(n if k.numel() > 1 else 0)
         _launch(
-            _kernels(spec, k.numel() > 1, u_all.dtype)[1],
-            u_all.view(steps, -1).numpy(), grad_out.contiguous().view(steps, -1).numpy(), dtype(gamma.item()),
-            dtype(theta.item()), _per_neuron_k(k, u_all.shape[1:]), *_mask_args(ctx.mask, steps),
+            kernels(model, spec, states, k.numel() > 1, needs, dtype)[1],
+            saved.view(states, steps, -1).numpy(), grad_out.contiguous().view(steps, -1).numpy(),
+            _padded(params, dtype), _per_neuron_k(k, saved.shape[2:]), *_mask_args(ctx.draw, steps),
             grad_in.view(steps, -1).numpy(), parts, k_acc,
         )  # fmt: skip
-        sums = [torch.tensor(float(parts[:, c].sum()), dtype=u_all.dtype) for c in range(3)]
-        grad_k = sums[2] if k.numel() == 1 else torch.from_numpy(k_acc).view(u_all.shape[1:]).sum_to_size(k.shape)
+        sums = [torch.tensor(float(parts[:, j].sum()), dtype=saved.dtype) for j in range(5)]
+        grad_k = sums[4] if k.numel() == 1 else torch.from_numpy(k_acc).view(saved.shape[2:]).sum_to_size(k.shape)
         need = ctx.needs_input_grad
-        return (
-            grad_in if need[0] else None,
-            sums[0].reshape(gamma.shape) if need[1] else None,
-            sums[1].reshape(theta.shape) if need[2] else None,
-            grad_k.to(k.dtype).reshape(k.shape) if need[3] else None,
-            None,
-            None,
-        )
+        grads = [s.reshape(p.shape) if n else None for s, p, n in zip(sums, params, need[5:])]
+        return None, None, None, grad_in, grad_k.to(k.dtype).reshape(k.shape) if need[4] else None, *grads
 
 
 def supports(current: Tensor, spec: SpikeSpec) -> bool:
-    """Whether the kernel runs this call: a CPU float32/float64 tensor (it compiles every family)."""
+    """Whether the kernel runs this call: a CPU float32/float64 tensor (it compiles every family and model)."""
     return current.device.type == "cpu" and current.dtype in _NUMPY
 
 
-def lif_cpu_kernel(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, mask: MaskDraw | None, spec: SpikeSpec
+def neuron_cpu_kernel(
+    model: NeuronDef, current: Tensor, params: tuple[Tensor, ...], k: Tensor, draw: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
-    """CPU kernel backend, same contract as :func:`asgl.neuron.lif_stepwise`."""
-    return _CpuLIF.apply(current, gamma, theta, k, mask, spec)
+    """CPU kernel backend, same contract as :func:`asgl.neuron_models.neuron_stepwise` (the mask as a draw)."""
+    return _CpuNeuron.apply(model, draw, spec, current, k, *params)

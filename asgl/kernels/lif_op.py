@@ -1,12 +1,13 @@
-"""The LIF call as a pair of opaque operators, for models under torch.compile (``train.compile = true``).
+"""A neuron layer's call as a pair of opaque operators, for models under torch.compile (``train.compile = true``).
 
 Dynamo would otherwise trace into a backend: the mask seed, a Python integer read back from a tensor, breaks
 the graph, and as a new constant every step it would compile the graph again each step. Here the call is
-``asgl::lif_forward`` (current, γ, θ, k, draw words -> output, saved u) and ``asgl::lif_backward``, whose fake
-(meta) implementations give the compiler the shapes, and the draw travels as a CPU int64 tensor
+``asgl::neuron_forward`` (current, params, k, draw words -> output, saved states) and ``asgl::neuron_backward``,
+whose fake (meta) implementations give the compiler the shapes, and the draw travels as a CPU int64 tensor
 [threshold, seed, offset] (empty without a mask) with the seed drawn as a tensor (:func:`asgl.spike.draw_seed`).
 Inside, the operators run a backend's autograd function as it is (``fused``, or ``triton`` with its fallback
-to ``fused``), so the maths and the saved tensors are those of the eager path.
+to ``fused``), so the maths and the saved tensors are those of the eager path: every such function saves
+(k, *params, *states) and reads ctx.model, ctx.draw and ctx.spec in its backward.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor
 
+from asgl.neuron_models import NEURONS, _FusedNeuron
 from asgl.spike import MaskDraw, SpikeSpec, draw_seed
 from asgl.surrogates import SURROGATES
 
@@ -46,16 +48,16 @@ def _spec(text: str) -> SpikeSpec:
     return SpikeSpec(SURROGATES[family], spike, reset, amplitude, width_grad)
 
 
-def _function(backend: str, like: Tensor, params: tuple[Tensor, ...], draw: MaskDraw | None, spec: SpikeSpec):
+def _function(backend: str, like: Tensor, params: list[Tensor], k: Tensor, draw: MaskDraw | None, spec: SpikeSpec):
     """(autograd function, whether it runs on the input cast to float32) for ``backend`` and an input shaped,
-    typed and placed as ``like``: triton where it runs and takes the operands, as :func:`asgl.neuron.lif_triton`
+    typed and placed as ``like``: triton where it runs and takes the operands, as :func:`asgl.neuron.run_triton`
     decides, else fused."""
     neuron = importlib.import_module("asgl.neuron")
     if backend == "triton":
         triton_lif = neuron.triton_kernel(like.device.type)
-        if triton_lif is not None and triton_lif.supports(like, *params, draw, spec):
-            return triton_lif._TritonLIF, False
-    return neuron._FusedLIF, like.dtype in (torch.float16, torch.bfloat16)
+        if triton_lif is not None and triton_lif.supports(like, tuple(params), k, draw, spec):
+            return triton_lif._TritonNeuron, False
+    return _FusedNeuron, like.dtype in (torch.float16, torch.bfloat16)
 
 
 class _Saved:
@@ -65,66 +67,76 @@ class _Saved:
         self.saved_tensors = tensors
 
 
-@torch.library.custom_op("asgl::lif_forward", mutates_args=())
+@torch.library.custom_op("asgl::neuron_forward", mutates_args=())
 def _forward(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, words: Tensor, backend: str, spec: str
-) -> tuple[Tensor, Tensor]:
+    current: Tensor, params: list[Tensor], k: Tensor, words: Tensor, model: str, backend: str, spec: str
+) -> list[Tensor]:
     draw, spike = _draw(words), _spec(spec)
-    function, cast = _function(backend, current, (gamma, theta, k), draw, spike)
+    function, cast = _function(backend, current, params, k, draw, spike)
     ctx = _Saved()
-    out = function.forward(ctx, current.float() if cast else current, gamma, theta, k, draw, spike)
-    return out.to(current.dtype), ctx.saved_tensors[0]
+    out = function.forward(ctx, NEURONS[model], draw, spike, current.float() if cast else current, k, *params)
+    return [out.to(current.dtype), *ctx.saved_tensors[1 + len(params) :]]
 
 
 @_forward.register_fake
-def _(current, gamma, theta, k, words, backend, spec):
-    return torch.empty_like(current), torch.empty_like(current, dtype=torch.promote_types(current.dtype, torch.float32))
+def _(current, params, k, words, model, backend, spec):
+    state = torch.promote_types(current.dtype, torch.float32)
+    return [torch.empty_like(current)] + [torch.empty_like(current, dtype=state) for _ in NEURONS[model].states]
 
 
-@torch.library.custom_op("asgl::lif_backward", mutates_args=())
+@torch.library.custom_op("asgl::neuron_backward", mutates_args=())
 def _backward(
-    grad_out: Tensor, u_all: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, words: Tensor, backend: str, spec: str,
-    needs: list[bool],
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    grad_out: Tensor, saved: list[Tensor], params: list[Tensor], k: Tensor, words: Tensor, model: str, backend: str,
+    spec: str, needs: list[bool],
+) -> list[Tensor]:  # fmt: skip
     draw, spike = _draw(words), _spec(spec)
-    function, cast = _function(backend, grad_out, (gamma, theta, k), draw, spike)
+    function, cast = _function(backend, grad_out, params, k, draw, spike)
     ctx = SimpleNamespace(
-        saved_tensors=(u_all, gamma, theta, k), needs_input_grad=(True, *needs), draw=draw, spec=spike
-    )
-    grads = function.backward(ctx, grad_out.float() if cast else grad_out)
-    params = (gamma, theta, k)
-    return grads[0].to(grad_out.dtype), *(torch.zeros_like(p) if g is None else g for g, p in zip(grads[1:4], params))
+        saved_tensors=(k, *params, *saved), needs_input_grad=(False, False, False, True, *needs),
+        model=NEURONS[model], draw=draw, spec=spike,
+    )  # fmt: skip
+    grads = function.backward(ctx, grad_out.float() if cast else grad_out)[3:]
+    return [
+        grads[0].to(grad_out.dtype),
+        *(torch.zeros_like(p) if g is None else g for g, p in zip(grads[1:], [k, *params])),
+    ]
 
 
 @_backward.register_fake
-def _(grad_out, u_all, gamma, theta, k, words, backend, spec, needs):
-    return (
-        torch.empty_like(u_all, dtype=grad_out.dtype),
-        torch.empty_like(gamma),
-        torch.empty_like(theta),
-        torch.empty_like(k),
-    )
+def _(grad_out, saved, params, k, words, model, backend, spec, needs):
+    return [torch.empty_like(saved[0], dtype=grad_out.dtype), torch.empty_like(k), *map(torch.empty_like, params)]
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    _, gamma, theta, k, words, backend, spec = inputs
-    ctx.save_for_backward(output[1], gamma, theta, k, words)
-    ctx.backend, ctx.spec = backend, spec
+    _, params, k, words, model, backend, spec = inputs
+    ctx.save_for_backward(k, words, *params, *output[1:])
+    ctx.n, ctx.model, ctx.backend, ctx.spec = len(params), model, backend, spec
 
 
-def _backward_rule(ctx, grad_out: Tensor, _grad_u: Tensor | None):
-    u_all, gamma, theta, k, words = ctx.saved_tensors
-    needs = list(ctx.needs_input_grad[1:4])
-    grads = _backward(grad_out, u_all, gamma, theta, k, words, ctx.backend, ctx.spec, needs)
-    return grads[0], *(g if need else None for g, need in zip(grads[1:], needs)), None, None, None
+def _backward_rule(ctx, grad_out: list[Tensor | None]):
+    k, words, *rest = ctx.saved_tensors
+    params, saved = rest[: ctx.n], rest[ctx.n :]
+    needs = [ctx.needs_input_grad[2], *(ctx.needs_input_grad[1] for _ in params)]
+    grads = _backward(grad_out[0], saved, params, k, words, ctx.model, ctx.backend, ctx.spec, needs)
+    grad_k, grad_params = grads[1], grads[2:]
+    return (
+        grads[0],
+        list(grad_params) if ctx.needs_input_grad[1] else None,
+        grad_k if needs[0] else None,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 _forward.register_autograd(_backward_rule, setup_context=_setup_context)
 
 
-def lif_op(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, words: Tensor, spec: SpikeSpec, backend: str
+def neuron_op(
+    model: str, current: Tensor, params: tuple[Tensor, ...], k: Tensor, words: Tensor, spec: SpikeSpec, backend: str
 ) -> Tensor:
-    """``backend`` (fused or triton) on current [T, B, ...] through the operators; ``words`` from
-    :func:`draw_words` (an empty int64 tensor without a mask). Same output and gradients as the backend."""
-    return _forward(current, gamma, theta, k, words, backend, spec_text(spec))[0]
+    """``backend`` (fused or triton) on current [T, B, ...] through the operators for the neuron ``model``;
+    ``words`` from :func:`draw_words` (an empty int64 tensor without a mask). Same output and gradients as the
+    backend."""
+    return _forward(current, list(params), k, words, model, backend, spec_text(spec))[0]

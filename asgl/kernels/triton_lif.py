@@ -39,11 +39,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from asgl.adjoint import Emitted, define
+from asgl.neuron_models import MAX_PARAMS, MAX_STATES, NeuronDef, spike_texts, step_texts
 from asgl.scalar import helpers_of, rebind
 from asgl.spike import MAX_STEP, MaskDraw, SpikeSpec, element_word, keyed_round
-from asgl.surrogates import Surrogate
+from asgl.surrogates import SURROGATES, Surrogate
 
-MODES = {"asgl": 0, "sg": 1, "heaviside": 2, "analog": 3}
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # input / output dtypes the kernels read and write
 # (BLOCK_N, num_warps), picked by block_config from the neurons per step: narrow, default, wide
 BLOCK_CONFIGS = ((128, 1), (512, 4), (1024, 4))
@@ -108,22 +109,39 @@ def runs_family(surrogate: Surrogate) -> bool:
 
 @functools.cache
 def family_functions(surrogate: Surrogate) -> dict[str, triton.JITFunction]:
-    """STEP and DENSITY: the family's F and f (asgl.surrogates) compiled by Triton from their one text; the
-    kernels take them as compile-time arguments (a new family is a new compile)."""
+    """The family's F and f (asgl.surrogates) compiled by Triton from their one text, as ``family_step`` and
+    ``family_density``."""
     helpers = HELPERS | {"tl": tl}  # the interpreter looks tl up in each function's globals
-    return {"STEP": triton.jit(rebind(surrogate.F, helpers)), "DENSITY": triton.jit(rebind(surrogate.f, helpers))}
+    return {
+        "family_step": triton.jit(rebind(surrogate.F, helpers)),
+        "family_density": triton.jit(rebind(surrogate.f, helpers)),
+    }
 
 
-@triton.jit
-def _spike(x, y, m, MODE: tl.constexpr, STEP: tl.constexpr):
-    """Spike value for x = u − θ, y = k x; ``m`` = mask (True = binary), used by the asgl mode; STEP = F."""
-    binary = tl.where(x >= 0, 1.0, 0.0)
-    if MODE == 0:
-        return tl.where(m, binary, STEP(y))
-    elif MODE == 3:
-        return STEP(y)
-    else:
-        return binary
+def _emitted(model: NeuronDef, spec: SpikeSpec) -> tuple[Emitted, ...]:
+    texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
+    return texts.charge, texts.fire, texts.charge_adjoint, texts.fire_adjoint
+
+
+@functools.cache
+def element_functions(model: NeuronDef, spec: SpikeSpec) -> dict[str, triton.JITFunction]:
+    """CHARGE, FIRE, CHARGE_ADJOINT and FIRE_ADJOINT: the model's generated texts (asgl.neuron_models.step_texts,
+    padded to MAX_STATES and MAX_PARAMS) compiled by Triton with the spike of ``spec``; the kernels take them as
+    compile-time arguments (a new model, spike, reset or amplitude is a new compile)."""
+    family = HELPERS | {"tl": tl} | family_functions(spec.surrogate)
+    spike = {name: triton.jit(rebind(fn, family)) for name, fn in spike_texts(spec).items()}
+    helpers = HELPERS | {"tl": tl} | spike
+    names = ("CHARGE", "FIRE", "CHARGE_ADJOINT", "FIRE_ADJOINT")
+    return {name: triton.jit(define(e, helpers)) for name, e in zip(names, _emitted(model, spec))}
+
+
+_ANY_SPEC = SpikeSpec(SURROGATES["sigmoid"], "asgl")
+
+
+def runs_model(model: NeuronDef) -> bool:
+    """Whether the kernels can compile the model's texts: they use only helpers Triton has."""
+    spike = {"spike_value", "spike_dx", "spike_dk"}
+    return all(helpers_of(define(e, {})) <= HELPERS.keys() | spike for e in _emitted(model, _ANY_SPEC))
 
 
 # the integer vocabulary of asgl.scalar on uint32 lanes (logical shifts, products mod 2³²), for the mask hash
@@ -178,28 +196,28 @@ def _load_slope(k_ptr, offs, valid, F: tl.constexpr):
 
 
 @triton.jit
-def _lif_forward_kernel(
-    cur_ptr, u_ptr, out_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, T, N, F: tl.constexpr, C: tl.constexpr,
-    HW: tl.constexpr, MODE: tl.constexpr, STEP: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
-    CHANNELS_LAST: tl.constexpr, SAVE_U: tl.constexpr, BLOCK_N: tl.constexpr,
+def _forward_kernel(
+    cur_ptr, save0_ptr, save1_ptr, out_ptr, keys_ptr, params_ptr, k_ptr, T, N, F: tl.constexpr, C: tl.constexpr,
+    HW: tl.constexpr, ASGL: tl.constexpr, STATES: tl.constexpr, CHARGE: tl.constexpr, FIRE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr, SAVE: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
     lin = _logical_index(offs, C, HW, CHANNELS_LAST)  # offs in memory order; lin for the mask and the width
-    gamma = tl.load(gamma_ptr)
-    theta = tl.load(theta_ptr)
+    p0, p1, p2, p3 = tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2), tl.load(params_ptr + 3)
     k = _load_slope(k_ptr, lin, valid, F)
-    state = tl.zeros([BLOCK_N], dtype=tl.float32)
+    v0 = tl.zeros([BLOCK_N], dtype=tl.float32)
+    v1 = tl.zeros([BLOCK_N], dtype=tl.float32)
     for t in range(T):
         idx = tl.cast(t, tl.int64) * N + offs
-        u = gamma * state + tl.load(cur_ptr + idx, mask=valid, other=0.0).to(tl.float32)
-        if SAVE_U:  # for the backward; an eval or no-grad forward writes no u
-            tl.store(u_ptr + idx, u, mask=valid)
-        x = u - theta
-        m = _binary_lanes(keys_ptr, t, lin) if MODE == 0 else valid
-        s = _spike(x, k * x, m, MODE, STEP)
-        tl.store(out_ptr + idx, (theta * s if AMP_THETA else s).to(out_ptr.dtype.element_ty), mask=valid)
-        state = u - u * s if HARD else u - theta * s
+        c0, c1 = CHARGE(tl.load(cur_ptr + idx, mask=valid, other=0.0).to(tl.float32), v0, v1, p0, p1, p2, p3)
+        if SAVE:  # for the backward; an eval or no-grad forward saves nothing
+            tl.store(save0_ptr + idx, c0, mask=valid)
+            if STATES > 1:
+                tl.store(save1_ptr + idx, c1, mask=valid)
+        m = _binary_lanes(keys_ptr, t, lin) if ASGL else valid
+        out, v0, v1 = FIRE(c0, c1, p0, p1, p2, p3, k, m)
+        tl.store(out_ptr + idx, out.to(out_ptr.dtype.element_ty), mask=valid)
 
 
 @triton.jit
@@ -209,55 +227,54 @@ def _store_block_sum(ptr, acc, valid):
 
 
 @triton.jit
-def _lif_backward_kernel(
-    u_ptr, gout_ptr, gu_ptr, keys_ptr, gamma_ptr, theta_ptr, k_ptr, ggamma_ptr, gtheta_ptr, gk_ptr, T, N,
-    F: tl.constexpr, C: tl.constexpr, HW: tl.constexpr, MODE: tl.constexpr, STEP: tl.constexpr,
-    DENSITY: tl.constexpr, HARD: tl.constexpr, AMP_THETA: tl.constexpr,
-    K_SCALAR: tl.constexpr, ANALOG_K_ONLY: tl.constexpr,
-    GRAD_GAMMA: tl.constexpr, GRAD_THETA: tl.constexpr, GRAD_K: tl.constexpr,
+def _backward_kernel(
+    save0_ptr, save1_ptr, gout_ptr, gu_ptr, keys_ptr, params_ptr, k_ptr, gparams_ptr, gk_ptr, T, N,
+    F: tl.constexpr, C: tl.constexpr, HW: tl.constexpr, ASGL: tl.constexpr, STATES: tl.constexpr,
+    FIRE: tl.constexpr, CHARGE_ADJOINT: tl.constexpr, FIRE_ADJOINT: tl.constexpr, K_SCALAR: tl.constexpr,
+    G0: tl.constexpr, G1: tl.constexpr, G2: tl.constexpr, G3: tl.constexpr, GRAD_K: tl.constexpr,
     CHANNELS_LAST: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     offs = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # int64: T·N may pass 2³¹
     valid = offs < N
     lin = _logical_index(offs, C, HW, CHANNELS_LAST)  # offs in memory order; lin for the mask and the width
-    gamma = tl.load(gamma_ptr)
-    theta = tl.load(theta_ptr)
+    p0, p1, p2, p3 = tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2), tl.load(params_ptr + 3)
     k = _load_slope(k_ptr, lin, valid, F)
-    grad_state = tl.zeros([BLOCK_N], dtype=tl.float32)  # dL/dũ[t] from step t+1
-    grad_next = tl.zeros([BLOCK_N], dtype=tl.float32)  # dL/du[t+1]
-    acc_gamma = tl.zeros([BLOCK_N], dtype=tl.float32)
-    acc_theta = tl.zeros([BLOCK_N], dtype=tl.float32)
+    d0 = tl.zeros([BLOCK_N], dtype=tl.float32)  # adjoints of step t+1's charged states
+    d1 = tl.zeros([BLOCK_N], dtype=tl.float32)
+    acc0 = tl.zeros([BLOCK_N], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_N], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_N], dtype=tl.float32)
+    acc3 = tl.zeros([BLOCK_N], dtype=tl.float32)
     acc_k = tl.zeros([BLOCK_N], dtype=tl.float32)
     for i in range(T):
         t = T - 1 - i
         idx = tl.cast(t, tl.int64) * N + offs
-        u = tl.load(u_ptr + idx, mask=valid, other=0.0)
+        c0 = tl.load(save0_ptr + idx, mask=valid, other=0.0)
+        c1 = tl.load(save1_ptr + idx, mask=valid, other=0.0) if STATES > 1 else d1
+        m = _binary_lanes(keys_ptr, t, lin) if ASGL else valid
+        _, w0, w1 = FIRE(c0, c1, p0, p1, p2, p3, k, m)  # the states step t leaves
+        gi, s0, s1, q0, q1, q2, q3 = CHARGE_ADJOINT(w0, w1, p0, p1, p2, p3, d0, d1)  # step t+1's charge
+        tl.store(gu_ptr + idx + N, gi.to(gu_ptr.dtype.element_ty), mask=valid & (t + 1 < T))
         g_out = tl.load(gout_ptr + idx, mask=valid, other=0.0).to(tl.float32)
-        x = u - theta
-        y = k * x
-        m = _binary_lanes(keys_ptr, t, lin) if MODE == 0 else valid
-        s = _spike(x, y, m, MODE, STEP)
-        amp_g = theta * g_out if AMP_THETA else g_out
-        grad_s = amp_g - grad_state * u if HARD else amp_g - grad_state * theta
-        gd = grad_s * DENSITY(y) if MODE != 2 else tl.zeros([BLOCK_N], dtype=tl.float32)
-        g = grad_state * (1.0 - s) + k * gd if HARD else grad_state + k * gd
-        tl.store(gu_ptr + idx, g.to(gu_ptr.dtype.element_ty), mask=valid)
-        if GRAD_THETA:
-            acc_theta += -k * gd
-            if AMP_THETA:
-                acc_theta += g_out * s
-            if not HARD:
-                acc_theta -= grad_state * s
+        e0, e1, r0, r1, r2, r3, rk = FIRE_ADJOINT(c0, c1, p0, p1, p2, p3, k, m, g_out, s0, s1)
+        d0 = e0
+        if STATES > 1:
+            d1 = e1
+        acc0, acc1, acc2, acc3 = acc0 + q0 + r0, acc1 + q1 + r1, acc2 + q2 + r2, acc3 + q3 + r3
         if GRAD_K:
-            acc_k += tl.where(m, 0.0, gd * x) if ANALOG_K_ONLY else gd * x
-        if GRAD_GAMMA:
-            acc_gamma += grad_next * (u - u * s if HARD else u - theta * s)
-        grad_next = g
-        grad_state = g * gamma
-    if GRAD_GAMMA:
-        _store_block_sum(ggamma_ptr, acc_gamma, valid)
-    if GRAD_THETA:
-        _store_block_sum(gtheta_ptr, acc_theta, valid)
+            acc_k += tl.where(valid, rk, 0.0)
+    zero = tl.zeros([BLOCK_N], dtype=tl.float32)
+    gi, s0, s1, q0, q1, q2, q3 = CHARGE_ADJOINT(zero, zero, p0, p1, p2, p3, d0, d1)  # step 0's charge
+    tl.store(gu_ptr + offs, gi.to(gu_ptr.dtype.element_ty), mask=valid)
+    programs = tl.num_programs(0)
+    if G0:
+        _store_block_sum(gparams_ptr, acc0 + q0, valid)
+    if G1:
+        _store_block_sum(gparams_ptr + programs, acc1 + q1, valid)
+    if G2:
+        _store_block_sum(gparams_ptr + 2 * programs, acc2 + q2, valid)
+    if G3:
+        _store_block_sum(gparams_ptr + 3 * programs, acc3 + q3, valid)
     if GRAD_K:
         if K_SCALAR:
             _store_block_sum(gk_ptr, acc_k, valid)
@@ -321,28 +338,33 @@ def to_device_async(host: Tensor, device: torch.device) -> Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def forward_flags(spec: SpikeSpec) -> dict[str, object]:
-    """The compile-time switches of :func:`_lif_forward_kernel` for this spike (BLOCK_N: see block_config)."""
+def forward_flags(model: NeuronDef, spec: SpikeSpec) -> dict[str, object]:
+    """The compile-time switches of :func:`_forward_kernel` for this model and spike (BLOCK_N: see block_config)."""
+    functions = element_functions(model, spec)
     return {
-        "MODE": MODES[spec.spike],
-        "STEP": family_functions(spec.surrogate)["STEP"],
-        "HARD": spec.reset == "hard",
-        "AMP_THETA": spec.amplitude == "threshold",
+        "ASGL": spec.spike == "asgl",
+        "STATES": len(model.states),
+        "CHARGE": functions["CHARGE"],
+        "FIRE": functions["FIRE"],
     }
 
 
-def backward_flags(spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, bool, bool]) -> dict[str, object]:
-    """The compile-time switches of :func:`_lif_backward_kernel` for this spike, width granularity and
-    ``needs`` = whether autograd needs the (decay, threshold, width) gradients."""
-    width_analog = spec.width_grad == "analog"
-    k_grad = spec.spike != "heaviside" and not (width_analog and spec.spike == "sg")
-    return forward_flags(spec) | {
-        "DENSITY": family_functions(spec.surrogate)["DENSITY"],
+def backward_flags(model: NeuronDef, spec: SpikeSpec, k_scalar: bool, needs: tuple[bool, ...]) -> dict[str, object]:
+    """The compile-time switches of :func:`_backward_kernel` for this model, spike and width granularity;
+    ``needs``: whether autograd needs the width's gradient, then each param's."""
+    functions = element_functions(model, spec)
+    fire, charge = _emitted(model, spec)[3].zero[MAX_STATES:], _emitted(model, spec)[2].zero[1 + MAX_STATES :]
+    zero = [a and b for a, b in zip(fire, charge)]
+    wanted = [*needs[1:], *[False] * (MAX_PARAMS + 1 - len(needs))]
+    grads = {f"G{j}": w and not z for j, (w, z) in enumerate(zip(wanted, zero))}
+    return grads | {
+        "ASGL": spec.spike == "asgl",
+        "STATES": len(model.states),
+        "FIRE": functions["FIRE"],
+        "CHARGE_ADJOINT": functions["CHARGE_ADJOINT"],
+        "FIRE_ADJOINT": functions["FIRE_ADJOINT"],
         "K_SCALAR": k_scalar,
-        "ANALOG_K_ONLY": width_analog and spec.spike == "asgl",
-        "GRAD_GAMMA": needs[0],
-        "GRAD_THETA": needs[1],
-        "GRAD_K": needs[2] and k_grad,
+        "GRAD_K": needs[0] and not fire[-1],
     }
 
 
@@ -351,94 +373,113 @@ def _on_device(x: Tensor) -> contextlib.AbstractContextManager:
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
+def _padded(params: tuple[Tensor, ...]) -> Tensor:
+    """The params as one float32 tensor [MAX_PARAMS] on their device (zeros after the model's own)."""
+    values = [p.reshape(()) for p in params]
+    return torch.stack(values + [values[0].new_zeros(())] * (MAX_PARAMS - len(values)))
+
+
 def _forward(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, draw: MaskDraw | None, spec: SpikeSpec, save_u: bool
-) -> tuple[Tensor, Tensor | None]:
-    """One launch of the forward kernel: (output, u [T, B, ...] float32 or None without ``save_u``)."""
+    model: NeuronDef, current: Tensor, params: tuple[Tensor, ...], k: Tensor, draw: MaskDraw | None,
+    spec: SpikeSpec, save: bool,
+) -> tuple[Tensor, list[Tensor]]:  # fmt: skip
+    """One launch of the forward kernel: (output, the charged states [T, B, ...] float32, none without ``save``)."""
     channels_last = is_channels_last(current)  # read in place; any other layout is copied row-major
     current = current if channels_last else current.contiguous()
     steps, n = current.shape[0], current[0].numel()
     k_flat, _ = _slope_per_feature(k, current.shape[2:])
     out = torch.empty_like(current)  # dense: empty_like keeps the strides, so channels-last in gives channels-last
-    u_all = torch.empty_like(current, dtype=torch.float32) if save_u else None
+    saved = [torch.empty_like(current, dtype=torch.float32) for _ in model.states] if save else []
+    pointers = saved + saved[:1] if len(saved) == 1 else saved or [out, out]
     keys = mask_keys(draw, steps, current.device)
-    layout = layout_args(current.shape, channels_last)
     block, warps = block_config(n, current.dtype)
     with _on_device(current):
-        _lif_forward_kernel[(triton.cdiv(n, block),)](
-            current, out if u_all is None else u_all, out, keys, gamma.reshape(1), theta.reshape(1), k_flat,
-            steps, n, k_flat.numel(), **layout, **forward_flags(spec), SAVE_U=save_u, BLOCK_N=block,
+        _forward_kernel[(triton.cdiv(n, block),)](
+            current, *pointers, out, keys, _padded(params), k_flat, steps, n, k_flat.numel(),
+            **layout_args(current.shape, channels_last), **forward_flags(model, spec), SAVE=save, BLOCK_N=block,
             num_warps=warps,
         )  # fmt: skip
-    return out, u_all
+    return out, saved
 
 
-class _TritonLIF(torch.autograd.Function):
+class _TritonNeuron(torch.autograd.Function):
+    """Same contract as asgl.neuron_models._FusedNeuron."""
+
     @staticmethod
-    def forward(ctx, current, gamma, theta, k, draw: MaskDraw | None, spec: SpikeSpec):
-        out, u_all = _forward(current, gamma, theta, k, draw, spec, save_u=True)
-        ctx.save_for_backward(u_all, gamma, theta, k)  # u keeps the layout the kernel read the input in
-        ctx.draw, ctx.spec = draw, spec
+    def forward(ctx, model: NeuronDef, draw: MaskDraw | None, spec: SpikeSpec, current, k, *params):
+        out, saved = _forward(model, current, params, k, draw, spec, save=True)
+        ctx.save_for_backward(k, *params, *saved)  # the states keep the layout the kernel read the input in
+        ctx.model, ctx.draw, ctx.spec = model, draw, spec
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        u_all, gamma, theta, k = ctx.saved_tensors
-        if grad_out.stride() != u_all.stride():  # the kernel indexes both alike: one copy into u's layout
-            grad_out = torch.empty_like(u_all, dtype=grad_out.dtype).copy_(grad_out)
-        steps, n = u_all.shape[0], u_all[0].numel()
-        keys = mask_keys(ctx.draw, steps, u_all.device)  # again (a few words, sent without waiting)
-        layout = layout_args(u_all.shape, is_channels_last(u_all))
-        k_flat, k_scalar = _slope_per_feature(k, u_all.shape[2:])
-        flags = backward_flags(ctx.spec, k_scalar, ctx.needs_input_grad[1:4])
+        model = ctx.model
+        k, *rest = ctx.saved_tensors
+        params, saved = rest[: len(model.params)], rest[len(model.params) :]
+        like = saved[0]
+        if grad_out.stride() != like.stride():  # the kernel indexes both alike: one copy into the states' layout
+            grad_out = torch.empty_like(like, dtype=grad_out.dtype).copy_(grad_out)
+        steps, n = like.shape[0], like[0].numel()
+        k_flat, k_scalar = _slope_per_feature(k, like.shape[2:])
+        flags = backward_flags(model, ctx.spec, k_scalar, (ctx.needs_input_grad[4], *ctx.needs_input_grad[5:]))
         block, warps = block_config(n, grad_out.dtype)
         programs = triton.cdiv(n, block)
-        grad_u = torch.empty_like(u_all, dtype=grad_out.dtype)  # the input's dtype, as the output's
-        sums_gamma, sums_theta = u_all.new_empty(programs), u_all.new_empty(programs)  # one block sum per program
-        sums_k = u_all.new_empty(n if flags["GRAD_K"] and not k_scalar else programs)  # per neuron or per program
-        with _on_device(u_all):
-            _lif_backward_kernel[(programs,)](
-                u_all, grad_out, grad_u, keys, gamma.reshape(1), theta.reshape(1), k_flat,
-                sums_gamma, sums_theta, sums_k, steps, n, k_flat.numel(), **layout, **flags,
-                BLOCK_N=block, num_warps=warps,
+        grad_in = torch.empty_like(like, dtype=grad_out.dtype)  # the input's dtype, as the output's
+        sums = like.new_zeros((MAX_PARAMS, programs))  # one block sum per program and param
+        sums_k = like.new_empty(n if flags["GRAD_K"] and not k_scalar else programs)  # per neuron or per program
+        with _on_device(like):
+            _backward_kernel[(programs,)](
+                *(saved + saved[:1] if len(saved) == 1 else saved), grad_out, grad_in,
+                mask_keys(ctx.draw, steps, like.device), _padded(params), k_flat, sums, sums_k, steps, n,
+                k_flat.numel(), **layout_args(like.shape, is_channels_last(like)), **flags, BLOCK_N=block,
+                num_warps=warps,
             )  # fmt: skip
-        grad_k = None
-        if flags["GRAD_K"]:
-            grad_k = sums_k.sum().reshape(k.shape) if k_scalar else sums_k.view(u_all.shape[1:]).sum_to_size(k.shape)
-        elif ctx.needs_input_grad[3]:
-            grad_k = torch.zeros_like(k)  # a spike without a width gradient
         return (
-            grad_u,
-            sums_gamma.sum().reshape(gamma.shape) if flags["GRAD_GAMMA"] else None,
-            sums_theta.sum().reshape(theta.shape) if flags["GRAD_THETA"] else None,
-            grad_k,
-            None, None,
-        )  # fmt: skip
+            None,
+            None,
+            None,
+            grad_in,
+            _grad_k(flags, sums_k, k, like, ctx.needs_input_grad[4]),
+            *(
+                sums[j].sum().reshape(p.shape) if need else None
+                for j, (p, need) in enumerate(zip(params, ctx.needs_input_grad[5:]))
+            ),
+        )
 
 
-def supports(current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, draw: MaskDraw | None, spec: SpikeSpec) -> bool:
+def _grad_k(flags: dict, sums_k: Tensor, k: Tensor, like: Tensor, needed: bool) -> Tensor | None:
+    """The width's gradient from the kernel's sums (per program, or per neuron), zeros for a spike without one."""
+    if not needed:
+        return None
+    if not flags["GRAD_K"]:
+        return torch.zeros_like(k)
+    return sums_k.sum().reshape(k.shape) if k.numel() == 1 else sums_k.view(like.shape[1:]).sum_to_size(k.shape)
+
+
+def supports(current: Tensor, params: tuple[Tensor, ...], k: Tensor, draw: MaskDraw | None, spec: SpikeSpec) -> bool:
     """Whether the kernels take these operands: input float32, float16 or bfloat16, parameters float32 on the
     same device, a family Triton can compile (:func:`runs_family`), and for a mask draw fewer than 2³²
     elements per step."""
-    params_ok = all(p.dtype == torch.float32 and p.device == current.device for p in (gamma, theta, k))
+    params_ok = all(p.dtype == torch.float32 and p.device == current.device for p in (*params, k))
     draw_ok = draw is None or current[0].numel() < MAX_STEP
     return current.dtype in DTYPES and params_ok and draw_ok and runs_family(spec.surrogate)
 
 
-def lif_triton(
-    current: Tensor, gamma: Tensor, theta: Tensor, k: Tensor, draw: MaskDraw | None, spec: SpikeSpec
+def neuron_triton(
+    model: NeuronDef, current: Tensor, params: tuple[Tensor, ...], k: Tensor, draw: MaskDraw | None, spec: SpikeSpec
 ) -> Tensor:
-    """The kernels as an autograd function, same contract as :func:`asgl.neuron.lif_stepwise` (see :func:`supports`);
-    the output and input gradient in the input's dtype."""
+    """The kernels as an autograd function, same contract as :func:`asgl.neuron_models.neuron_stepwise` (see
+    :func:`supports`); the output and input gradient in the input's dtype."""
     if spec.spike == "asgl" and draw is None:
         raise ValueError("the asgl spike needs its mask draw; got None")
-    if not supports(current, gamma, theta, k, draw, spec):
-        operands = ", ".join(f"{x.dtype} on {x.device}" for x in (current, gamma, theta, k))
+    if not supports(current, params, k, draw, spec) or not runs_model(model):
+        operands = ", ".join(f"{x.dtype} on {x.device}" for x in (current, *params, k))
         raise ValueError(
-            f"the Triton LIF takes a float32, float16 or bfloat16 input with float32 parameters on its device, "
-            f"fewer than 2³² elements per step with a mask and a family without atan; "
-            f"got {operands}, {current[0].numel()} elements per step, {spec.surrogate.name}"
+            f"the Triton kernels take a float32, float16 or bfloat16 input with float32 parameters on its device, "
+            f"fewer than 2³² elements per step with a mask, a family without atan and a model whose texts use "
+            f"Triton's helpers; got {operands}, {current[0].numel()} elements per step, {spec.surrogate.name}"
         )
-    if torch.is_grad_enabled() and any(x.requires_grad for x in (current, gamma, theta, k)):
-        return _TritonLIF.apply(current, gamma, theta, k, draw, spec)
-    return _forward(current, gamma, theta, k, draw, spec, save_u=False)[0]  # eval or no grad: no u written
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (current, *params, k)):
+        return _TritonNeuron.apply(model, draw, spec, current, k, *params)
+    return _forward(model, current, params, k, draw, spec, save=False)[0]  # eval or no grad: nothing saved
