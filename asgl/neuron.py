@@ -175,8 +175,6 @@ def _register(module: nn.Module, name: str, value: Tensor, learnable: bool) -> N
         module.register_buffer(name, value)
 
 
-LEAKY = ("lif", "alif")  # the models with a learnable leak γ = sigmoid(d)
-
 
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
@@ -229,12 +227,16 @@ class LIF(nn.Module):
         self.model: NeuronModel = model
         self.width = width
         self.surrogate = width.surrogate
-        if model in LEAKY:
+        names = NEURONS[model].params
+        if "gamma" in names and model != "if":  # IF: γ = 1
             _register(self, "decay_logit", torch.tensor(_logit(decay)), learn_decay)
         _register(self, "threshold", torch.tensor(float(threshold)), learn_threshold)
-        if model == "alif":
+        if "rho" in names:
             _register(self, "adapt_logit", torch.tensor(_logit(rho)), learn_rho)
+        if "beta" in names:
             _register(self, "beta", torch.tensor(float(beta)), False)
+        for name, value in NEURONS[model].init:  # a registered model's own parameters
+            _register(self, name, torch.tensor(float(value)), True)
         self.spike: Spike = spike
         self.reset: Reset = reset
         self.amplitude: Amplitude = amplitude
@@ -246,16 +248,18 @@ class LIF(nn.Module):
 
     def decay(self) -> Tensor:
         """γ: sigmoid of the decay logit, or 1 for the IF model (no leak)."""
-        return torch.sigmoid(self.decay_logit) if self.model in LEAKY else torch.ones_like(self.threshold)
+        return torch.sigmoid(self.decay_logit) if hasattr(self, "decay_logit") else torch.ones_like(self.threshold)
 
     def theta(self) -> Tensor:
         return self.threshold.clamp(min=0)
 
     def params(self) -> tuple[Tensor, ...]:
-        """The step parameters of this layer's model (asgl.neuron_models): (γ, θ), and (γ, θ, β, ρ) for alif
-        with ρ = sigmoid of the adaptation logit."""
-        adaptive = (self.beta, torch.sigmoid(self.adapt_logit)) if self.model == "alif" else ()
-        return (self.decay(), self.theta(), *adaptive)
+        """The step parameters of this layer's model (asgl.neuron_models), in its order: γ (``gamma``), θ
+        (``theta``), β (``beta``), ρ = sigmoid of the adaptation logit (``rho``), and a registered model's own
+        parameters by their names."""
+        known = {"gamma": self.decay, "theta": self.theta, "beta": lambda: self.beta}
+        known["rho"] = lambda: torch.sigmoid(self.adapt_logit)
+        return tuple(known[name]() if name in known else getattr(self, name) for name in NEURONS[self.model].params)
 
     def active_spike(self) -> Spike:
         """The spike in use: ``spike`` in training, binary Θ in eval mode."""

@@ -143,12 +143,17 @@ def spike_texts(spec: SpikeSpec) -> dict[str, Callable]:
 @dataclass(frozen=True)
 class NeuronDef:
     """A neuron model (see the module docstring): ``states`` and ``params`` name its state variables (the
-    membrane first) and its step parameters; ``charge`` and ``fire`` are scalar functions."""
+    membrane first) and its step parameters; ``charge`` and ``fire`` are scalar functions.
+
+    The layer (asgl.neuron.LIF) owns the params named ``gamma`` (the leak, from ``neuron.decay``), ``theta``
+    (the threshold), ``beta`` and ``rho`` (alif's adaptation); ``init`` gives any other param as (name,
+    initial value) pairs, each a learnable parameter of the layer under its name."""
 
     states: tuple[str, ...]
     params: tuple[str, ...]
     charge: Callable
     fire: Callable
+    init: tuple[tuple[str, float], ...] = ()
 
 
 NEURONS: dict[str, NeuronDef] = {
@@ -163,6 +168,13 @@ def register_neuron(name: str, definition: NeuronDef) -> None:
     """Add (or replace) the neuron model ``name``, after checking that its definition can be traced."""
     names = (*definition.states, *definition.params)
     clash = [n for n in names if RESERVED.fullmatch(n)]
+    own = {"gamma", "theta", "beta", "rho"}
+    unknown = set(definition.params) - own - {n for n, _ in definition.init}
+    if unknown or own & {n for n, _ in definition.init}:
+        raise ValueError(
+            f"neuron {name!r}: a param other than {', '.join(sorted(own))} needs an initial value in init; "
+            f"got params {definition.params}, init {definition.init}"
+        )
     if clash or not 1 <= len(definition.states) <= MAX_STATES or len(definition.params) > MAX_PARAMS:
         raise ValueError(
             f"neuron {name!r}: 1 to {MAX_STATES} states and at most {MAX_PARAMS} params, none named i, k, m, "

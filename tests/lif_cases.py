@@ -42,3 +42,11 @@ def assert_matches_stepwise(out, grads, ref_out, ref_grads, mode, amplitude):
     if mode != "heaviside":  # Θ passes no gradient to u, so none to the current, decay or width
         assert all(g.abs().sum() > 0 for g in (grads[0], grads[1], grads[3]))
     return binary
+
+
+def on_lif(backend):
+    """A backend of asgl.neuron.BACKENDS (which runs any model) as a LIF function
+    (current, gamma, theta, k, mask, spec) -> output."""
+    from asgl.neuron_models import NEURONS
+
+    return lambda current, gamma, theta, k, mask, spec: backend(NEURONS["lif"], current, (gamma, theta), k, mask, spec)

@@ -8,8 +8,7 @@ import pytest
 import torch
 from lif_cases import CASES, THETA, assert_matches_stepwise, inputs, output_and_grads
 
-from asgl.kernels import compiled_lif
-from asgl.neuron import BACKENDS, LIF, lif_compiled, lif_stepwise, set_mask_generator
+from asgl.neuron import BACKENDS, LIF, lif_compiled, lif_stepwise, neuron_compiled, set_mask_generator
 from asgl.spike import MaskDraw, SpikeSpec
 from asgl.surrogates import SURROGATES, SurrogateWidth
 
@@ -50,7 +49,7 @@ def test_layer_backend_is_opt_in():
         layer.backend = backend
         set_mask_generator(layer, torch.Generator().manual_seed(3))
         outs.append(layer(x))
-    assert layer.resolve_backend(x) is BACKENDS["stepwise"] and BACKENDS["compiled"] is lif_compiled
+    assert layer.resolve_backend(x) is BACKENDS["stepwise"] and BACKENDS["compiled"] is neuron_compiled
     torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=1e-5)
 
 
@@ -60,4 +59,4 @@ def test_missing_compiler_names_the_fused_backend(monkeypatch, tmp_path):
     params = (torch.tensor(0.5), torch.tensor(1.0), torch.tensor(1.0))
     with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}):
         with pytest.raises(RuntimeError, match="backend = 'fused'"):
-            compiled_lif.lif_compiled(current, *params, None, SpikeSpec(SURROGATES["sigmoid"], "sg"))
+            lif_compiled(current, *params, None, SpikeSpec(SURROGATES["sigmoid"], "sg"))

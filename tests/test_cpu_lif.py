@@ -21,7 +21,9 @@ from asgl.neuron import (
     lif_fused,
     lif_stepwise,
     neuron_from_config,
+    neuron_fused,
     resolve_backend,
+    run_cpu_kernel,
     set_mask_generator,
 )
 from asgl.spike import MaskDraw, SpikeSpec, materialize_mask
@@ -76,7 +78,7 @@ def test_auto_picks_the_kernel_on_cpu_and_the_layer_matches_stepwise():
     neuron = LIFConfig(spike="asgl", decay=0.6, threshold=THETA, learn_threshold=True)
     layer = neuron_from_config(neuron, SurrogateConfig(family="sigmoid", width=2.0), (4, 3, 3), noise_prob=0.3)
     x = inputs(())[0]
-    assert layer.resolve_backend(x) is lif_cpu_kernel
+    assert layer.resolve_backend(x) is run_cpu_kernel
     outs = []
     for backend in ("auto", "stepwise"):
         layer.backend = backend
@@ -92,7 +94,7 @@ def test_fallback_to_fused_when_numba_cannot_load(monkeypatch, caplog):
         args = inputs(())
         with caplog.at_level(logging.WARNING, logger="asgl"):
             backend = resolve_backend("auto", args[0])
-            assert resolve_backend("auto", args[0]) is backend is lif_fused
+            assert resolve_backend("auto", args[0]) is backend is neuron_fused
         lines = [r.getMessage() for r in caplog.records]
         assert len(lines) == 1 and "numba CPU kernel cannot load" in lines[0] and "fused" in lines[0]
         with pytest.raises(BackendUnavailable, match="'fused'"):
@@ -103,7 +105,7 @@ def test_fallback_to_fused_when_numba_cannot_load(monkeypatch, caplog):
 
 CONCURRENT = """
 import threading, torch
-from asgl.kernels.cpu_lif import lif_cpu_kernel
+from asgl.neuron import lif_cpu_kernel
 from asgl.spike import MaskDraw, SpikeSpec
 from asgl.surrogates import SURROGATES
 import numba

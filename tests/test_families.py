@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from lif_cases import assert_matches_stepwise, inputs, output_and_grads
+from lif_cases import assert_matches_stepwise, inputs, on_lif, output_and_grads
 
 from asgl import surrogates
 from asgl.scalar import fabs
@@ -38,7 +38,7 @@ def backends() -> dict:
     """The sequence backends of asgl.neuron, and the Triton kernel (its interpreter on CPU)."""
     from asgl import neuron
 
-    found = {name: fn for name, fn in neuron.BACKENDS.items() if name != "stepwise"}
+    found = {name: on_lif(fn) for name, fn in neuron.BACKENDS.items() if name != "stepwise"}
     found.setdefault("triton", neuron.lif_triton)  # under the interpreter: not registered without CUDA
     if neuron.cpu_kernel() is None:
         found.pop("cpu_kernel")

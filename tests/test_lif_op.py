@@ -1,4 +1,4 @@
-"""The LIF call under torch.compile: one opaque operator pair (asgl.kernels.lif_op), the mask seed a tensor.
+"""The neuron call under torch.compile: one opaque operator pair (asgl.kernels.lif_op), the mask seed a tensor.
 
 The fused backend stands behind the operators here (CPU); on CUDA the Triton kernel does, the same way."""
 
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from asgl.kernels.lif_op import draw_words, lif_op
+from asgl.kernels.lif_op import draw_words, neuron_op
 from asgl.neuron import LIF, lif_fused
 from asgl.spike import MaskDraw, SpikeSpec, new_mask_draw
 from asgl.surrogates import SURROGATES, SurrogateWidth
@@ -42,7 +42,7 @@ def train_steps(model, net, steps):
 
 def test_a_compiled_training_step_compiles_once_and_matches_stepwise():
     """Five training steps of a compiled model with fused LIF layers (new mask seeds each step): one graph, no
-    graph break, no recompile, the LIF calls as asgl::lif_forward; the first step's gradients as on the stepwise
+    graph break, no recompile, the LIF calls as asgl::neuron_forward; the first step's gradients as on the stepwise
     reference with the same masks (the same seeds: one draw per layer from the same global RNG state)."""
     torch.manual_seed(0)
     model = TimeFolded("fused")
@@ -55,7 +55,7 @@ def test_a_compiled_training_step_compiles_once_and_matches_stepwise():
     torch.manual_seed(5)
     ref_grads = train_steps(reference, reference, 1)
     assert counter.frame_count == 1 and len(counter.graphs) == 1
-    assert str(counter.graphs[0].code).count("asgl.lif_forward") == 2
+    assert str(counter.graphs[0].code).count("asgl.neuron_forward") == 2
     for name, g in grads.items():
         assert ref_grads[name].abs().sum() > 0, name
         torch.testing.assert_close(g, ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
@@ -78,7 +78,7 @@ def test_operator_matches_the_backend_with_and_without_a_mask():
     words = torch.tensor([draw.threshold, draw.seed, draw.offset])
     for spike, mask, w in (("asgl", draw, words), ("sg", None, torch.zeros(0, dtype=torch.int64))):
         spec = SpikeSpec(SURROGATES["tanh"], spike, "soft", "threshold", "analog" if mask else "all")
-        out, grads = output_and_grads(lambda *a: lif_op(*a, w, spec, "fused"), current)  # noqa: B023
+        out, grads = output_and_grads(lambda c, g, t, k: neuron_op("lif", c, (g, t), k, w, spec, "fused"), current)  # noqa: B023
         ref, ref_grads = output_and_grads(lambda *a: lif_fused(*a, mask, spec), current)  # noqa: B023
         assert torch.equal(out, ref)
         for g, r in zip(grads, ref_grads):

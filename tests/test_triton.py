@@ -340,7 +340,7 @@ def test_lif_layer_hands_half_precision_to_the_kernel_in_place(monkeypatch):
     monkeypatch.setattr(
         triton_lif, "lif_triton", lambda current, *rest: (seen.append(current.dtype), kernel(current, *rest))[1]
     )
-    monkeypatch.setitem(BACKENDS, "triton", lif_triton)  # registered on CUDA machines; the interpreter runs it here
+    monkeypatch.setitem(BACKENDS, "triton", neuron.run_triton)  # registered on CUDA machines; the interpreter runs it here
     layer = LIF(SurrogateWidth((4, 3, 3), width=2.0), spike="asgl", noise_prob=0.3).to(DEVICE)
     x = (torch.randn(5, 2, 4, 3, 3, generator=torch.Generator().manual_seed(3)) * 2).to(DEVICE, torch.bfloat16)
     outs = {}

@@ -116,18 +116,12 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward_rule(ctx, grad_out: list[Tensor | None]):
     k, words, *rest = ctx.saved_tensors
     params, saved = rest[: ctx.n], rest[ctx.n :]
-    needs = [ctx.needs_input_grad[2], *(ctx.needs_input_grad[1] for _ in params)]
+    wanted = ctx.needs_input_grad[1]  # one flag per tensor of the params list
+    wanted = [bool(w) for w in wanted] if isinstance(wanted, (list, tuple)) else [bool(wanted)] * ctx.n
+    needs = [bool(ctx.needs_input_grad[2]), *wanted]
     grads = _backward(grad_out[0], saved, params, k, words, ctx.model, ctx.backend, ctx.spec, needs)
-    grad_k, grad_params = grads[1], grads[2:]
-    return (
-        grads[0],
-        list(grad_params) if ctx.needs_input_grad[1] else None,
-        grad_k if needs[0] else None,
-        None,
-        None,
-        None,
-        None,
-    )
+    grad_params = [g if need else None for g, need in zip(grads[2:], wanted)]
+    return grads[0], grad_params, grads[1] if needs[0] else None, None, None, None, None
 
 
 _forward.register_autograd(_backward_rule, setup_context=_setup_context)
