@@ -14,11 +14,18 @@ from asgl import neuron  # noqa: E402
 from asgl.kernels import triton_lif  # noqa: E402
 from asgl.kernels.triton_lif import block_config  # noqa: E402
 from asgl.neuron import BACKENDS, LIF, in_float32, lif_stepwise, lif_triton, set_mask_generator  # noqa: E402
+from asgl.neuron_models import NEURONS, neuron_stepwise  # noqa: E402
 from asgl.spike import MaskDraw, SpikeSpec, materialize_mask  # noqa: E402
 from asgl.surrogates import SURROGATES, SurrogateWidth  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 NAMES = ("current", "decay", "threshold", "width")
+LIF_MODEL = NEURONS["lif"]
+
+
+def stepwise_in_float32(current, gamma, theta, k, draw, spec):
+    """The LIF reference on a half-precision input cast to float32, as the fused path runs it."""
+    return in_float32(neuron_stepwise, LIF_MODEL, current, (gamma, theta), k, draw, spec)
 
 
 def operands(current, k_shape, needs=(True, True, True), threshold=0.8):
@@ -160,14 +167,14 @@ def test_channels_last_input_matches_stepwise(family, mode, reset, amplitude, k_
 def test_channels_last_is_read_in_place_and_kept(layout, monkeypatch):
     """A channels-last input reaches the kernel as it is (no copy) and the output and the input gradient keep its
     strides; so does an output gradient in that layout. Another layout is copied row-major, as before."""
-    spies = {name: LaunchSpy(getattr(triton_lif, name)) for name in ("_lif_forward_kernel", "_lif_backward_kernel")}
+    spies = {name: LaunchSpy(getattr(triton_lif, name)) for name in ("_forward_kernel", "_backward_kernel")}
     for name, spy in spies.items():
         monkeypatch.setattr(triton_lif, name, spy)
     current, gamma, theta, k = operands(layout(torch.randn(3, 2, 4, 3, 3, device=DEVICE)), (4, 1, 1))
     out = lif_triton(current, gamma, theta, k, MaskDraw(0.3, seed=6), spec_of("sigmoid", "asgl"))
     grad_out = layout(torch.randn(out.shape, device=DEVICE))
     (grad_in,) = torch.autograd.grad(out, current, grad_out)
-    read, grad_read = spies["_lif_forward_kernel"].launches[0][0], spies["_lif_backward_kernel"].launches[0][1]
+    read, grad_read = spies["_forward_kernel"].launches[0][0], spies["_backward_kernel"].launches[0][2]
     if layout is channels_last:
         assert read.data_ptr() == current.data_ptr() and grad_read.data_ptr() == grad_out.data_ptr()
         assert out.stride() == grad_in.stride() == current.stride()
@@ -179,8 +186,8 @@ def test_channels_last_is_read_in_place_and_kept(layout, monkeypatch):
 def test_output_gradient_in_another_layout_is_copied_to_the_outputs_layout(monkeypatch):
     """Channels-last output, row-major output gradient: the backward copies it into u's layout once, so the
     kernel reads every element at its position (gradients as on stepwise with the same output gradient)."""
-    spy = LaunchSpy(triton_lif._lif_backward_kernel)
-    monkeypatch.setattr(triton_lif, "_lif_backward_kernel", spy)
+    spy = LaunchSpy(triton_lif._backward_kernel)
+    monkeypatch.setattr(triton_lif, "_backward_kernel", spy)
     current = channels_last(torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(12)).to(DEVICE))
     grads = []
     for backend in (lif_stepwise, lif_triton):
@@ -188,7 +195,7 @@ def test_output_gradient_in_another_layout_is_copied_to_the_outputs_layout(monke
         out = backend(*inputs, MaskDraw(0.3, seed=7), spec_of("sigmoid", "asgl", "soft"))
         grad_out = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
         grads.append(torch.autograd.grad(out, inputs, grad_out))
-    assert spy.launches[0][1].stride() == current.stride() and not grads[1][0].is_contiguous()
+    assert spy.launches[0][2].stride() == current.stride() and not grads[1][0].is_contiguous()
     for name, g, ref in zip(NAMES, *grads[::-1]):
         torch.testing.assert_close(g, ref, atol=1e-4, rtol=1e-4, msg=name)
 
@@ -200,8 +207,7 @@ def test_half_precision_input_matches_stepwise_on_the_float32_cast(dtype, ulp, m
     rounds its output and input gradient to ``dtype`` once, as the kernel does; a rounding apart at most (the
     interpreter rounds bfloat16 stores toward zero, torch and GPUs to nearest). θ = 0.75 is exact in both."""
     current = (torch.randn(5, 3, 4, 3, 3, generator=torch.Generator().manual_seed(6)) * 1.5).to(DEVICE, dtype)
-    reference = lambda *args: in_float32(lif_stepwise, *args)  # noqa: E731
-    ref_out, ref_grads = run(reference, current, "sigmoid", mode, reset, True, k_shape, threshold=0.75)
+    ref_out, ref_grads = run(stepwise_in_float32, current, "sigmoid", mode, reset, True, k_shape, threshold=0.75)
     out, grads = run(lif_triton, current, "sigmoid", mode, reset, True, k_shape, threshold=0.75)
     assert out.dtype == grads[0].dtype == ref_out.dtype == dtype
     assert all(g.dtype == torch.float32 for g in grads[1:])
@@ -230,7 +236,8 @@ def test_gradients_only_for_parameters_that_need_them(needs):
     inputs = operands(current, (4, 1, 1), needs)
     out = lif_triton(*inputs, draw, spec)
     weights = torch.linspace(-1, 1, out.numel(), device=DEVICE).reshape(out.shape)
-    returned = out.grad_fn.apply(weights)  # what the backward hands autograd, one entry per forward argument
+    returned = out.grad_fn.apply(weights)  # what the backward hands autograd, one entry per forward argument:
+    returned = [returned[i] for i in (3, 5, 6, 4)]  # (model, draw, spec, current, k, gamma, theta)
     ref_inputs = operands(current, (4, 1, 1))
     ref_grads = torch.autograd.grad((lif_stepwise(*ref_inputs, draw, spec) * weights).sum(), ref_inputs)
     for name, need, got, ref in zip(NAMES, (True, *needs), returned, ref_grads):
@@ -247,7 +254,7 @@ def test_kernel_mask_is_the_draws_mask(prob):
     current = torch.randn(4, 3, 10, 7, generator=torch.Generator().manual_seed(9)).to(DEVICE)
     draw = MaskDraw(prob, seed=2**62 + 99, offset=1000)
     gamma, theta, k = (torch.tensor(v, device=DEVICE) for v in (0.6, 0.8, 1.0))
-    out = triton_lif.lif_triton(current, gamma, theta, k, draw, spec_of("sigmoid", "asgl", amplitude=False))
+    out = triton_lif.neuron_triton(LIF_MODEL, current, (gamma, theta), k, draw, spec_of("sigmoid", "asgl", amplitude=False))
     binary = (out == 0) | (out == 1)
     assert torch.equal(binary, materialize_mask(draw, current.shape, DEVICE))
     assert binary.float().mean().item() == pytest.approx(1 - prob, abs=0.1)
@@ -258,7 +265,7 @@ def test_the_backend_never_builds_a_mask_tensor(monkeypatch):
         raise AssertionError("a mask tensor was built")
 
     for name in ("materialize_mask", "step_mask_of"):
-        monkeypatch.setattr(neuron, name, refuse)
+        monkeypatch.setattr(f"asgl.neuron_models.{name}", refuse)
     monkeypatch.setattr("asgl.spike.element_bits", refuse)
     current = torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     inputs = operands(current, ())
@@ -295,10 +302,10 @@ def test_unsupported_inputs_take_another_path_with_the_reference_result():
         dtype = torch.float32 if x.dtype == torch.float16 else x.dtype
         params = [torch.tensor(v, dtype=dtype, device=DEVICE, requires_grad=True) for v in (0.5, 1.0, 1.0)]
         spec = SpikeSpec(SURROGATES[family], "sg")
-        with pytest.raises(ValueError, match="the Triton LIF takes"):
-            triton_lif.lif_triton(x, *params, None, spec)
+        with pytest.raises(ValueError, match="the Triton kernels take"):
+            triton_lif.neuron_triton(LIF_MODEL, x, tuple(params[:2]), params[2], None, spec)
         results = []
-        for backend in (lif_triton, lambda *args: in_float32(lif_stepwise, *args)):
+        for backend in (lif_triton, stepwise_in_float32):
             out = backend(x, *params, None, spec)
             results.append((out, torch.autograd.grad((out * out).sum(), params)))
         (out, grads), (ref, ref_grads) = results
@@ -310,19 +317,19 @@ def test_unsupported_inputs_take_another_path_with_the_reference_result():
 def test_supports_checks_every_operand():
     current = torch.randn(2, 3, 4, device=DEVICE)
     gamma, theta, k = (torch.tensor(v, device=DEVICE) for v in (0.5, 1.0, 1.0))
-    args = {"current": current, "gamma": gamma, "theta": theta, "k": k, "draw": MaskDraw(0.3, seed=0)}
+    args = {"current": current, "params": (gamma, theta), "k": k, "draw": MaskDraw(0.3, seed=0)}
     spec = SpikeSpec(SURROGATES["sigmoid"], "asgl")
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         assert triton_lif.supports(**(args | {"current": current.to(dtype)}), spec=spec)
     assert triton_lif.supports(**(args | {"draw": None}), spec=SpikeSpec(SURROGATES["sigmoid"], "sg"))
-    refused = {"current": current.double(), "gamma": gamma.double(), "theta": theta.half(), "k": k.to("meta")}
-    for name, value in refused.items():
+    refused = {"current": current.double(), "params": (gamma.double(), theta), "k": k.to("meta")}
+    refused = [(name, value) for name, value in refused.items()] + [("params", (gamma, theta.half()))]
+    for name, value in refused:
         assert not triton_lif.supports(**(args | {name: value}), spec=spec), name
     assert not triton_lif.supports(**args, spec=SpikeSpec(SURROGATES["arctan"], "asgl"))
     # a mask step holds fewer than 2³² elements (element indices are 32-bit words); sizes only, on "meta"
-    huge = {"current": torch.empty(1, 2**16, 2**16, device="meta")} | {
-        p: x.to("meta") for p, x in args.items() if p in "gamma theta k"
-    }
+    meta = {"params": (gamma.to("meta"), theta.to("meta")), "k": k.to("meta")}
+    huge = {"current": torch.empty(1, 2**16, 2**16, device="meta")} | meta
     assert triton_lif.supports(**(args | huge | {"draw": None}), spec=SpikeSpec(SURROGATES["sigmoid"], "sg"))
     assert not triton_lif.supports(**(args | huge), spec=spec)
 
@@ -336,9 +343,9 @@ def test_asgl_without_mask_is_refused():
 
 def test_lif_layer_hands_half_precision_to_the_kernel_in_place(monkeypatch):
     """The layer gives the kernel bfloat16 as it is (the other backends get float32) and returns bfloat16."""
-    seen, kernel = [], triton_lif.lif_triton
+    seen, kernel = [], triton_lif.neuron_triton
     monkeypatch.setattr(
-        triton_lif, "lif_triton", lambda current, *rest: (seen.append(current.dtype), kernel(current, *rest))[1]
+        triton_lif, "neuron_triton", lambda model, x, *rest: (seen.append(x.dtype), kernel(model, x, *rest))[1]
     )
     monkeypatch.setitem(BACKENDS, "triton", neuron.run_triton)  # registered on CUDA machines; the interpreter runs it here
     layer = LIF(SurrogateWidth((4, 3, 3), width=2.0), spike="asgl", noise_prob=0.3).to(DEVICE)
@@ -381,7 +388,7 @@ def test_forward_and_backward_make_no_synchronising_call(monkeypatch):
     device) refused in the wrapper's forward and backward; the kernels are stand-ins, as the interpreter itself
     reads tensors back."""
     neuron.triton_kernel(DEVICE)  # the probe waits for its one-element result, once, before the first call
-    for name in ("_lif_forward_kernel", "_lif_backward_kernel"):
+    for name in ("_forward_kernel", "_backward_kernel"):
         monkeypatch.setattr(triton_lif, name, FakeKernel())
     inputs = operands(torch.randn(3, 2, 4, 3, 3, device=DEVICE), (4, 1, 1))
 
@@ -401,7 +408,7 @@ def test_forward_and_backward_make_no_synchronising_call(monkeypatch):
         m.setattr(torch, "tensor", host_tensor)
         out = lif_triton(*inputs, MaskDraw(0.3, seed=5), spec_of("sigmoid", "asgl"))
         out.backward(torch.ones_like(out))
-    assert len(triton_lif._lif_forward_kernel.launches) == len(triton_lif._lif_backward_kernel.launches) == 1
+    assert len(triton_lif._forward_kernel.launches) == len(triton_lif._backward_kernel.launches) == 1
 
 
 def test_mask_keys_reach_a_gpu_through_pinned_memory_without_waiting(monkeypatch):
@@ -418,19 +425,19 @@ def test_mask_keys_reach_a_gpu_through_pinned_memory_without_waiting(monkeypatch
 
 
 def test_no_grad_forward_writes_no_membrane(monkeypatch):
-    """Eval or no-grad: one forward launch that stores no u (SAVE_U off, no float32 [T, ...] buffer), the same
+    """Eval or no-grad: one forward launch that stores no state (SAVE off, no float32 [T, ...] buffer), the same
     output as a training forward."""
-    spy = LaunchSpy(triton_lif._lif_forward_kernel)
-    monkeypatch.setattr(triton_lif, "_lif_forward_kernel", spy)
+    spy = LaunchSpy(triton_lif._forward_kernel)
+    monkeypatch.setattr(triton_lif, "_forward_kernel", spy)
     current = torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(13)).to(DEVICE).half()
     inputs = operands(current, ())
     draw, spec = MaskDraw(0.3, seed=3), spec_of("sigmoid", "asgl")
     with torch.no_grad():
         quiet = lif_triton(*inputs, draw, spec)
     trained = lif_triton(*inputs, draw, spec)
-    assert [kw["SAVE_U"] for kw in spy.keywords] == [False, True]
+    assert [kw["SAVE"] for kw in spy.keywords] == [False, True]
     unsaved, saved = (args[1] for args in spy.launches)
-    assert unsaved.dtype == torch.float16 and unsaved.data_ptr() == spy.launches[0][2].data_ptr()  # u_ptr = out
+    assert unsaved.dtype == torch.float16 and unsaved.data_ptr() == spy.launches[0][3].data_ptr()  # saved = out
     assert saved.dtype == torch.float32 and saved.shape == current.shape
     assert not quiet.requires_grad and torch.equal(quiet, trained.detach())
 
@@ -447,7 +454,7 @@ def test_a_failing_first_launch_falls_back_to_fused_with_one_line(monkeypatch, c
             return launch
 
     monkeypatch.setattr(triton_lif, "_probe_kernel", FailingLaunch())
-    monkeypatch.setattr(triton_lif, "_lif_forward_kernel", FakeKernel())
+    monkeypatch.setattr(triton_lif, "_forward_kernel", FakeKernel())
     neuron.triton_kernel.cache_clear()
     try:
         current = torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(14)).to(DEVICE)
@@ -457,16 +464,19 @@ def test_a_failing_first_launch_falls_back_to_fused_with_one_line(monkeypatch, c
         ref = neuron.lif_fused(*operands(current, ()), draw, spec)
     finally:
         neuron.triton_kernel.cache_clear()  # the next test probes the real kernel again
-    assert triton_lif._lif_forward_kernel.launches == []
+    assert triton_lif._forward_kernel.launches == []
     assert all(torch.equal(out, ref) for out in outs)
     lines = [r.getMessage() for r in caplog.records if r.name == "asgl"]
     assert len(lines) == 1 and "Failed to find C compiler" in lines[0] and "fused" in lines[0]
 
 
 def test_behind_the_compile_operator_the_kernel_gives_its_own_results():
-    """asgl::lif_forward / lif_backward (what a compiled model calls) with the triton backend: the kernel's own
-    output and gradients, for a float16 input (the operator keeps its dtype) and with a mask draw."""
-    from asgl.kernels.lif_op import lif_op
+    """asgl::neuron_forward / neuron_backward (what a compiled model calls) with the triton backend: the kernel's
+    own output and gradients, for a float16 input (the operator keeps its dtype) and with a mask draw."""
+    from asgl.kernels.lif_op import neuron_op
+
+    def lif_op(current, gamma, theta, k, words, spec, backend):
+        return neuron_op("lif", current, (gamma, theta), k, words, spec, backend)
 
     current = (torch.randn(3, 2, 4, 3, 3, generator=torch.Generator().manual_seed(15)) * 1.5).to(DEVICE).half()
     draw, spec = MaskDraw(0.3, seed=11, offset=2), spec_of("sigmoid", "asgl", "soft")
