@@ -24,6 +24,8 @@ import json, sys, time
 import numba
 import torch
 from asgl.kernels import cpu_lif
+from asgl.neuron import lif_cpu_kernel
+from asgl.neuron_models import NEURONS
 from asgl.spike import MaskDraw, SpikeSpec
 from asgl.surrogates import SURROGATES
 
@@ -38,11 +40,14 @@ def lif_call():
     leaf = x.clone().requires_grad_()
     params = [torch.tensor(v, requires_grad=True) for v in (0.6, 0.8, 2.0)]
     start = time.perf_counter()
-    cpu_lif.lif_cpu_kernel(leaf, *params, MaskDraw(0.3, 7), spec).sum().backward()
+    lif_cpu_kernel(leaf, *params, MaskDraw(0.3, 7), spec).sum().backward()
     return time.perf_counter() - start
 
 first, second = lif_call(), lif_call()
-stats = [kernel.stats for kernel in cpu_lif._kernels(spec, False, torch.float32)]
+lif, float32 = NEURONS["lif"], cpu_lif.np.float32
+needs = (True, True, False, False, True)  # the sums the call needed: decay, threshold, (two pads), width
+stats = [cpu_lif.forward_kernel(lif, spec, False, float32).stats]
+stats += [cpu_lif.backward_kernel(lif, spec, False, needs, float32).stats]
 print(json.dumps({
     "first": first, "second": second, "module": cpu_lif.__file__, "cache": stats[0].cache_path,
     "hits": sum(sum(s.cache_hits.values()) for s in stats),

@@ -14,19 +14,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# The spike product at the default dtype, gating and block: forward F families (those registered that Triton
-# compiles: sigmoid, rectangle, tanh, triangle, and any family added since) x 4 modes x 2 resets x
-# 2 amplitudes x 2 width granularities (per layer, per channel); backward the same with the width-gradient
-# switches of each mode: asgl 2 (all / analog elements only), sg 2 (with / without width gradient), analog 1,
-# heaviside 1. Then, with the default spike, both kernels for float16 and bfloat16 (2 x 2), the two other
-# block configurations (2 x 2), N as i64, T = N = 1, T and N multiples of 16 and an unaligned input (4 x 2),
-# channels-last with a per-layer and with a per-channel width (2 x 2), and the backward for the 7 other
-# gradient gatings; the forward at 1024 lanes on 4 warps in float16 (the control of the barrier check) and the
-# forward that stores no state. The ALIF kernels: the spike product with the sigmoid family (one family: the
-# family's code is the same as LIF's), forward 4 x 2 x 2 x 2 and backward 2 x 2 x 2 x 6.
+# The spike product at the default dtype, gating and block, per reset (2) x amplitude (2) x width granularity
+# (2: per layer, per channel), with F families (those registered that Triton compiles: sigmoid, rectangle,
+# tanh, triangle, and any family added since). A variant is distinct when its code is: sg and heaviside fire
+# alike (Θ, no family), so the forward has asgl F + analog F + one binary variant; the backward has the
+# width-gradient switches of each mode, asgl 2F (all / analog elements only), sg 2F (with / without width
+# gradient), analog F, and heaviside 1 (no surrogate: no family). Then, with the default spike, both kernels
+# for float16 and bfloat16 (2 x 2), the two other block configurations (2 x 2), N as i64, T = N = 1, T and N
+# multiples of 16 and an unaligned input (4 x 2), channels-last with a per-layer and with a per-channel width
+# (2 x 2), and the backward for the 7 other gradient gatings; the forward at 1024 lanes on 4 warps in float16
+# (the control of the barrier check) and the forward that stores no state. The ALIF kernels: the spike
+# product with the sigmoid family only (the family's code is LIF's), so 3 forward and 6 backward variants.
 def expected(families: int) -> int:
-    lif = families * 4 * 2 * 2 * 2 + families * 2 * 2 * 2 * (2 + 2 + 1 + 1)
-    return lif + 4 * 2 * 2 * 2 + 2 * 2 * 2 * 6 + 2 * 2 + 2 * 2 + 4 * 2 + 2 * 2 + 7 + 1 + 1
+    spikes = 2 * 2 * 2
+    lif = spikes * (2 * families + 1) + spikes * (5 * families + 1)
+    return lif + spikes * (3 + 6) + 2 * 2 + 2 * 2 + 4 * 2 + 2 * 2 + 7 + 1 + 1
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")

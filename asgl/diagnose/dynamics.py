@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from asgl.diagnose.gradients import Batch, spike_regime
 from asgl.losses import Readout, predict
 from asgl.neuron import LIF, lif_layers
-from asgl.neuron_models import NEURONS
+from asgl.neuron_models import NEURONS, reference_step
 from asgl.spike import SpikeSpec, heaviside
 
 
@@ -47,9 +47,9 @@ def membrane(layer: LIF, current: Tensor) -> Tensor:
 
     model, params = NEURONS[layer.model], layer.params()
     spec = SpikeSpec(layer.surrogate, "heaviside", layer.reset, layer.amplitude)
-    state = tuple(torch.zeros_like(current[0]) for _ in range(model.states))
+    state = tuple(torch.zeros_like(current[0]) for _ in model.states)
     for t in range(current.shape[0]):
-        _, state = model.step(current[t], state, params, spike, spec)
+        _, state = reference_step(model, current[t], state, params, spike, spec)
     return torch.stack(xs)
 
 

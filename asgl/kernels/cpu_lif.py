@@ -215,12 +215,20 @@ def _digest(model: NeuronDef, spec: SpikeSpec) -> str:
 
 
 @functools.cache
-def kernels(
-    model: NeuronDef, spec: SpikeSpec, states: int, per_neuron: bool, needs: tuple[bool, ...], dtype: type
-) -> tuple[Callable, Callable]:
-    """(forward, backward) compiled for one configuration: ``states`` state variables, ``k`` [1] (one width)
-    or [N] (``per_neuron``), ``needs`` whether each padded param's and the width's gradient is summed; ``dtype``
-    the array type.
+def forward_kernel(model: NeuronDef, spec: SpikeSpec, per_neuron: bool, dtype: type) -> Callable:
+    """The forward compiled for one configuration: ``k`` [1] (one width) or [N] (``per_neuron``), ``dtype``
+    the array type (see :func:`backward_kernel` for how the kernels are built and cached)."""
+    forward = _forward_kernel(len(model.states), spec.spike == "asgl", per_neuron, _consts(dtype))
+    name = f"neuron_forward_{_digest(model, spec)}"
+    return njit(**_KERNEL)(_specialise(forward, name, **element_functions(model, spec, dtype)))
+
+
+@functools.cache
+def backward_kernel(
+    model: NeuronDef, spec: SpikeSpec, per_neuron: bool, needs: tuple[bool, ...], dtype: type
+) -> Callable:
+    """The backward compiled for one configuration, ``needs``: whether each padded param's gradient and the
+    width's is summed.
 
     The kernels are closures over the configuration's flags and float constants, which numba compiles as
     constants, so every branch on them folds away; the element functions are inlined into them. numba keys a
@@ -231,16 +239,9 @@ def kernels(
 
     Each step of a block runs in short loops over the block's neurons, each touching few arrays so that
     LLVM vectorises it. The block's [BLOCK] rows stay in L1, so [T, N] is still read once."""
-    c = _consts(dtype)
-    functions = element_functions(model, spec, dtype)
-    digest = _digest(model, spec)
-    asgl = spec.spike == "asgl"
-    forward = _forward_kernel(states, asgl, per_neuron, c)
-    backward = _backward_kernel(states, asgl, per_neuron, needs, c)
-    return (
-        njit(**_KERNEL)(_specialise(forward, f"neuron_forward_{digest}", **functions)),
-        njit(**_KERNEL)(_specialise(backward, f"neuron_backward_{digest}", **functions)),
-    )
+    backward = _backward_kernel(len(model.states), spec.spike == "asgl", per_neuron, needs, _consts(dtype))
+    name = f"neuron_backward_{_digest(model, spec)}"
+    return njit(**_KERNEL)(_specialise(backward, name, **element_functions(model, spec, dtype)))
 
 
 def _specialise(fn: Callable, qualname: str, **names: object) -> Callable:
@@ -415,9 +416,8 @@ class _CpuNeuron(torch.autograd.Function):
         steps, states = cur.shape[0], len(model.states)
         out, saved = torch.empty_like(cur), cur.new_empty((states, *cur.shape))
         dtype = _NUMPY[cur.dtype]
-        forward, _ = kernels(model, spec, states, k.numel() > 1, (False,) * 5, dtype)
         _launch(
-            forward, cur.view(steps, -1).numpy(), _padded(params, dtype), _per_neuron_k(k, cur.shape[1:]),
+            forward_kernel(model, spec, k.numel() > 1, dtype), cur.view(steps, -1).numpy(), _padded(params, dtype), _per_neuron_k(k, cur.shape[1:]),
             *_mask_args(draw, steps), out.view(steps, -1).numpy(), saved.view(states, steps, -1).numpy(),
         )  # fmt: skip
         ctx.save_for_backward(k, *params, *saved)
@@ -435,7 +435,7 @@ class _CpuNeuron(torch.autograd.Function):
         grad_in = torch.empty_like(saved[0])
         parts, k_acc = np.zeros(((n + BLOCK - 1) // BLOCK, 5)), np.zeros(n if k.numel() > 1 else 0)
         _launch(
-            kernels(model, spec, states, k.numel() > 1, needs, dtype)[1],
+            backward_kernel(model, spec, k.numel() > 1, needs, dtype),
             saved.view(states, steps, -1).numpy(), grad_out.contiguous().view(steps, -1).numpy(),
             _padded(params, dtype), _per_neuron_k(k, saved.shape[2:]), *_mask_args(ctx.draw, steps),
             grad_in.view(steps, -1).numpy(), parts, k_acc,

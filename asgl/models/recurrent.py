@@ -19,7 +19,7 @@ from asgl.data import DataInfo
 from asgl.layers import TimeFold, to_time_major
 from asgl.models.blocks import LayerFactories
 from asgl.neuron import LIF
-from asgl.neuron_models import NEURONS, make_spike
+from asgl.neuron_models import NEURONS, make_spike, reference_step
 
 
 def lif_recurrent(layer: LIF, current: Tensor, recurrent: nn.Linear) -> Tensor:
@@ -27,12 +27,12 @@ def lif_recurrent(layer: LIF, current: Tensor, recurrent: nn.Linear) -> Tensor:
     mask = layer.draw_mask(current.shape, current.device)
     spec, model = layer.spec(), NEURONS[layer.model]
     params, k = layer.params(), layer.width.slope()
-    state = tuple(torch.zeros_like(current[0]) for _ in range(model.states))
+    state = tuple(torch.zeros_like(current[0]) for _ in model.states)
     out = torch.zeros_like(current[0])
     outs = []
     for t in range(current.shape[0]):
         spike = make_spike(spec, k, None if mask is None else mask[t])
-        out, state = model.step(current[t] + recurrent(out), state, params, spike, spec)
+        out, state = reference_step(model, current[t] + recurrent(out), state, params, spike, spec)
         outs.append(out)
     return torch.stack(outs)
 
