@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -113,6 +114,23 @@ def trace(fn: Callable, inputs: Sequence[str], helpers: Mapping[str, Callable] =
     result = rebind(fn, bound)(*args)
     outputs = result if isinstance(result, tuple) else (result,)
     return graph, [x.index if isinstance(x, Var) else float(x) for x in outputs]
+
+
+OPERATORS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+             "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}  # fmt: skip
+
+
+def evaluate(graph: Graph, outputs: list, inputs: Mapping[str, object], helpers: Mapping[str, Callable]) -> list:
+    """The outputs of ``graph`` for the values of its ``inputs`` (by name), its helpers and ``spike`` taken from
+    ``helpers``: the traced function itself, run on any values (torch tensors under autograd: the reference)."""
+    values: list = []
+    for op, args in graph.nodes:
+        if op == "input":
+            values.append(inputs[args[0]])
+            continue
+        operands = [values[a] if isinstance(a, int) else a for a in args]
+        values.append(OPERATORS[op](*operands) if op in OPERATORS else helpers[op](*operands))
+    return [values[o] if isinstance(o, int) else inputs.get(o, o) for o in outputs]
 
 
 def _expr(op: str, args: list[str]) -> str:

@@ -175,7 +175,6 @@ def _register(module: nn.Module, name: str, value: Tensor, learnable: bool) -> N
         module.register_buffer(name, value)
 
 
-
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 

@@ -34,12 +34,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from asgl.adjoint import Emitted, define, emit_adjoint, emit_forward, trace
+from asgl.adjoint import Emitted, Graph, define, emit_adjoint, emit_forward, evaluate, trace
 from asgl.scalar import TORCH, check_scalar, rebind, where
 from asgl.spike import MaskDraw, SpikeSpec, heaviside, hybrid_spike, materialize_mask, sg_spike, step_mask_of
 
@@ -141,19 +141,46 @@ def spike_texts(spec: SpikeSpec) -> dict[str, Callable]:
 
 
 @dataclass(frozen=True)
+class Traced:
+    """A model's charge and fire as traced graphs (asgl.adjoint) with their outputs, for one reset and amplitude."""
+
+    charge: tuple[Graph, list]
+    fire: tuple[Graph, list]
+
+
+def _trace(model: NeuronDef, reset: str, amplitude: str) -> Traced:
+    """``model``'s charge and fire traced (asgl.adjoint), with this reset and amplitude."""
+    charge = trace(model.charge, ("i", *model.states, *model.params))
+    helpers = {"reset": RESETS[reset], "amplitude": AMPLITUDES[amplitude]}
+    return Traced(charge, trace(model.fire, (*model.states, *model.params), helpers))
+
+
+def traced(model: NeuronDef, reset: str, amplitude: str) -> Traced:
+    """``model``'s charge and fire as traced graphs with this reset and amplitude (traced when it was made)."""
+    return model.graphs[(reset, amplitude)]
+
+
+@dataclass(frozen=True)
 class NeuronDef:
     """A neuron model (see the module docstring): ``states`` and ``params`` name its state variables (the
     membrane first) and its step parameters; ``charge`` and ``fire`` are scalar functions.
 
     The layer (asgl.neuron.LIF) owns the params named ``gamma`` (the leak, from ``neuron.decay``), ``theta``
     (the threshold), ``beta`` and ``rho`` (alif's adaptation); ``init`` gives any other param as (name,
-    initial value) pairs, each a learnable parameter of the layer under its name."""
+    initial value) pairs, each a learnable parameter of the layer under its name. ``graphs``: the two
+    functions traced for every reset and amplitude when the definition is made (so that no trace runs
+    inside a model that torch.compile captures)."""
 
     states: tuple[str, ...]
     params: tuple[str, ...]
     charge: Callable
     fire: Callable
     init: tuple[tuple[str, float], ...] = ()
+    graphs: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        graphs = {(r, a): _trace(self, r, a) for r in RESETS for a in AMPLITUDES}
+        object.__setattr__(self, "graphs", graphs)
 
 
 NEURONS: dict[str, NeuronDef] = {
@@ -214,13 +241,11 @@ def step_texts(model: NeuronDef, reset: str, amplitude: str, padded: bool = Fals
     states = model.states + (_pads(model.states, MAX_STATES, "s") if padded else ())
     params = model.params + (_pads(model.params, MAX_PARAMS, "p") if padded else ())
     pad_states = list(states[len(model.states) :])
-    graph, charged = trace(model.charge, ("i", *model.states, *model.params))
-    outputs = [*charged, *pad_states]
+    graphs = traced(model, reset, amplitude)
+    graph, outputs = graphs.charge[0], [*graphs.charge[1], *pad_states]
     charge = emit_forward("charge", graph, outputs, ("i", *states, *params))
     charge_adjoint = emit_adjoint("charge_adjoint", graph, outputs, (*states, *params), ("i", *states, *params))
-    helpers = {"reset": RESETS[reset], "amplitude": AMPLITUDES[amplitude]}
-    graph, fired = trace(model.fire, (*model.states, *model.params), helpers)
-    outputs = [*fired, *pad_states]
+    graph, outputs = graphs.fire[0], [*graphs.fire[1], *pad_states]
     fire = emit_forward("fire", graph, outputs, (*states, *params, "k", "m"))
     fire_adjoint = emit_adjoint("fire_adjoint", graph, outputs, (*states, *params, "k", "m"), (*states, *params, "k"))
     return StepTexts(charge, fire, charge_adjoint, fire_adjoint)
@@ -261,12 +286,13 @@ def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> SpikeFn:
 def reference_step(
     model: NeuronDef, current: Tensor, state: State, params: tuple[Tensor, ...], spike: SpikeFn, spec: SpikeSpec
 ) -> tuple[Tensor, State]:
-    """One step of ``model`` on tensors under autograd, its texts as written: current, states [B, ...] ->
-    (output [B, ...], new states)."""
-    charged = rebind(model.charge, TORCH)(current, *state, *params)
-    charged = charged if isinstance(charged, tuple) else (charged,)
-    helpers = TORCH | {"spike": spike, "reset": RESETS[spec.reset], "amplitude": AMPLITUDES[spec.amplitude]}
-    out, *new_state = rebind(model.fire, helpers)(*charged, *params)
+    """One step of ``model`` on tensors under autograd, the operations of its definition one by one (its traced
+    graphs, evaluated): current, states [B, ...] -> (output [B, ...], new states)."""
+    graphs = traced(model, spec.reset, spec.amplitude)
+    values = dict(zip(("i", *model.states, *model.params), (current, *state, *params)))
+    charged = evaluate(*graphs.charge, values, TORCH)
+    values = dict(zip((*model.states, *model.params), (*charged, *params)))
+    out, *new_state = evaluate(*graphs.fire, values, TORCH | {"spike": spike})
     return out, tuple(new_state)
 
 

@@ -41,7 +41,8 @@ from asgl.bench import BenchResult, run_bench  # noqa: E402
 from asgl.builders import describe_data  # noqa: E402
 from asgl.config import load_recipe  # noqa: E402
 from asgl.data import DataBundle  # noqa: E402
-from asgl.neuron import BACKENDS, in_float32, lif_stepwise  # noqa: E402
+from asgl.neuron import BACKENDS, in_float32, lif_triton  # noqa: E402
+from asgl.neuron_models import NEURONS, neuron_stepwise  # noqa: E402
 from asgl.spike import MaskDraw, SpikeSpec  # noqa: E402
 from asgl.surrogates import SURROGATES  # noqa: E402
 
@@ -55,10 +56,11 @@ HALF_TOLERANCE = {"float16": 2**-10, "bfloat16": 2**-7}  # one rounding of the d
 
 
 def cuda_tests() -> dict[str, Any]:
-    """tests/test_triton.py on the GPU (TRITON_INTERPRET unset, so the kernels are compiled for real)."""
+    """The kernel tests on the GPU (TRITON_INTERPRET unset, so the kernels are compiled for real)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])  # the subprocess: this asgl too
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "tests/test_triton.py", "tests/test_cpu_lif.py"]
+    tests = ["tests/test_triton.py", "tests/test_cpu_lif.py", "tests/test_neuron_models.py"]  # IF, ALIF, a toy model
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", *tests]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=CUDA_TESTS_TIMEOUT_S)
     lines = proc.stdout.strip().splitlines()
     failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
@@ -79,7 +81,11 @@ def parity_case(
     spec = SpikeSpec(SURROGATES[family], mode, "hard" if hard else "soft", "threshold", width_grad)
     draw = MaskDraw(0.3, seed=7) if mode == "asgl" else None
     results = []
-    for fn in (lambda *args: in_float32(lif_stepwise, *args), backend):
+
+    def reference(current, gamma, theta, k, draw, spec):  # the LIF reference on the input cast to float32
+        return in_float32(neuron_stepwise, NEURONS["lif"], current, (gamma, theta), k, draw, spec)
+
+    for fn in (reference, backend):
         args = [current.clone().requires_grad_()] + [p.to(device).requires_grad_() for p in params]
         out = fn(*args, draw, spec)
         loss = (out * torch.linspace(-1, 1, out.numel(), device=device).view_as(out)).sum()
@@ -114,7 +120,7 @@ def triton_parity() -> dict[str, Any]:
     failures, worst, cases = [], 0.0, parity_cases()
     for name, args, tolerance in cases:
         try:
-            diff = parity_case(BACKENDS["triton"], *args)
+            diff = parity_case(lif_triton, *args)
             worst = max(worst, diff)
             if diff > tolerance:
                 failures.append(f"{name}: gradient diff {diff:.2e}")

@@ -18,7 +18,6 @@ from asgl.errors import BackendUnavailable
 from asgl.neuron import (
     cpu_kernel,
     lif_cpu_kernel,
-    lif_fused,
     lif_stepwise,
     neuron_from_config,
     neuron_fused,

@@ -2,6 +2,7 @@
 from the recipe to training."""
 
 import os
+import re
 
 import pytest
 import torch
@@ -206,3 +207,31 @@ def test_a_toy_neuron_defined_here_runs_on_every_backend(toy_neuron, backend, mo
     for got, ref in zip(results[1], results[0]):
         assert ref.abs().sum() > 0
         torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["fused", "cpu_kernel", "triton"])
+def test_the_model_added_in_the_docs_runs_as_written(backend, monkeypatch):
+    """docs/method.md's example, executed from the page: registered, it trains on the backend as on stepwise
+    (same masks; gradients of the input, the width and its own parameter)."""
+    from pathlib import Path
+
+    from asgl.neuron_models import NEURONS
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "method.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "register_neuron(" in b)
+    exec(block, {})
+    try:
+        backend = with_triton(monkeypatch, backend)
+        results = []
+        for name in ("stepwise", backend):
+            layer = LIF(SurrogateWidth((3,)), model="inhibited", backend=name, noise_prob=0.3)
+            layer.generator = torch.Generator().manual_seed(6)
+            current = (torch.rand(6, 2, 3, generator=torch.Generator().manual_seed(2)) * 1.5).requires_grad_()
+            out = layer(current)
+            out.mul(torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+            results.append((out.detach(), current.grad, layer.width.param.grad, layer.inhibition.grad))
+        for got, ref in zip(results[1], results[0]):
+            assert ref.abs().sum() > 0
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    finally:
+        NEURONS.pop("inhibited", None)

@@ -254,7 +254,9 @@ def test_kernel_mask_is_the_draws_mask(prob):
     current = torch.randn(4, 3, 10, 7, generator=torch.Generator().manual_seed(9)).to(DEVICE)
     draw = MaskDraw(prob, seed=2**62 + 99, offset=1000)
     gamma, theta, k = (torch.tensor(v, device=DEVICE) for v in (0.6, 0.8, 1.0))
-    out = triton_lif.neuron_triton(LIF_MODEL, current, (gamma, theta), k, draw, spec_of("sigmoid", "asgl", amplitude=False))
+    out = triton_lif.neuron_triton(
+        LIF_MODEL, current, (gamma, theta), k, draw, spec_of("sigmoid", "asgl", amplitude=False)
+    )
     binary = (out == 0) | (out == 1)
     assert torch.equal(binary, materialize_mask(draw, current.shape, DEVICE))
     assert binary.float().mean().item() == pytest.approx(1 - prob, abs=0.1)
@@ -347,7 +349,9 @@ def test_lif_layer_hands_half_precision_to_the_kernel_in_place(monkeypatch):
     monkeypatch.setattr(
         triton_lif, "neuron_triton", lambda model, x, *rest: (seen.append(x.dtype), kernel(model, x, *rest))[1]
     )
-    monkeypatch.setitem(BACKENDS, "triton", neuron.run_triton)  # registered on CUDA machines; the interpreter runs it here
+    monkeypatch.setitem(
+        BACKENDS, "triton", neuron.run_triton
+    )  # registered on CUDA machines; the interpreter runs it here
     layer = LIF(SurrogateWidth((4, 3, 3), width=2.0), spike="asgl", noise_prob=0.3).to(DEVICE)
     x = (torch.randn(5, 2, 4, 3, 3, generator=torch.Generator().manual_seed(3)) * 2).to(DEVICE, torch.bfloat16)
     outs = {}

@@ -287,11 +287,24 @@ def _forward_kernel(states: int, asgl: bool, per_neuron: bool, c: _Consts) -> Ca
     return forward
 
 
+@njit(**_INLINE)
+def _add(j, a0, a1, a2, a3, q0, q1, q2, q3, n0, n1, n2, n3):  # pragma: no cover - compiled code
+    """Add the adjoints q to the rows a at j, each where its flag n (a constant) says so."""
+    if n0:
+        a0[j] += q0
+    if n1:
+        a1[j] += q1
+    if n2:
+        a2[j] += q2
+    if n3:
+        a3[j] += q3
+
+
 def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple[bool, ...], c: _Consts) -> Callable:
     """The reverse pass for one configuration (the arguments are constants of the closure), to compile. Step t
     recomputes its new states from its charged states; the adjoint of step t+1's charge, which needs them, gives
     the input gradient of step t+1 and the state adjoints of step t; the adjoint of step t's fire then gives
-    its charged states' adjoints."""
+    its charged states' adjoints. A last round (t = −1) takes step 0's charge from the zero states."""
     two = states > 1
     n0, n1, n2, n3, nk = needs
 
@@ -309,25 +322,27 @@ def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple[boo
             d0, d1 = np.zeros(m, g_out.dtype), np.zeros(m if two else 1, g_out.dtype)  # step t+1's charged adjoints
             s0, s1 = np.zeros(m, g_out.dtype), np.zeros(m if two else 1, g_out.dtype)  # step t's state adjoints
             a0, a1, a2, a3, ak = np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m)
-            for t in range(steps - 1, -1, -1):
-                c0_b, c1_b = saved[0, t, lo : lo + m], saved[states - 1, t, lo : lo + m]
-                go_b, gi_b = g_out[t, lo : lo + m], grad_in[min(t + 1, steps - 1), lo : lo + m]
-                k0, k1 = keys[t, 0], keys[t, 1]
-                if t + 1 < steps:  # the adjoint of step t+1's charge, from the states step t leaves
+            for t in range(steps - 1, -2, -1):
+                row = max(t, 0)
+                c0_b, c1_b = saved[0, row, lo : lo + m], saved[states - 1, row, lo : lo + m]
+                go_b, gi_b = g_out[row, lo : lo + m], grad_in[min(t + 1, steps - 1), lo : lo + m]
+                k0, k1 = keys[row, 0], keys[row, 1]
+                if t + 1 < steps:  # the adjoint of step t+1's charge, from the states step t leaves (0 before)
                     for j in range(m):
-                        binary = asgl and _is_binary(lo + j, k0, k1, thr)
-                        kk = k_b[j] if per_neuron else k_layer
-                        _, w0, w1 = _fire(c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3, kk, binary)  # noqa: F821
+                        w0, w1 = c.zero, c.zero
+                        if t >= 0:
+                            binary = asgl and _is_binary(lo + j, k0, k1, thr)
+                            kk = k_b[j] if per_neuron else k_layer
+                            _, w0, w1 = _fire(c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3, kk, binary)  # noqa: F821
                         gi, s0[j], e1, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
                             w0, w1, p0, p1, p2, p3, d0[j], d1[j] if two else c.zero
                         )
                         gi_b[j] = gi
                         if two:
                             s1[j] = e1
-                        a0[j] += q0 if n0 else c.zero
-                        a1[j] += q1 if n1 else c.zero
-                        a2[j] += q2 if n2 else c.zero
-                        a3[j] += q3 if n3 else c.zero
+                        _add(j, a0, a1, a2, a3, q0, q1, q2, q3, n0, n1, n2, n3)
+                if t < 0:
+                    break
                 for j in range(m):  # the adjoint of step t's fire
                     binary = asgl and _is_binary(lo + j, k0, k1, thr)
                     kk = k_b[j] if per_neuron else k_layer
@@ -347,21 +362,8 @@ def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple[boo
                     d0[j] = e0
                     if two:
                         d1[j] = e1
-                    a0[j] += r0 if n0 else c.zero
-                    a1[j] += r1 if n1 else c.zero
-                    a2[j] += r2 if n2 else c.zero
-                    a3[j] += r3 if n3 else c.zero
+                    _add(j, a0, a1, a2, a3, r0, r1, r2, r3, n0, n1, n2, n3)
                     ak[j] += rk if nk else c.zero
-            gi_b = grad_in[0, lo : lo + m]
-            for j in range(m):  # the adjoint of step 0's charge, from the zero states
-                gi, _, _, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
-                    c.zero, c.zero, p0, p1, p2, p3, d0[j], d1[j] if two else c.zero
-                )
-                gi_b[j] = gi
-                a0[j] += q0 if n0 else c.zero
-                a1[j] += q1 if n1 else c.zero
-                a2[j] += q2 if n2 else c.zero
-                a3[j] += q3 if n3 else c.zero
             parts[b, 0], parts[b, 1], parts[b, 2], parts[b, 3] = a0.sum(), a1.sum(), a2.sum(), a3.sum()
             if per_neuron:
                 k_acc[lo : lo + m] = ak
