@@ -188,6 +188,23 @@ def with_triton(monkeypatch, backend: str) -> str:
     return backend
 
 
+def assert_trains_as_on_stepwise(model: str, backend: str, **settings) -> None:
+    """One training step of a ``model`` layer (features (3,), its own parameter ``inhibition``) on ``backend``
+    and on stepwise with the same masks: the output and the gradients of the input, the width and that
+    parameter agree."""
+    results = []
+    for name in ("stepwise", backend):
+        layer = LIF(SurrogateWidth((3,)), model=model, backend=name, noise_prob=0.3, **settings)
+        layer.generator = torch.Generator().manual_seed(6)
+        current = (torch.rand(6, 2, 3, generator=torch.Generator().manual_seed(2)) * 1.5).requires_grad_()
+        out = layer(current)
+        out.mul(torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), current.grad, layer.width.param.grad, layer.inhibition.grad))
+    for got, ref in zip(results[1], results[0]):
+        assert ref.abs().sum() > 0
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_a_toy_neuron_defined_here_runs_on_every_backend(toy_neuron, backend, monkeypatch):
     """Registered from this file only. I = 0.6, θ = 1, λ = ½, binary spikes: u = 0.6, 1.2 (spike, r = 1),
@@ -196,17 +213,7 @@ def test_a_toy_neuron_defined_here_runs_on_every_backend(toy_neuron, backend, mo
     backend = with_triton(monkeypatch, backend)
     layer = LIF(SurrogateWidth((2,)), model=toy_neuron, backend=backend, amplitude="unit", noise_prob=0.3)
     assert layer.eval()(torch.full((6, 1, 2), 0.6))[:, 0, 0].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
-    reference = LIF(SurrogateWidth((2,)), model=toy_neuron, backend="stepwise", amplitude="unit", noise_prob=0.3)
-    results = []
-    for run in (reference.train(), layer.train()):
-        run.generator = torch.Generator().manual_seed(4)
-        current = (torch.rand(5, 3, 2, generator=torch.Generator().manual_seed(1)) * 1.5).requires_grad_()
-        out = run(current)
-        out.mul(torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-        results.append((out.detach(), current.grad, run.width.param.grad, run.inhibition.grad))
-    for got, ref in zip(results[1], results[0]):
-        assert ref.abs().sum() > 0
-        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    assert_trains_as_on_stepwise(toy_neuron, backend, amplitude="unit")
 
 
 @pytest.mark.parametrize("backend", ["fused", "cpu_kernel", "triton"])
@@ -221,17 +228,6 @@ def test_the_model_added_in_the_docs_runs_as_written(backend, monkeypatch):
     block = next(b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "register_neuron(" in b)
     exec(block, {})
     try:
-        backend = with_triton(monkeypatch, backend)
-        results = []
-        for name in ("stepwise", backend):
-            layer = LIF(SurrogateWidth((3,)), model="inhibited", backend=name, noise_prob=0.3)
-            layer.generator = torch.Generator().manual_seed(6)
-            current = (torch.rand(6, 2, 3, generator=torch.Generator().manual_seed(2)) * 1.5).requires_grad_()
-            out = layer(current)
-            out.mul(torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-            results.append((out.detach(), current.grad, layer.width.param.grad, layer.inhibition.grad))
-        for got, ref in zip(results[1], results[0]):
-            assert ref.abs().sum() > 0
-            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+        assert_trains_as_on_stepwise("inhibited", with_triton(monkeypatch, backend))
     finally:
         NEURONS.pop("inhibited", None)
