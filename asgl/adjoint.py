@@ -133,11 +133,20 @@ def evaluate(graph: Graph, outputs: list, inputs: Mapping[str, object], helpers:
     return [values[o] if isinstance(o, int) else inputs.get(o, o) for o in outputs]
 
 
-def _expr(op: str, args: list[str]) -> str:
+# The spike's value and derivatives, as calls (``spike_value(x, k, m)`` ...) or, for a function emitted with
+# ``given_spike``, as the arguments ``sv``, ``sdx`` and ``sdk`` that a kernel computed beforehand.
+GIVEN_SPIKE = ("sv", "sdx", "sdk")
+
+
+def _spike_terms(x: str, given: bool) -> tuple[str, str, str]:
+    return GIVEN_SPIKE if given else (f"spike_value({x}, k, m)", f"spike_dx({x}, k)", f"spike_dk({x}, k, m)")
+
+
+def _expr(op: str, args: list[str], given: bool = False) -> str:
     if op in INFIX:
         return f"({args[0]} {INFIX[op]} {args[1]})"
     if op == "spike":
-        return f"spike_value({args[0]}, k, m)"
+        return _spike_terms(args[0], given)[0]
     return f"{op}({', '.join(args)})"
 
 
@@ -151,16 +160,16 @@ def _name(graph: Graph, operand: int | float | str) -> str:
     return args[0] if op == "input" else f"t{operand}"
 
 
-def _forward_lines(graph: Graph) -> list[tuple[str, str]]:
+def _forward_lines(graph: Graph, given: bool = False) -> list[tuple[str, str]]:
     """(target, expression) per non-input node, in order."""
     return [
-        (f"t{i}", _expr(op, [_name(graph, a) for a in args]))
+        (f"t{i}", _expr(op, [_name(graph, a) for a in args], given))
         for i, (op, args) in enumerate(graph.nodes)
         if op != "input"
     ]
 
 
-def _partials(op: str, a: list[str], out: str, g: str) -> list[str | None]:
+def _partials(op: str, a: list[str], out: str, g: str, given: bool = False) -> list[str | None]:
     """The contribution of adjoint ``g`` of node ``out`` = op(a...) to each operand's adjoint (None: none)."""
     if op == "add":
         return [g, g]
@@ -184,7 +193,7 @@ def _partials(op: str, a: list[str], out: str, g: str) -> list[str | None]:
     if op == "where":
         return [None, f"where({a[0]}, {g}, 0.0)", f"where({a[0]}, 0.0, {g})"]
     if op == "spike":
-        return [f"({g} * spike_dx({a[0]}, k))"]
+        return [f"({g} * {_spike_terms(a[0], given)[1]})"]
     return [None] * len(a)  # comparisons
 
 
@@ -194,7 +203,9 @@ def _accumulate(adjoint: dict[int, str], lines: list, index: int, term: str) -> 
     adjoint[index] = name
 
 
-def _adjoint_lines(graph: Graph, outputs: list, seeds: list[str]) -> tuple[list[tuple[str, str]], dict[int, str]]:
+def _adjoint_lines(
+    graph: Graph, outputs: list, seeds: list[str], given: bool = False
+) -> tuple[list[tuple[str, str]], dict[int, str]]:
     """Reverse-mode lines from the output adjoints ``seeds``; returns (lines, adjoint name per node)."""
     lines: list[tuple[str, str]] = []
     adjoint: dict[int, str] = {}
@@ -206,11 +217,11 @@ def _adjoint_lines(graph: Graph, outputs: list, seeds: list[str]) -> tuple[list[
         if i not in adjoint or op == "input":
             continue
         names = [_name(graph, a) for a in args]
-        for operand, term in zip(args, _partials(op, names, f"t{i}", adjoint[i])):
+        for operand, term in zip(args, _partials(op, names, f"t{i}", adjoint[i], given)):
             if term is not None and isinstance(operand, int):
                 _accumulate(adjoint, lines, operand, term)
-        if op == "spike":
-            _accumulate(adjoint, lines, -1, f"({adjoint[i]} * spike_dk({names[0]}, k, m))")  # -1: the slope k
+        if op == "spike":  # -1: the slope k
+            _accumulate(adjoint, lines, -1, f"({adjoint[i]} * {_spike_terms(names[0], given)[2]})")
     return lines, adjoint
 
 
@@ -238,20 +249,25 @@ class Emitted:
     zero: tuple[bool, ...]
 
 
-def emit_forward(name: str, graph: Graph, outputs: list, arguments: Sequence[str]) -> Emitted:
-    """The forward as ``def name(*arguments): ...; return (outputs)``."""
+def emit_forward(
+    name: str, graph: Graph, outputs: list, arguments: Sequence[str], given_spike: bool = False
+) -> Emitted:
+    """The forward as ``def name(*arguments): ...; return (outputs)`` (``given_spike``: see GIVEN_SPIKE)."""
     results = [_name(graph, o) for o in outputs]
-    return _function(name, arguments, _used(_forward_lines(graph), results), results)
+    return _function(name, arguments, _used(_forward_lines(graph, given_spike), results), results)
 
 
-def emit_adjoint(name: str, graph: Graph, outputs: list, arguments: Sequence[str], wrt: Sequence[str]) -> Emitted:
+def emit_adjoint(
+    name: str, graph: Graph, outputs: list, arguments: Sequence[str], wrt: Sequence[str], given_spike: bool = False
+) -> Emitted:
     """The adjoint as ``def name(*arguments, *output adjoints): ...; return (adjoints of wrt)``: the output
-    adjoints are named ``g0, g1, ...``; ``wrt`` names inputs, and ``"k"`` the slope of the spike."""
+    adjoints are named ``g0, g1, ...``; ``wrt`` names inputs, and ``"k"`` the slope of the spike
+    (``given_spike``: see GIVEN_SPIKE)."""
     seeds = [f"g{j}" for j in range(len(outputs))]
-    lines, adjoint = _adjoint_lines(graph, outputs, seeds)
+    lines, adjoint = _adjoint_lines(graph, outputs, seeds, given_spike)
     index = {args[0]: i for i, (op, args) in enumerate(graph.nodes) if op == "input"} | {"k": -1}
     results = [adjoint.get(index.get(w), "0.0") for w in wrt]
-    body = _used(_forward_lines(graph) + lines, results)
+    body = _used(_forward_lines(graph, given_spike) + lines, results)
     read = {word for _, expr in body for word in _words(expr)}
     missing = (read & index.keys()) - set(arguments) - {"k"}
     if missing:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from asgl.adjoint import Emitted, Graph, define, emit_adjoint, emit_forward, evaluate, trace
+from asgl.adjoint import GIVEN_SPIKE, Emitted, Graph, define, emit_adjoint, emit_forward, evaluate, trace
 from asgl.scalar import TORCH, check_scalar, rebind, where
 from asgl.spike import MaskDraw, SpikeSpec, heaviside, hybrid_spike, materialize_mask, sg_spike, step_mask_of
 
@@ -229,6 +229,9 @@ class StepTexts:
     fire: Emitted
     charge_adjoint: Emitted
     fire_adjoint: Emitted
+    spike_argument: Emitted  # (*charged, *params) -> (x,): the argument of the fire's one spike
+    fire_given: Emitted  # fire and fire_adjoint with the spike's value and derivatives as arguments sv, sdx, sdk
+    fire_adjoint_given: Emitted
 
 
 def _pads(names: tuple[str, ...], width: int, prefix: str) -> tuple[str, ...]:
@@ -248,7 +251,14 @@ def step_texts(model: NeuronDef, reset: str, amplitude: str, padded: bool = Fals
     graph, outputs = graphs.fire[0], [*graphs.fire[1], *pad_states]
     fire = emit_forward("fire", graph, outputs, (*states, *params, "k", "m"))
     fire_adjoint = emit_adjoint("fire_adjoint", graph, outputs, (*states, *params, "k", "m"), (*states, *params, "k"))
-    return StepTexts(charge, fire, charge_adjoint, fire_adjoint)
+    spikes = [args[0] for op, args in graph.nodes if op == "spike"]
+    if len(spikes) != 1:
+        raise ValueError(f"a neuron's fire step calls spike once; {model.fire.__name__} calls it {len(spikes)} times")
+    argument = emit_forward("spike_argument", graph, spikes, (*states, *params))
+    fire_given = emit_forward("fire_given", graph, outputs, (*states, *params, *GIVEN_SPIKE), given_spike=True)
+    wrt = (*states, *params, "k")
+    adjoint_given = emit_adjoint("fire_adjoint_given", graph, outputs, (*states, *params, *GIVEN_SPIKE), wrt, True)
+    return StepTexts(charge, fire, charge_adjoint, fire_adjoint, argument, fire_given, adjoint_given)
 
 
 def _typed(fn: Callable) -> Callable:

@@ -1,6 +1,7 @@
 """Neuron models (``neuron.model``): LIF, IF (LIF without leak) and ALIF (adaptive threshold) on every backend,
 from the recipe to training."""
 
+import json
 import os
 import re
 
@@ -86,6 +87,13 @@ def test_digits_quick_trains_with_each_model(tiny_recipe, tmp_path, model):
     assert any(key.endswith("decay_logit") for key in state) == (model != "if")
     assert any(key.endswith("adapt_logit") for key in state) == (model == "alif")
     assert 0.0 <= result.best_val_acc <= 1.0 and torch.isfinite(torch.tensor(result.test.loss))
+    record = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert ("rho" in record and "beta" in record) == (model == "alif")  # the model's own parameters, per layer
+    if model == "alif":  # sigmoid of the stored logit, as the step uses it
+        logits = {k: v for k, v in state.items() if k.endswith("adapt_logit")}
+        assert record["rho"] == {
+            k.removesuffix(".adapt_logit"): pytest.approx(float(torch.sigmoid(v))) for k, v in logits.items()
+        }
 
 
 ALL_BACKENDS = ["stepwise", "fused", "cpu_kernel", "triton", "compiled"]

@@ -13,17 +13,22 @@ from rich.text import Text
 from torch import nn
 
 from asgl.neuron import lif_layers
+from asgl.neuron_models import NEURONS
 from asgl.terminal import pack
 
 
 def neuron_state(model: nn.Module) -> dict[str, dict[str, float]]:
-    """Per LIF layer: mean width alpha = 1/k, mean decay gamma and mean threshold."""
-    widths, decays, thresholds = {}, {}, {}
+    """Per LIF layer: mean width alpha = 1/k (``widths``), decay gamma (``decays``), threshold (``thresholds``),
+    and each other step parameter of its neuron model under the parameter's name (alif: ``beta``, ``rho``)."""
+    state: dict[str, dict[str, float]] = {"widths": {}, "decays": {}, "thresholds": {}}
     for name, layer in lif_layers(model):
-        widths[name] = float((1.0 / layer.width.slope().detach()).mean())
-        decays[name] = float(layer.decay().detach().mean())
-        thresholds[name] = float(layer.theta().detach().mean())
-    return {"widths": widths, "decays": decays, "thresholds": thresholds}
+        state["widths"][name] = float((1.0 / layer.width.slope().detach()).mean())
+        state["decays"][name] = float(layer.decay().detach().mean())
+        state["thresholds"][name] = float(layer.theta().detach().mean())
+        for key, value in zip(NEURONS[layer.model].params, layer.params()):
+            if key not in ("gamma", "theta"):
+                state.setdefault(key, {})[name] = float(value.detach().mean())
+    return state
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
-from asgl.adjoint import define
+from asgl.adjoint import Emitted, define
 from asgl.neuron_models import MAX_PARAMS, MAX_STATES, NeuronDef, spike_texts, step_texts
 from asgl.scalar import fingerprint, rebind, with_literals
 from asgl.spike import MaskDraw, SpikeSpec, element_word, keyed_round
@@ -199,17 +199,24 @@ def element_functions(model: NeuronDef, spec: SpikeSpec, dtype: type) -> dict[st
     helpers = numba_helpers(dtype)
     family = helpers | family_functions(spec.surrogate, dtype)
     spike = {name: njit(**_INLINE)(with_literals(fn, family, dtype)) for name, fn in spike_texts(spec).items()}
-    texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
-    emitted = (texts.charge, texts.fire, texts.charge_adjoint, texts.fire_adjoint)
-    return {f"_{e.name}": njit(**_INLINE)(with_literals(define(e, {}), helpers | spike, dtype)) for e in emitted}
+    compiled = {
+        f"_{e.name}": njit(**_INLINE)(with_literals(define(e, {}), helpers | spike, dtype)) for e in _texts(model, spec)
+    }
+    return compiled | {f"_{name}": fn for name, fn in spike.items()}
+
+
+def _texts(model: NeuronDef, spec: SpikeSpec) -> tuple[Emitted, ...]:
+    """The generated texts the kernels compile: charge, fire, their adjoints, and for the backward the spike's
+    argument, fire and its adjoint given the spike's value and derivatives."""
+    t = step_texts(model, spec.reset, spec.amplitude, padded=True)
+    return t.charge, t.fire, t.charge_adjoint, t.fire_adjoint, t.spike_argument, t.fire_given, t.fire_adjoint_given
 
 
 def _digest(model: NeuronDef, spec: SpikeSpec) -> str:
     """The digest of every text a kernel compiles: the model's generated functions, the spike, the family and
     the mask hash (numba's disk cache does not see the functions bound as globals, so the kernels' names
     carry it)."""
-    texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
-    generated = [define(e, {}) for e in (texts.charge, texts.fire, texts.charge_adjoint, texts.fire_adjoint)]
+    generated = [define(e, {}) for e in _texts(model, spec)]
     spike = spike_texts(spec).values()
     return fingerprint(*generated, *spike, spec.surrogate.F, spec.surrogate.f, keyed_round, element_word)
 
@@ -224,11 +231,8 @@ def forward_kernel(model: NeuronDef, spec: SpikeSpec, per_neuron: bool, dtype: t
 
 
 @functools.cache
-def backward_kernel(
-    model: NeuronDef, spec: SpikeSpec, per_neuron: bool, needs: tuple[bool, ...], dtype: type
-) -> Callable:
-    """The backward compiled for one configuration, ``needs``: whether each padded param's gradient and the
-    width's is summed.
+def backward_kernel(model: NeuronDef, spec: SpikeSpec, per_neuron: bool, needs: tuple, dtype: type) -> Callable:
+    """The backward compiled for one configuration, ``needs``: the sums each adjoint adds to (:func:`_needs`).
 
     The kernels are closures over the configuration's flags and float constants, which numba compiles as
     constants, so every branch on them folds away; the element functions are inlined into them. numba keys a
@@ -300,13 +304,15 @@ def _add(j, a0, a1, a2, a3, q0, q1, q2, q3, n0, n1, n2, n3):  # pragma: no cover
         a3[j] += q3
 
 
-def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple[bool, ...], c: _Consts) -> Callable:
-    """The reverse pass for one configuration (the arguments are constants of the closure), to compile. Step t
-    recomputes its new states from its charged states; the adjoint of step t+1's charge, which needs them, gives
-    the input gradient of step t+1 and the state adjoints of step t; the adjoint of step t's fire then gives
-    its charged states' adjoints. A last round (t = −1) takes step 0's charge from the zero states."""
+def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple, c: _Consts) -> Callable:
+    """The reverse pass for one configuration (the arguments are constants of the closure), to compile. Per step
+    t: the spike's value and derivatives from the saved states (the costly part: the mask, the family), in a
+    loop of its own that LLVM vectorises; then, per neuron, the adjoint of step t+1's charge, which needs the
+    states step t leaves, gives the input gradient of step t+1 and the state adjoints of step t, and the
+    adjoint of step t's fire gives its charged states' adjoints. A last round (t = −1) takes step 0's charge
+    from the zero states."""
     two = states > 1
-    n0, n1, n2, n3, nk = needs
+    (c0, c1, c2, c3), (f0, f1, f2, f3, nk) = needs  # the sums each adjoint adds to (charge; fire and width)
 
     def backward(saved, g_out, params, k, keys, thr, grad_in, parts, k_acc):  # pragma: no cover - compiled code
         """Reverse pass: grad_in [T, N]; parts [blocks, 5] (the padded params, one width); k_acc [N] per neuron.
@@ -320,50 +326,51 @@ def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple[boo
             k_b = k[lo : lo + m] if per_neuron else k
             k_layer = k_b[0]
             d0, d1 = np.zeros(m, g_out.dtype), np.zeros(m if two else 1, g_out.dtype)  # step t+1's charged adjoints
-            s0, s1 = np.zeros(m, g_out.dtype), np.zeros(m if two else 1, g_out.dtype)  # step t's state adjoints
+            sv, sdx, sdk = np.zeros(m, g_out.dtype), np.zeros(m, g_out.dtype), np.zeros(m, g_out.dtype)
             a0, a1, a2, a3, ak = np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m)
             for t in range(steps - 1, -2, -1):
                 row = max(t, 0)
                 c0_b, c1_b = saved[0, row, lo : lo + m], saved[states - 1, row, lo : lo + m]
                 go_b, gi_b = g_out[row, lo : lo + m], grad_in[min(t + 1, steps - 1), lo : lo + m]
-                k0, k1 = keys[row, 0], keys[row, 1]
-                if t + 1 < steps:  # the adjoint of step t+1's charge, from the states step t leaves (0 before)
-                    for j in range(m):
+                for j in range(m if t >= 0 else 0):  # step t's spike: value and derivatives
+                    (x,) = _spike_argument(c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3)  # noqa: F821
+                    binary = asgl and _is_binary(lo + j, keys[row, 0], keys[row, 1], thr)
+                    kk = k_b[j] if per_neuron else k_layer
+                    sv[j], sdx[j], sdk[j] = _spike_value(x, kk, binary), _spike_dx(x, kk), _spike_dk(x, kk, binary)  # noqa: F821
+                later, now = t + 1 < steps, t >= 0
+                for j in range(m):  # step t+1's charge, from the states step t leaves; then step t's fire
+                    s0j, s1j = c.zero, c.zero
+                    if later:
                         w0, w1 = c.zero, c.zero
-                        if t >= 0:
-                            binary = asgl and _is_binary(lo + j, k0, k1, thr)
-                            kk = k_b[j] if per_neuron else k_layer
-                            _, w0, w1 = _fire(c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3, kk, binary)  # noqa: F821
-                        gi, s0[j], e1, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
+                        if now:
+                            _, w0, w1 = _fire_given(  # noqa: F821
+                                c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3, sv[j], c.zero, c.zero
+                            )
+                        gi, s0j, s1j, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
                             w0, w1, p0, p1, p2, p3, d0[j], d1[j] if two else c.zero
                         )
                         gi_b[j] = gi
+                        _add(j, a0, a1, a2, a3, q0, q1, q2, q3, c0, c1, c2, c3)
+                    if now:
+                        e0, e1, r0, r1, r2, r3, rk = _fire_adjoint_given(  # noqa: F821
+                            c0_b[j],
+                            c1_b[j] if two else c.zero,
+                            p0,
+                            p1,
+                            p2,
+                            p3,
+                            sv[j],
+                            sdx[j],
+                            sdk[j],
+                            go_b[j],
+                            s0j,
+                            s1j,
+                        )
+                        d0[j] = e0
                         if two:
-                            s1[j] = e1
-                        _add(j, a0, a1, a2, a3, q0, q1, q2, q3, n0, n1, n2, n3)
-                if t < 0:
-                    break
-                for j in range(m):  # the adjoint of step t's fire
-                    binary = asgl and _is_binary(lo + j, k0, k1, thr)
-                    kk = k_b[j] if per_neuron else k_layer
-                    e0, e1, r0, r1, r2, r3, rk = _fire_adjoint(  # noqa: F821
-                        c0_b[j],
-                        c1_b[j] if two else c.zero,
-                        p0,
-                        p1,
-                        p2,
-                        p3,
-                        kk,
-                        binary,
-                        go_b[j],
-                        s0[j],
-                        s1[j] if two else c.zero,
-                    )
-                    d0[j] = e0
-                    if two:
-                        d1[j] = e1
-                    _add(j, a0, a1, a2, a3, r0, r1, r2, r3, n0, n1, n2, n3)
-                    ak[j] += rk if nk else c.zero
+                            d1[j] = e1
+                        _add(j, a0, a1, a2, a3, r0, r1, r2, r3, f0, f1, f2, f3)
+                        ak[j] += rk if nk else c.zero
             parts[b, 0], parts[b, 1], parts[b, 2], parts[b, 3] = a0.sum(), a1.sum(), a2.sum(), a3.sum()
             if per_neuron:
                 k_acc[lo : lo + m] = ak
@@ -399,14 +406,15 @@ def _launch(kernel: Callable, *args: object) -> None:
         kernel(*args)
 
 
-def _needs(model: NeuronDef, spec: SpikeSpec, needs: tuple[bool, ...]) -> tuple[bool, ...]:
-    """Whether each padded param's gradient and the width's is summed (``needs``: autograd's, the width's
-    first): autograd needs it and the adjoints do not make it zero whatever the inputs."""
+def _needs(model: NeuronDef, spec: SpikeSpec, needs: tuple[bool, ...]) -> tuple[tuple[bool, ...], ...]:
+    """Which sums each adjoint adds to (``needs``: autograd's, the width's first): (the charge adjoint's four
+    padded params), (the fire adjoint's four, then the width): where autograd needs it and the adjoint is
+    not zero whatever the inputs."""
     texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
     fire, charge = texts.fire_adjoint.zero[MAX_STATES:], texts.charge_adjoint.zero[1 + MAX_STATES :]
-    zero = [a and b for a, b in zip(fire, charge)] + [fire[-1]]
     wanted = [*needs[1:], *[False] * (MAX_PARAMS + 1 - len(needs)), needs[0]]
-    return tuple(w and not z for w, z in zip(wanted, zero))
+    from_charge = tuple(w and not z for w, z in zip(wanted, charge))
+    return from_charge, tuple(w and not z for w, z in zip(wanted, fire))
 
 
 class _CpuNeuron(torch.autograd.Function):

@@ -1,9 +1,12 @@
-"""Triton kernels for the multi-step LIF with the ASGL spike: one program per block of neurons loops over T.
+"""Triton kernels for every neuron model with the ASGL spike: one program per block of neurons loops over T.
 
-Same contract and maths as :func:`asgl.neuron.lif_fused` (see :class:`asgl.neuron._FusedLIF`). Tensors are
-viewed as [T, N], N = B·prod(features), and the lanes walk each step in memory order. A step stored row-major
-or, for [T, B, C, H, W], NHWC (the output of channels_last convolutions, :func:`is_channels_last`) is read in
-place, any other layout copied row-major; the output, the saved u and the input gradient get the input's
+Same contract and maths as the fused path (:func:`asgl.neuron_models.neuron_fused`): the two kernels are
+templates whose element maths is the model's generated forward and adjoint (asgl.neuron_models.step_texts,
+padded to MAX_STATES states and MAX_PARAMS params), compiled by ``triton.jit`` with the spike of the call and
+taken as compile-time arguments (:func:`element_functions`). Tensors are viewed as [T, N], N =
+B·prod(features), and the lanes walk each step in memory order. A step stored row-major or, for
+[T, B, C, H, W], NHWC (the output of channels_last convolutions, :func:`is_channels_last`) is read in place,
+any other layout copied row-major; the output, the saved states and the input gradient get the input's
 strides, so a channels-last layer hands the next convolution channels-last. What depends on an element's
 position stays logical, as on every other backend: for NHWC steps the kernels compute the row-major index n
 of each lane (a compile-time switch), which numbers the mask bits and indexes the width, expanded to the
@@ -12,9 +15,9 @@ feature shape, with n mod F (F = 1 for a per-layer width). Offsets are int64, so
 - The ASGL mask never exists as a tensor: both kernels compute the bits of their lanes from the step keys
   of the :class:`asgl.spike.MaskDraw` (an int64 tensor [threshold, K_0, ..., K_{T−1}]), in registers.
 - The input and the output gradient are read in their own dtype (float32, float16 or bfloat16) and the
-  output and input gradient written in it; the membrane state, the saved u and every sum are float32, so
-  the backward recomputes exactly the spikes of the forward.
-- Parameter gradients without atomics: each program writes its block sums (decay, threshold, per-layer
+  output and input gradient written in it; the states, the saved charged states and every sum are float32,
+  so the backward recomputes exactly the spikes of the forward.
+- Parameter gradients without atomics: each program writes its block sums (each param, per-layer
   width) to a [programs] buffer and a per-channel or per-neuron width gets per-neuron sums [N]; torch adds
   them up after the kernel in a fixed order, so gradients are bit-identical from run to run. A sum runs
   only for a parameter whose gradient autograd needs (compile-time switches).
@@ -22,11 +25,11 @@ feature shape, with n mod F (F = 1 for a per-layer width). Offsets are int64, so
 
 Runs on CUDA, or on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before importing
 triton), which is how the tests check the maths without a GPU; tests/test_triton_compile.py compiles every
-variant for real GPU targets. :func:`asgl.neuron.lif_triton` sends what :func:`supports` refuses (float64,
+variant for real GPU targets. :func:`asgl.neuron.run_triton` sends what :func:`supports` refuses (float64,
 a family using ``atan``, which Triton's core lacks) to the PyTorch fused path.
 
-The surrogate family reaches the kernels as two compile-time arguments, STEP and DENSITY: its F and f from
-asgl.surrogates, compiled by ``triton.jit`` from their one text with Triton's helpers (:func:`family_functions`).
+The surrogate family's F and f (asgl.surrogates) are compiled by ``triton.jit`` from their one text with
+Triton's helpers (:func:`family_functions`) and reach the kernels inside the spike of the element functions.
 """
 
 from __future__ import annotations
