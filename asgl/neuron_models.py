@@ -35,6 +35,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -272,12 +273,27 @@ def torch_spike(spec: SpikeSpec) -> dict[str, Callable]:
     return {name: _typed(rebind(fn, family)) for name, fn in spike_texts(spec).items()}
 
 
+class TorchStep(NamedTuple):
+    """:func:`step_texts` and the spike of one call (:func:`spike_texts`) as functions on tensors."""
+
+    charge: Callable
+    fire: Callable
+    charge_adjoint: Callable
+    spike_argument: Callable
+    fire_given: Callable
+    fire_adjoint_given: Callable
+    spike_value: Callable
+    spike_dx: Callable
+    spike_dk: Callable
+
+
 @functools.cache
-def torch_step(model: NeuronDef, spec: SpikeSpec) -> tuple[Callable, ...]:
-    """(charge, fire, charge_adjoint, fire_adjoint) of :func:`step_texts` on tensors for ``spec``."""
-    helpers = TORCH | torch_spike(spec)
-    texts = step_texts(model, spec.reset, spec.amplitude)
-    return tuple(define(e, helpers) for e in (texts.charge, texts.fire, texts.charge_adjoint, texts.fire_adjoint))
+def torch_step(model: NeuronDef, spec: SpikeSpec) -> TorchStep:
+    """The generated texts of ``model`` (unpadded) and the spike of ``spec``, on tensors."""
+    spike = torch_spike(spec)
+    t = step_texts(model, spec.reset, spec.amplitude)
+    texts = (t.charge, t.fire, t.charge_adjoint, t.spike_argument, t.fire_given, t.fire_adjoint_given)
+    return TorchStep(*(define(e, TORCH | spike) for e in texts), *spike.values())
 
 
 def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> SpikeFn:
@@ -331,11 +347,11 @@ MaskOf = Callable[[int], "Tensor | None"]
 
 
 def fused_forward(
-    fns: tuple[Callable, ...], n_states: int, current: Tensor, params: tuple[Tensor, ...], k: Tensor, mask_of: MaskOf
+    fns: TorchStep, n_states: int, current: Tensor, params: tuple[Tensor, ...], k: Tensor, mask_of: MaskOf
 ) -> tuple[Tensor, list[Tensor]]:
     """The forward of :func:`torch_step`'s functions ``fns``: current [T, B, ...] -> (output [T, B, ...], the
     charged states [T, B, ...] of every step, what the backward needs)."""
-    charge, fire = fns[0], fns[1]
+    charge, fire = fns.charge, fns.fire
     state = tuple(torch.zeros_like(current[0]) for _ in range(n_states))
     outs, saved = [], [[] for _ in range(n_states)]
     for t in range(current.shape[0]):
@@ -356,13 +372,12 @@ def _add(total: Tensor | None, grad: Tensor | float, shape: torch.Size) -> Tenso
 
 
 def fused_backward(
-    fns: tuple[Callable, ...], saved: list[Tensor], grad_out: Tensor, params: tuple[Tensor, ...], k: Tensor,
-    mask_of: MaskOf,
-) -> tuple[Tensor, list[Tensor | None], Tensor | None]:  # fmt: skip
+    fns: TorchStep, saved: list[Tensor], grad_out: Tensor, params: tuple[Tensor, ...], k: Tensor, mask_of: MaskOf
+) -> tuple[Tensor, list[Tensor | None], Tensor | None]:
     """The reverse pass over T: (input gradient [T, B, ...], the params' and k's gradients in their shapes, None
-    where zero). Step t recomputes its new states from its charged states; the adjoint of step t+1's charge
-    (which needs those states) then gives the input gradient of step t+1 and the state adjoints of step t."""
-    _, fire, charge_adjoint, fire_adjoint = fns
+    where zero). Step t computes its spike's value and derivatives from its charged states, then its new
+    states; the adjoint of step t+1's charge (which needs those states) gives the input gradient of step t+1
+    and the state adjoints of step t, and the adjoint of step t's fire the adjoints of its charged states."""
     n = len(saved)
     grad_in = torch.zeros_like(grad_out)
     sums: list[Tensor | None] = [None] * (len(params) + 1)
@@ -371,7 +386,7 @@ def fused_backward(
     def through_charge(t: int, state, d_charged) -> list:
         """The adjoint of step t's charge from its states before: stores the input gradient of step t, adds up
         the params' gradients, returns the adjoints of those states."""
-        d_in, *rest = charge_adjoint(*state, *params, *d_charged)
+        d_in, *rest = fns.charge_adjoint(*state, *params, *d_charged)
         if isinstance(d_in, Tensor):
             grad_in[t] = d_in
         sums[:-1] = [_add(total, g, shape) for total, g, shape in zip(sums[:-1], rest[n:], shapes)]
@@ -380,10 +395,12 @@ def fused_backward(
     d_charged = None  # the adjoints of step t+1's charged states
     for t in range(grad_out.shape[0] - 1, -1, -1):
         charged, m = [s[t] for s in saved], mask_of(t)
+        (x,) = fns.spike_argument(*charged, *params)
+        spike = (fns.spike_value(x, k, m), fns.spike_dx(x, k), fns.spike_dk(x, k, m))
         d_state = [0.0] * n
         if d_charged is not None:
-            d_state = through_charge(t + 1, fire(*charged, *params, k, m)[1:], d_charged)
-        grads = fire_adjoint(*charged, *params, k, m, grad_out[t], *d_state)
+            d_state = through_charge(t + 1, fns.fire_given(*charged, *params, *spike)[1:], d_charged)
+        grads = fns.fire_adjoint_given(*charged, *params, *spike, grad_out[t], *d_state)
         d_charged = grads[:n]
         sums = [_add(total, g, shape) for total, g, shape in zip(sums, grads[n:], shapes)]
     if d_charged is not None:
