@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import linecache
 import operator
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -103,15 +104,26 @@ def _symbolic(graph: Graph) -> dict[str, Callable]:
     return helpers | {"spike": lambda x: graph.add("spike", x)}
 
 
+def _bind(fn: Callable, symbolic: Mapping[str, Callable]) -> Callable:
+    """``fn`` with the symbolic helpers as its globals, and each plain function it calls by a global name (another
+    scalar function of its module: one model's charge calling another's) bound the same way."""
+    called = {
+        name: _bind(value, symbolic)
+        for name in fn.__code__.co_names
+        if name not in symbolic and isinstance(value := fn.__globals__.get(name), types.FunctionType)
+    }
+    return rebind(fn, {**symbolic, **called})
+
+
 def trace(fn: Callable, inputs: Sequence[str], helpers: Mapping[str, Callable] = {}) -> tuple[Graph, list]:
     """Run ``fn`` on one symbolic value per name of ``inputs``: (its graph, its outputs as node indices or
-    literals). ``helpers`` are more scalar functions ``fn`` calls by name (traced through, their own globals
-    the symbolic vocabulary)."""
+    literals). ``helpers`` are more scalar functions ``fn`` calls by name (traced through); so is any plain
+    function of ``fn``'s module that it calls."""
     graph = Graph()
     symbolic = _symbolic(graph)
-    bound = symbolic | {name: rebind(h, symbolic) for name, h in helpers.items()}
+    symbolic |= {name: _bind(h, symbolic) for name, h in helpers.items()}
     args = [graph.add("input", name) for name in inputs]
-    result = rebind(fn, bound)(*args)
+    result = _bind(fn, symbolic)(*args)
     outputs = result if isinstance(result, tuple) else (result,)
     return graph, [x.index if isinstance(x, Var) else float(x) for x in outputs]
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import re
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -60,7 +61,7 @@ def lif_fire(u, gamma, theta):
 
 
 def alif_charge(i, v, a, gamma, theta, beta, rho):
-    return gamma * v + i, a
+    return lif_charge(i, v, gamma, theta), a
 
 
 def alif_fire(u, a, gamma, theta, beta, rho):
@@ -209,7 +210,8 @@ def register_neuron(name: str, definition: NeuronDef) -> None:
             f"t0, d0, g0 or pad_...; got states {definition.states}, params {definition.params}"
         )
     for fn in (definition.charge, definition.fire):
-        check_scalar(fn, extra={"spike", "reset", "amplitude"})
+        called = {name for name in fn.__code__.co_names if isinstance(fn.__globals__.get(name), types.FunctionType)}
+        check_scalar(fn, extra={"spike", "reset", "amplitude"} | called)
     step_texts(definition, "hard", "threshold")  # raises where the charge is not affine in i
     NEURONS[name] = definition
 
