@@ -45,7 +45,7 @@ def lif_call():
 
 first, second = lif_call(), lif_call()
 lif, float32 = NEURONS["lif"], cpu_lif.np.float32
-needs = (True, True, False, False, True)  # the sums the call needed: decay, threshold, (two pads), width
+needs = cpu_lif._needs(lif, spec, (True, True, True))  # the sums the call needed: width, decay, threshold
 stats = [cpu_lif.forward_kernel(lif, spec, False, float32).stats]
 stats += [cpu_lif.backward_kernel(lif, spec, False, needs, float32).stats]
 print(json.dumps({
