@@ -10,9 +10,9 @@ the membrane first) and of its step parameters, and two scalar functions in the 
 ``reset(u, s, threshold)`` (hard: u − u s; soft: u − threshold · s) and ``amplitude(s, theta)`` (θ s or s),
 so one text serves every spike, reset and amplitude. The charge must be affine in the input i.
 
-From the definition come every backend's maths: :func:`neuron_stepwise` runs the two functions on tensors
-under autograd (the reference); asgl.adjoint traces them once and writes their forward and adjoint as source
-text (:func:`step_texts`), which :func:`neuron_fused` runs on tensors (a loop that saves the charged states
+From the definition come every backend's maths. asgl.adjoint traces the two functions once, when the
+definition is made: :func:`neuron_stepwise` runs the traced operations on tensors under autograd (the
+reference), and asgl.adjoint writes their forward and adjoint as source text (:func:`step_texts`), which :func:`neuron_fused` runs on tensors (a loop that saves the charged states
 only, and a reverse loop of vector-Jacobian products on [B, ...] slices), and which the numba and Triton
 kernels compile (asgl.kernels). The spike's value and derivatives are scalar texts too (:data:`SPIKES`), bound
 per family.
