@@ -328,49 +328,39 @@ def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple, c:
             d0, d1 = np.zeros(m, g_out.dtype), np.zeros(m if two else 1, g_out.dtype)  # step t+1's charged adjoints
             sv, sdx, sdk = np.zeros(m, g_out.dtype), np.zeros(m, g_out.dtype), np.zeros(m, g_out.dtype)
             a0, a1, a2, a3, ak = np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m)
-            for t in range(steps - 1, -2, -1):
-                row = max(t, 0)
-                c0_b, c1_b = saved[0, row, lo : lo + m], saved[states - 1, row, lo : lo + m]
-                go_b, gi_b = g_out[row, lo : lo + m], grad_in[min(t + 1, steps - 1), lo : lo + m]
-                for j in range(m if t >= 0 else 0):  # step t's spike: value and derivatives
+            for t in range(steps - 1, -1, -1):
+                c0_b, c1_b = saved[0, t, lo : lo + m], saved[states - 1, t, lo : lo + m]
+                go_b, gi_b = g_out[t, lo : lo + m], grad_in[min(t + 1, steps - 1), lo : lo + m]
+                for j in range(m):  # step t's spike: value and derivatives
                     (x,) = _spike_argument(c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3)  # noqa: F821
-                    binary = asgl and _is_binary(lo + j, keys[row, 0], keys[row, 1], thr)
+                    binary = asgl and _is_binary(lo + j, keys[t, 0], keys[t, 1], thr)
                     kk = k_b[j] if per_neuron else k_layer
                     sv[j], sdx[j], sdk[j] = _spike_value(x, kk, binary), _spike_dx(x, kk), _spike_dk(x, kk, binary)  # noqa: F821
-                later, now = t + 1 < steps, t >= 0
-                for j in range(m):  # step t+1's charge, from the states step t leaves; then step t's fire
-                    s0j, s1j = c.zero, c.zero
-                    if later:
-                        w0, w1 = c.zero, c.zero
-                        if now:
-                            _, w0, w1 = _fire_given(  # noqa: F821
-                                c0_b[j], c1_b[j] if two else c.zero, p0, p1, p2, p3, sv[j], c.zero, c.zero
-                            )
-                        gi, s0j, s1j, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
-                            w0, w1, p0, p1, p2, p3, d0[j], d1[j] if two else c.zero
-                        )
-                        gi_b[j] = gi
-                        _add(j, a0, a1, a2, a3, q0, q1, q2, q3, c0, c1, c2, c3)
-                    if now:
-                        e0, e1, r0, r1, r2, r3, rk = _fire_adjoint_given(  # noqa: F821
-                            c0_b[j],
-                            c1_b[j] if two else c.zero,
-                            p0,
-                            p1,
-                            p2,
-                            p3,
-                            sv[j],
-                            sdx[j],
-                            sdk[j],
-                            go_b[j],
-                            s0j,
-                            s1j,
-                        )
-                        d0[j] = e0
-                        if two:
-                            d1[j] = e1
-                        _add(j, a0, a1, a2, a3, r0, r1, r2, r3, f0, f1, f2, f3)
-                        ak[j] += rk if nk else c.zero
+                # step t+1's charge from the states step t leaves, then step t's fire; at t = T − 1 the charged
+                # adjoints are 0, so is what the charge's adjoint stores in row T − 1, which t = T − 2 overwrites
+                for j in range(m):
+                    c0j, c1j = c0_b[j], c1_b[j] if two else c.zero
+                    _, w0, w1 = _fire_given(c0j, c1j, p0, p1, p2, p3, sv[j], c.zero, c.zero)  # noqa: F821
+                    gi, s0, s1, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
+                        w0, w1, p0, p1, p2, p3, d0[j], d1[j] if two else c.zero
+                    )
+                    gi_b[j] = gi
+                    _add(j, a0, a1, a2, a3, q0, q1, q2, q3, c0, c1, c2, c3)
+                    e0, e1, r0, r1, r2, r3, rk = _fire_adjoint_given(  # noqa: F821
+                        c0j, c1j, p0, p1, p2, p3, sv[j], sdx[j], sdk[j], go_b[j], s0, s1
+                    )
+                    d0[j] = e0
+                    if two:
+                        d1[j] = e1
+                    _add(j, a0, a1, a2, a3, r0, r1, r2, r3, f0, f1, f2, f3)
+                    ak[j] += rk if nk else c.zero
+            gi_b = grad_in[0, lo : lo + m]
+            for j in range(m):  # step 0's charge, from the zero states
+                gi, _, _, q0, q1, q2, q3 = _charge_adjoint(  # noqa: F821
+                    c.zero, c.zero, p0, p1, p2, p3, d0[j], d1[j] if two else c.zero
+                )
+                gi_b[j] = gi
+                _add(j, a0, a1, a2, a3, q0, q1, q2, q3, c0, c1, c2, c3)
             parts[b, 0], parts[b, 1], parts[b, 2], parts[b, 3] = a0.sum(), a1.sum(), a2.sum(), a3.sum()
             if per_neuron:
                 k_acc[lo : lo + m] = ak
