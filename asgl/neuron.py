@@ -180,15 +180,16 @@ def _logit(p: float) -> float:
 
 
 class LIF(nn.Module):
-    """Multi-step LIF layer over [T, B, *feature_shape] with its own decay, threshold and surrogate width.
+    """Multi-step neuron layer over [T, B, *feature_shape] with its own decay, threshold and surrogate width.
 
-        ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
-        arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog
-        probability ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator``
-        (None = global RNG). ``model = "if"`` is the integrate-and-fire neuron: LIF without leak (γ = 1, no decay
-        parameter, ``decay`` and ``learn_decay`` unused); ``model = "alif"`` adds the adaptive threshold θ + β a
-    (``beta``, fixed; ρ = sigmoid of a logit from ``rho``, learned with ``learn_rho``; see asgl.neuron_models).
-    Build one from a recipe with :func:`neuron_from_config`.
+    ``width`` owns the surrogate family and width (its shape follows the per-sample features); the other
+    arguments are the recipe's ``neuron`` keys. In training the spike follows ``spike`` with analog probability
+    ``noise_prob``; in eval mode the output is binary (Θ). Masks come from ``generator`` (None = global RNG).
+    ``model`` names an asgl.neuron_models model: ``lif``; ``if``, the integrate-and-fire neuron (LIF without
+    leak: γ = 1, no decay parameter, ``decay`` and ``learn_decay`` unused); ``alif``, the adaptive threshold
+    θ + β a (``beta``, fixed; ρ = sigmoid of a logit from ``rho``, learned with ``learn_rho``); or a registered
+    model, whose own parameters the layer holds under their names. Build one from a recipe with
+    :func:`neuron_from_config`.
     """
 
     asgl_neuron = True  # tag: asgl.optim gives every parameter under this module the neuron optimiser
