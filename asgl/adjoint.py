@@ -182,15 +182,16 @@ def _forward_lines(graph: Graph, given: bool = False) -> list[tuple[str, str]]:
 
 
 def _partials(op: str, a: list[str], out: str, g: str, given: bool = False) -> list[str | None]:
-    """The contribution of adjoint ``g`` of node ``out`` = op(a...) to each operand's adjoint (None: none)."""
+    """The contribution of adjoint ``g`` of node ``out`` = op(a...) to each operand's adjoint (None: none; a
+    leading "-": to be subtracted)."""
     if op == "add":
         return [g, g]
     if op == "sub":
-        return [g, f"(0.0 - {g})"]
+        return [g, f"-{g}"]
     if op == "mul":
         return [f"({g} * {a[1]})", f"({g} * {a[0]})"]
     if op == "div":
-        return [f"({g} / {a[1]})", f"(0.0 - {g} * {out} / {a[1]})"]
+        return [f"({g} / {a[1]})", f"-({g} * {out} / {a[1]})"]
     if op == "sigmoid":
         return [f"({g} * {out} * (1.0 - {out}))"]
     if op == "exp":
@@ -210,8 +211,14 @@ def _partials(op: str, a: list[str], out: str, g: str, given: bool = False) -> l
 
 
 def _accumulate(adjoint: dict[int, str], lines: list, index: int, term: str) -> None:
+    """Add ``term`` (subtract it, after a leading "-") to the adjoint of node ``index``, as a new line."""
+    sign, term = ("-", term[1:]) if term.startswith("-") else ("+", term)
+    if index in adjoint:
+        expr = f"({adjoint[index]} {sign} {term})"
+    else:
+        expr = f"(0.0 - {term})" if sign == "-" else term
     name = f"d{len(lines)}"
-    lines.append((name, term if index not in adjoint else f"({adjoint[index]} + {term})"))
+    lines.append((name, expr))
     adjoint[index] = name
 
 

@@ -355,14 +355,13 @@ def fused_forward(
     charged states [T, B, ...] of every step, what the backward needs)."""
     charge, fire = fns.charge, fns.fire
     state = tuple(torch.zeros_like(current[0]) for _ in range(n_states))
-    outs, saved = [], [[] for _ in range(n_states)]
-    for t in range(current.shape[0]):
+    outs, saved = torch.empty_like(current), [torch.empty_like(current) for _ in range(n_states)]
+    for t in range(current.shape[0]):  # written step by step: torch.stack of the steps costs a slow cat
         charged = charge(current[t], *state, *params)
         for store, value in zip(saved, charged):
-            store.append(value)
-        out, *state = fire(*charged, *params, k, mask_of(t))
-        outs.append(out)
-    return torch.stack(outs), [torch.stack(s) for s in saved]
+            store[t] = value
+        outs[t], *state = fire(*charged, *params, k, mask_of(t))
+    return outs, saved
 
 
 def _add(total: Tensor | None, grad: Tensor | float, shape: torch.Size) -> Tensor | None:
@@ -381,7 +380,7 @@ def fused_backward(
     states; the adjoint of step t+1's charge (which needs those states) gives the input gradient of step t+1
     and the state adjoints of step t, and the adjoint of step t's fire the adjoints of its charged states."""
     n = len(saved)
-    grad_in = torch.zeros_like(grad_out)
+    grad_in = torch.empty_like(grad_out)  # every step written by through_charge
     sums: list[Tensor | None] = [None] * (len(params) + 1)
     shapes = [p.shape for p in params] + [k.shape]
 
@@ -389,8 +388,7 @@ def fused_backward(
         """The adjoint of step t's charge from its states before: stores the input gradient of step t, adds up
         the params' gradients, returns the adjoints of those states."""
         d_in, *rest = fns.charge_adjoint(*state, *params, *d_charged)
-        if isinstance(d_in, Tensor):
-            grad_in[t] = d_in
+        grad_in[t] = d_in  # a tensor, or the number 0 where the input current passes no gradient
         sums[:-1] = [_add(total, g, shape) for total, g, shape in zip(sums[:-1], rest[n:], shapes)]
         return rest[:n]
 

@@ -93,7 +93,14 @@ sigmoid = torch.sigmoid
 exp = torch.exp
 atan = torch.atan
 fabs = torch.abs
-where = torch.where
+
+
+def where(condition: Tensor, a: Number, b: Number) -> Tensor:
+    """torch.where; of the numbers 1 and 0, the condition as a float (one op: torch.where would first make
+    the two numbers tensors)."""
+    if isinstance(a, float) and isinstance(b, float) and (a, b) == (1.0, 0.0):
+        return condition.to(torch.get_default_dtype())
+    return torch.where(condition, a, b)
 
 
 def minimum(a: Number, b: Number) -> Tensor:
