@@ -29,16 +29,19 @@ from asgl.scalar import VOCABULARY, rebind
 @dataclass
 class Graph:
     """The operations of one trace: ``nodes[i] = (op, operands)``, operands node indices or literals (floats);
-    op ``"input"`` carries the input's name as its one operand."""
+    op ``"input"`` carries the input's name as its one operand. An operation already in the graph with the
+    same operands is that node again (every operation is pure), so a value computed twice is computed once."""
 
     nodes: list[tuple[str, tuple]] = field(default_factory=list)
+    known: dict[tuple, int] = field(default_factory=dict)
 
     def add(self, op: str, *operands: object) -> Var:
-        if op == "input":  # its operand: the input's name
+        if op != "input":  # an input's operand is its name
+            operands = tuple(x.index if isinstance(x, Var) else float(x) for x in operands)
+        if (op, operands) not in self.known:
+            self.known[(op, operands)] = len(self.nodes)
             self.nodes.append((op, operands))
-        else:
-            self.nodes.append((op, tuple(x.index if isinstance(x, Var) else float(x) for x in operands)))
-        return Var(self, len(self.nodes) - 1)
+        return Var(self, self.known[(op, operands)])
 
 
 class Var:
@@ -121,7 +124,8 @@ def trace(fn: Callable, inputs: Sequence[str], helpers: Mapping[str, Callable] =
     function of ``fn``'s module that it calls."""
     graph = Graph()
     symbolic = _symbolic(graph)
-    symbolic |= {name: _bind(h, symbolic) for name, h in helpers.items()}
+    for name, helper in helpers.items():  # in order: a helper may call the ones before it
+        symbolic[name] = _bind(helper, symbolic)
     args = [graph.add("input", name) for name in inputs]
     result = _bind(fn, symbolic)(*args)
     outputs = result if isinstance(result, tuple) else (result,)

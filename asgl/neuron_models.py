@@ -129,6 +129,10 @@ SPIKES = {"asgl": (asgl_value, surrogate_dx), "sg": (binary_value, surrogate_dx)
           "heaviside": (binary_value, no_dx)}  # fmt: skip
 
 
+def spike_terms(x, k, m):
+    return spike_value(x, k, m), spike_dx(x, k), spike_dk(x, k, m)  # noqa: F821 - bound per call
+
+
 def spike_texts(spec: SpikeSpec) -> dict[str, Callable]:
     """``spike_value``, ``spike_dx`` and ``spike_dk`` of ``spec`` as scalar texts (family_step and
     family_density still to bind). The width gradient: everywhere, only on analog elements (asgl with
@@ -276,7 +280,8 @@ def torch_spike(spec: SpikeSpec) -> dict[str, Callable]:
 
 
 class TorchStep(NamedTuple):
-    """:func:`step_texts` and the spike of one call (:func:`spike_texts`) as functions on tensors."""
+    """:func:`step_texts` and the spike of one call as functions on tensors; ``spike_terms(x, k, m)``: the
+    spike's value and its derivatives by x and k together (:func:`spike_terms_text`)."""
 
     charge: Callable
     fire: Callable
@@ -284,9 +289,16 @@ class TorchStep(NamedTuple):
     spike_argument: Callable
     fire_given: Callable
     fire_adjoint_given: Callable
-    spike_value: Callable
-    spike_dx: Callable
-    spike_dk: Callable
+    spike_terms: Callable
+
+
+@functools.cache
+def spike_terms_text(spec: SpikeSpec) -> Emitted:
+    """:func:`spike_terms` for ``spec`` traced with the family's F and f: one text in which what the value and
+    the two derivatives share (k x, the density) is computed once (eager torch would compute it each time)."""
+    family = {"family_step": spec.surrogate.F, "family_density": spec.surrogate.f}
+    graph, outputs = trace(spike_terms, ("x", "k", "m"), family | spike_texts(spec))
+    return emit_forward("spike_terms", graph, outputs, ("x", "k", "m"))
 
 
 @functools.cache
@@ -295,7 +307,9 @@ def torch_step(model: NeuronDef, spec: SpikeSpec) -> TorchStep:
     spike = torch_spike(spec)
     t = step_texts(model, spec.reset, spec.amplitude)
     texts = (t.charge, t.fire, t.charge_adjoint, t.spike_argument, t.fire_given, t.fire_adjoint_given)
-    return TorchStep(*(define(e, TORCH | spike) for e in texts), *spike.values())
+    terms = define(spike_terms_text(spec), TORCH)
+    typed = lambda x, k, m: tuple(v.to(x.dtype) if isinstance(v, Tensor) else v for v in terms(x, k, m))  # noqa: E731
+    return TorchStep(*(define(e, TORCH | spike) for e in texts), typed)
 
 
 def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> SpikeFn:
@@ -396,7 +410,7 @@ def fused_backward(
     for t in range(grad_out.shape[0] - 1, -1, -1):
         charged, m = [s[t] for s in saved], mask_of(t)
         (x,) = fns.spike_argument(*charged, *params)
-        spike = (fns.spike_value(x, k, m), fns.spike_dx(x, k), fns.spike_dk(x, k, m))
+        spike = fns.spike_terms(x, k, m)
         d_state = [0.0] * n
         if d_charged is not None:
             d_state = through_charge(t + 1, fns.fire_given(*charged, *params, *spike)[1:], d_charged)
