@@ -241,6 +241,16 @@ class StepTexts:
     fire_adjoint_given: Emitted
 
 
+def summed_gradients(model: NeuronDef, spec: SpikeSpec, needs: tuple[bool, ...]) -> tuple[tuple[bool, ...], ...]:
+    """What a kernel sums, from ``needs`` (autograd's flags: the width's, then each param's): (the charge
+    adjoint's four padded params), (the fire adjoint's four padded params, then the width), each where
+    autograd needs it and the adjoint is not zero whatever the inputs."""
+    texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
+    fire, charge = texts.fire_adjoint.zero[MAX_STATES:], texts.charge_adjoint.zero[1 + MAX_STATES :]
+    wanted = [*needs[1:], *[False] * (MAX_PARAMS + 1 - len(needs)), needs[0]]
+    return tuple(w and not z for w, z in zip(wanted, charge)), tuple(w and not z for w, z in zip(wanted, fire))
+
+
 def _pads(names: tuple[str, ...], width: int, prefix: str) -> tuple[str, ...]:
     return tuple(f"pad_{prefix}{j}" for j in range(len(names), width))
 
@@ -269,8 +279,17 @@ def step_texts(model: NeuronDef, reset: str, amplitude: str, padded: bool = Fals
 
 
 def _typed(fn: Callable) -> Callable:
-    """``fn`` whose tensor result takes the dtype of its first argument (torch.where of two numbers is float32)."""
-    return lambda x, *rest: (lambda r: r.to(x.dtype) if isinstance(r, Tensor) else r)(fn(x, *rest))
+    """``fn`` whose tensor results (one, or a tuple) take the dtype of its first argument (a where of two
+    numbers is float32)."""
+
+    def typed(x: Tensor, *rest):
+        result = fn(x, *rest)
+        cast = [
+            r.to(x.dtype) if isinstance(r, Tensor) else r for r in (result if isinstance(result, tuple) else (result,))
+        ]
+        return tuple(cast) if isinstance(result, tuple) else cast[0]
+
+    return typed
 
 
 def torch_spike(spec: SpikeSpec) -> dict[str, Callable]:
@@ -307,9 +326,8 @@ def torch_step(model: NeuronDef, spec: SpikeSpec) -> TorchStep:
     spike = torch_spike(spec)
     t = step_texts(model, spec.reset, spec.amplitude)
     texts = (t.charge, t.fire, t.charge_adjoint, t.spike_argument, t.fire_given, t.fire_adjoint_given)
-    terms = define(spike_terms_text(spec), TORCH)
-    typed = lambda x, k, m: tuple(v.to(x.dtype) if isinstance(v, Tensor) else v for v in terms(x, k, m))  # noqa: E731
-    return TorchStep(*(define(e, TORCH | spike) for e in texts), typed)
+    terms = _typed(define(spike_terms_text(spec), TORCH))
+    return TorchStep(*(define(e, TORCH | spike) for e in texts), terms)
 
 
 def make_spike(spec: SpikeSpec, k: Tensor, mask: Tensor | None) -> SpikeFn:

@@ -25,7 +25,7 @@ import numba
 import torch
 from asgl.kernels import cpu_lif
 from asgl.neuron import lif_cpu_kernel
-from asgl.neuron_models import NEURONS
+from asgl.neuron_models import NEURONS, summed_gradients
 from asgl.spike import MaskDraw, SpikeSpec
 from asgl.surrogates import SURROGATES
 
@@ -45,7 +45,7 @@ def lif_call():
 
 first, second = lif_call(), lif_call()
 lif, float32 = NEURONS["lif"], cpu_lif.np.float32
-needs = cpu_lif._needs(lif, spec, (True, True, True))  # the sums the call needed: width, decay, threshold
+needs = summed_gradients(lif, spec, (True, True, True))  # the sums the call needed: width, decay, threshold
 stats = [cpu_lif.forward_kernel(lif, spec, False, float32).stats]
 stats += [cpu_lif.backward_kernel(lif, spec, False, needs, float32).stats]
 print(json.dumps({

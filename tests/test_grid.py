@@ -100,7 +100,8 @@ def test_parallel_grid_killed_resumed_and_rerun_as_a_no_op(tmp_path):
     _, stderr = sweep.communicate(timeout=120)
     assert sweep.returncode == 128 + signal.SIGTERM, stderr.decode()[-2000:]
     kept = finished_runs(out)
-    assert 1 <= len(kept) < 4
+    assert kept, "no cell finished before the deadline: nothing here tests a resume"
+    assert len(kept) < 4, "every cell finished before the signal: nothing was interrupted"
 
     runner = CliRunner()
     resumed = runner.invoke(app, args)  # the rest in this process

@@ -44,7 +44,7 @@ from numba.extending import intrinsic
 from torch import Tensor
 
 from asgl.adjoint import Emitted, define
-from asgl.neuron_models import MAX_PARAMS, MAX_STATES, NeuronDef, spike_texts, step_texts
+from asgl.neuron_models import MAX_PARAMS, NeuronDef, spike_texts, step_texts, summed_gradients
 from asgl.scalar import fingerprint, rebind, with_literals
 from asgl.spike import MaskDraw, SpikeSpec, element_word, keyed_round
 from asgl.surrogates import Surrogate
@@ -232,7 +232,8 @@ def forward_kernel(model: NeuronDef, spec: SpikeSpec, per_neuron: bool, dtype: t
 
 @functools.cache
 def backward_kernel(model: NeuronDef, spec: SpikeSpec, per_neuron: bool, needs: tuple, dtype: type) -> Callable:
-    """The backward compiled for one configuration, ``needs``: the sums each adjoint adds to (:func:`_needs`).
+    """The backward compiled for one configuration, ``needs``: the sums each adjoint adds to
+    (:func:`asgl.neuron_models.summed_gradients`).
 
     The kernels are closures over the configuration's flags and float constants, which numba compiles as
     constants, so every branch on them folds away; the element functions are inlined into them. numba keys a
@@ -304,13 +305,21 @@ def _add(j, a0, a1, a2, a3, q0, q1, q2, q3, n0, n1, n2, n3):  # pragma: no cover
         a3[j] += q3
 
 
+@njit(**_INLINE)
+def _store_sums(part, k_rows, a0, a1, a2, a3, ak, per_neuron):  # pragma: no cover - compiled code
+    """A block's sums: each param's into ``part`` [5], the width's there too or per neuron into ``k_rows``."""
+    part[0], part[1], part[2], part[3] = a0.sum(), a1.sum(), a2.sum(), a3.sum()
+    if per_neuron:
+        k_rows[:] = ak
+    else:
+        part[4] = ak.sum()
+
+
 def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple, c: _Consts) -> Callable:
-    """The reverse pass for one configuration (the arguments are constants of the closure), to compile. Per step
-    t: the spike's value and derivatives from the saved states (the costly part: the mask, the family), in a
-    loop of its own that LLVM vectorises; then, per neuron, the adjoint of step t+1's charge, which needs the
-    states step t leaves, gives the input gradient of step t+1 and the state adjoints of step t, and the
-    adjoint of step t's fire gives its charged states' adjoints. A last round (t = −1) takes step 0's charge
-    from the zero states."""
+    """The reverse pass for one configuration (constants of the closure), to compile. Per step t: the spike's
+    value and derivatives (the mask, the family: the costly part) in a loop LLVM vectorises; then per neuron
+    the adjoint of step t+1's charge (from the states step t leaves) and of step t's fire. Last, step 0's
+    charge from the zero states."""
     two = states > 1
     (c0, c1, c2, c3), (f0, f1, f2, f3, nk) = needs  # the sums each adjoint adds to (charge; fire and width)
 
@@ -361,11 +370,7 @@ def _backward_kernel(states: int, asgl: bool, per_neuron: bool, needs: tuple, c:
                 )
                 gi_b[j] = gi
                 _add(j, a0, a1, a2, a3, q0, q1, q2, q3, c0, c1, c2, c3)
-            parts[b, 0], parts[b, 1], parts[b, 2], parts[b, 3] = a0.sum(), a1.sum(), a2.sum(), a3.sum()
-            if per_neuron:
-                k_acc[lo : lo + m] = ak
-            else:
-                parts[b, 4] = ak.sum()
+            _store_sums(parts[b], k_acc[lo : lo + m] if per_neuron else k_acc, a0, a1, a2, a3, ak, per_neuron)
 
     return backward
 
@@ -396,17 +401,6 @@ def _launch(kernel: Callable, *args: object) -> None:
         kernel(*args)
 
 
-def _needs(model: NeuronDef, spec: SpikeSpec, needs: tuple[bool, ...]) -> tuple[tuple[bool, ...], ...]:
-    """Which sums each adjoint adds to (``needs``: autograd's, the width's first): (the charge adjoint's four
-    padded params), (the fire adjoint's four, then the width): where autograd needs it and the adjoint is
-    not zero whatever the inputs."""
-    texts = step_texts(model, spec.reset, spec.amplitude, padded=True)
-    fire, charge = texts.fire_adjoint.zero[MAX_STATES:], texts.charge_adjoint.zero[1 + MAX_STATES :]
-    wanted = [*needs[1:], *[False] * (MAX_PARAMS + 1 - len(needs)), needs[0]]
-    from_charge = tuple(w and not z for w, z in zip(wanted, charge))
-    return from_charge, tuple(w and not z for w, z in zip(wanted, fire))
-
-
 class _CpuNeuron(torch.autograd.Function):
     """Same contract as asgl.neuron_models._FusedNeuron."""
 
@@ -430,7 +424,7 @@ class _CpuNeuron(torch.autograd.Function):
         k, *rest = ctx.saved_tensors
         params, saved = rest[: len(model.params)], torch.stack(rest[len(model.params) :])
         states, steps, n = saved.shape[0], saved.shape[1], saved[0, 0].numel()
-        needs = _needs(model, spec, (ctx.needs_input_grad[4], *ctx.needs_input_grad[5:]))
+        needs = summed_gradients(model, spec, (ctx.needs_input_grad[4], *ctx.needs_input_grad[5:]))
         dtype = _NUMPY[saved.dtype]
         grad_in = torch.empty_like(saved[0])
         parts, k_acc = np.zeros(((n + BLOCK - 1) // BLOCK, 5)), np.zeros(n if k.numel() > 1 else 0)

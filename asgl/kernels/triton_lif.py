@@ -43,7 +43,7 @@ import triton.language as tl
 from torch import Tensor
 
 from asgl.adjoint import Emitted, define
-from asgl.neuron_models import MAX_PARAMS, MAX_STATES, NeuronDef, spike_texts, step_texts
+from asgl.neuron_models import MAX_PARAMS, NeuronDef, spike_texts, step_texts, summed_gradients
 from asgl.scalar import helpers_of, rebind
 from asgl.spike import MAX_STEP, MaskDraw, SpikeSpec, element_word, keyed_round
 from asgl.surrogates import SURROGATES, Surrogate
@@ -141,6 +141,7 @@ def element_functions(model: NeuronDef, spec: SpikeSpec) -> dict[str, triton.JIT
 _ANY_SPEC = SpikeSpec(SURROGATES["sigmoid"], "asgl")
 
 
+@functools.cache
 def runs_model(model: NeuronDef) -> bool:
     """Whether the kernels can compile the model's texts: they use only helpers Triton has."""
     spike = {"spike_value", "spike_dx", "spike_dk"}
@@ -356,10 +357,8 @@ def backward_flags(model: NeuronDef, spec: SpikeSpec, k_scalar: bool, needs: tup
     """The compile-time switches of :func:`_backward_kernel` for this model, spike and width granularity;
     ``needs``: whether autograd needs the width's gradient, then each param's."""
     functions = element_functions(model, spec)
-    fire, charge = _emitted(model, spec)[3].zero[MAX_STATES:], _emitted(model, spec)[2].zero[1 + MAX_STATES :]
-    zero = [a and b for a, b in zip(fire, charge)]
-    wanted = [*needs[1:], *[False] * (MAX_PARAMS + 1 - len(needs))]
-    grads = {f"G{j}": w and not z for j, (w, z) in enumerate(zip(wanted, zero))}
+    from_charge, from_fire = summed_gradients(model, spec, needs)
+    grads = {f"G{j}": from_charge[j] or from_fire[j] for j in range(MAX_PARAMS)}
     return grads | {
         "ASGL": spec.spike == "asgl",
         "STATES": len(model.states),
@@ -367,7 +366,7 @@ def backward_flags(model: NeuronDef, spec: SpikeSpec, k_scalar: bool, needs: tup
         "CHARGE_ADJOINT": functions["CHARGE_ADJOINT"],
         "FIRE_ADJOINT": functions["FIRE_ADJOINT"],
         "K_SCALAR": k_scalar,
-        "GRAD_K": needs[0] and not fire[-1],
+        "GRAD_K": from_fire[-1],
     }
 
 
